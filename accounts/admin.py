@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from accounts import services
+from accounts.forms import ConsumerImportForm
+from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    list_display = ["username", "phone", "first_name", "language", "is_staff", "last_login"]
+    search_fields = ["username", "phone", "first_name", "last_name", "email"]
+    fieldsets = (*BaseUserAdmin.fieldsets, ("Consumer", {"fields": ("phone", "language")}))
+
+
+@admin.register(Utility)
+class UtilityAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "country", "timezone", "currency", "helpline", "is_active"]
+    search_fields = ["code", "name"]
+    list_filter = ["country", "is_active"]
+    fieldsets = (
+        (None, {"fields": ("code", "name", "country", "timezone", "helpline", "is_active")}),
+        ("Currency", {"fields": ("currency", "currency_minor_unit")}),
+        ("Languages", {"fields": ("languages", "default_language")}),
+        (
+            "Policy",
+            {
+                "fields": (
+                    "min_topup",
+                    "late_fine_percent",
+                    "unpaid_bills_for_prepaid_conversion",
+                    "outage_notice_hours",
+                )
+            },
+        ),
+    )
+
+
+class AccountLinkInline(admin.TabularInline):
+    model = AccountLink
+    extra = 0
+    fields = ["user", "verified_mobile", "created_at", "unlinked_at"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ConsumerAccount)
+class ConsumerAccountAdmin(admin.ModelAdmin):
+    list_display = ["consumer_id", "utility", "name", "registered_mobile", "status", "updated_at"]
+    list_filter = ["utility", "status"]
+    search_fields = ["consumer_id", "name", "registered_mobile", "premises_address"]
+    list_select_related = ["utility"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [AccountLinkInline]
+    change_list_template = "admin/accounts/consumeraccount/change_list.html"
+
+    def get_urls(self):
+        own = [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="accounts_consumeraccount_import",
+            )
+        ]
+        return own + super().get_urls()
+
+    def import_view(self, request):
+        """Import master data from CSV; every row is checked first and nothing is written if one is wrong."""
+        if not self.has_add_permission(request) or not self.has_change_permission(request):
+            return redirect(reverse("admin:index"))
+        report = None
+        form = ConsumerImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            utility = form.cleaned_data["utility"]
+            rows, errors = services.consumer_accounts_read_csv(
+                data=form.cleaned_data["file"].read()
+            )
+            if errors:
+                report = services.ImportReport(errors=errors)
+            else:
+                report = services.consumer_accounts_import(utility=utility, rows=rows)
+            if report.ok:
+                self.message_user(
+                    request,
+                    f"Imported into {utility}: {report.created} created, {report.updated} updated, "
+                    f"{report.unchanged} unchanged.",
+                    messages.SUCCESS,
+                )
+                return redirect(reverse("admin:accounts_consumeraccount_changelist"))
+            self.message_user(
+                request,
+                f"Nothing was imported: {len(report.errors)} problems. Fix them and upload again.",
+                messages.ERROR,
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import consumer accounts from CSV",
+            "form": form,
+            "report": report,
+        }
+        return TemplateResponse(request, "admin/accounts/consumeraccount/import.html", context)
+
+
+@admin.register(AccountLink)
+class AccountLinkAdmin(admin.ModelAdmin):
+    list_display = ["id", "user", "account", "created_at", "unlinked_at"]
+    list_filter = ["account__utility"]
+    search_fields = ["user__phone", "account__consumer_id"]
+    raw_id_fields = ["user", "account"]
+    readonly_fields = ["verified_mobile", "created_at"]
+
+
+@admin.register(OneTimeCode)
+class OneTimeCodeAdmin(admin.ModelAdmin):
+    """Read-only: support staff can see that a code was sent and spent, never the code."""
+
+    list_display = ["id", "purpose", "phone", "created_at", "attempts", "used_at", "revoked_at"]
+    list_filter = ["purpose"]
+    search_fields = ["phone"]
+    exclude = ["code_hash"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

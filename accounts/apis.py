@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import selectors, services
+from accounts.models import Language, OneTimeCode
+from core.http import client_ip
+from core.phone import phone_mask
+
+
+def _challenge_body(challenge: OneTimeCode) -> dict:
+    return {
+        "challenge_id": str(challenge.id),
+        "sent_to": phone_mask(challenge.phone),
+        "expires_in": settings.OTP_TTL_SECONDS,
+        "resend_in": settings.OTP_RESEND_COOLDOWN_SECONDS,
+    }
+
+
+class ChallengeSerializer(serializers.Serializer):
+    challenge_id = serializers.UUIDField()
+    sent_to = serializers.CharField(
+        help_text="The masked number the code went to, e.g. +965 ••••1234."
+    )
+    expires_in = serializers.IntegerField(help_text="Seconds.")
+    resend_in = serializers.IntegerField(help_text="Seconds before a new code may be asked for.")
+
+
+class CodeInputSerializer(serializers.Serializer):
+    challenge_id = serializers.UUIDField()
+    code = serializers.RegexField(r"^\d{4,8}$", max_length=8)
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    phone = serializers.CharField()
+    name = serializers.CharField(source="first_name")
+    language = serializers.ChoiceField(choices=Language.choices)
+
+
+class SignInStartApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    class SignInStartInput(serializers.Serializer):
+        phone = serializers.CharField(
+            max_length=32, help_text="E.164 (+96550001234), or national with country."
+        )
+        country = serializers.RegexField(
+            r"^[A-Za-z]{2}$", required=False, help_text="ISO alpha-2 hint."
+        )
+        language = serializers.ChoiceField(choices=Language.choices, default=Language.ENGLISH)
+
+    @extend_schema(
+        request=SignInStartInput,
+        responses={202: ChallengeSerializer},
+        summary="Send a sign-in code",
+    )
+    def post(self, request):
+        data = self.SignInStartInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        challenge = services.sign_in_start(
+            phone=data.validated_data["phone"],
+            country=(data.validated_data.get("country") or "").upper() or None,
+            language=data.validated_data["language"],
+            client_ip=client_ip(request),
+        )
+        return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
+
+
+class SignInCompleteApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    @extend_schema(
+        request=CodeInputSerializer,
+        responses={
+            200: inline_serializer(
+                "SignIn",
+                {
+                    "access": serializers.CharField(),
+                    "refresh": serializers.CharField(),
+                    "user": UserSerializer(),
+                    "created": serializers.BooleanField(),
+                },
+            )
+        },
+        summary="Exchange the code for tokens",
+    )
+    def post(self, request):
+        data = CodeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, tokens, created = services.sign_in_complete(**data.validated_data)
+        return Response(
+            {
+                "access": tokens.access,
+                "refresh": tokens.refresh,
+                "user": UserSerializer(user).data,
+                "created": created,
+            }
+        )
+
+
+class SignOutApi(APIView):
+    class SignOutInput(serializers.Serializer):
+        refresh = serializers.CharField(max_length=2048)
+        everywhere = serializers.BooleanField(
+            default=False, help_text="Revoke every session of this user."
+        )
+
+    @extend_schema(request=SignOutInput, responses={204: None}, summary="Revoke a refresh token")
+    def post(self, request):
+        data = self.SignOutInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.sign_out(user=request.user, **data.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProfileApi(APIView):
+    class ProfileInput(serializers.Serializer):
+        language = serializers.ChoiceField(choices=Language.choices, required=False)
+        name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+    @extend_schema(responses=UserSerializer, summary="My profile")
+    def get(self, request):
+        return Response(UserSerializer(request.user).data)
+
+    @extend_schema(request=ProfileInput, responses=UserSerializer, summary="Change my profile")
+    def patch(self, request):
+        data = self.ProfileInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.profile_update(user=request.user, **data.validated_data)
+        return Response(UserSerializer(user).data)
+
+
+class UtilityListApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+    class UtilitySerializer(serializers.Serializer):
+        code = serializers.CharField()
+        name = serializers.CharField()
+        country = serializers.CharField()
+        timezone = serializers.CharField()
+        currency = serializers.CharField()
+        currency_minor_unit = serializers.IntegerField()
+        helpline = serializers.CharField()
+        languages = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(
+        responses=UtilitySerializer(many=True), summary="Utilities an account can be linked at"
+    )
+    def get(self, request):
+        return Response(self.UtilitySerializer(selectors.utilities_active(), many=True).data)
+
+
+class LinkOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    utility = serializers.CharField(source="account.utility.code")
+    utility_name = serializers.CharField(source="account.utility.name")
+    consumer_id = serializers.CharField(source="account.consumer_id")
+    name = serializers.CharField(source="account.name")
+    premises_address = serializers.CharField(source="account.premises_address")
+    status = serializers.CharField(source="account.status")
+    registered_mobile = serializers.SerializerMethodField()
+    linked_at = serializers.DateTimeField(source="created_at")
+
+    def get_registered_mobile(self, link) -> str:
+        return phone_mask(link.account.registered_mobile)
+
+
+class LinkListApi(APIView):
+    class LinkStartInput(serializers.Serializer):
+        utility = serializers.SlugField(max_length=32)
+        consumer_id = serializers.CharField(max_length=32)
+
+    @extend_schema(responses=LinkOutputSerializer(many=True), summary="My linked consumer accounts")
+    def get(self, request):
+        links = selectors.links_for_user(user=request.user)
+        return Response(LinkOutputSerializer(links, many=True).data)
+
+    @extend_schema(
+        request=LinkStartInput,
+        responses={202: ChallengeSerializer},
+        summary="Start linking: send a code to the account's registered mobile",
+    )
+    def post(self, request):
+        data = self.LinkStartInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        challenge = services.link_start(
+            user=request.user,
+            utility_code=data.validated_data["utility"],
+            consumer_id=data.validated_data["consumer_id"],
+            client_ip=client_ip(request),
+        )
+        return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
+
+
+class LinkConfirmApi(APIView):
+    @extend_schema(
+        request=CodeInputSerializer, responses={201: LinkOutputSerializer}, summary="Confirm a link"
+    )
+    def post(self, request):
+        data = CodeInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        link = services.link_confirm(user=request.user, **data.validated_data)
+        link = selectors.link_get(user=request.user, link_id=link.pk)
+        return Response(LinkOutputSerializer(link).data, status=status.HTTP_201_CREATED)
+
+
+class LinkDetailApi(APIView):
+    @extend_schema(responses=LinkOutputSerializer, summary="One linked account")
+    def get(self, request, link_id: int):
+        return Response(
+            LinkOutputSerializer(selectors.link_get(user=request.user, link_id=link_id)).data
+        )
+
+    @extend_schema(responses={204: None}, summary="Unlink an account")
+    def delete(self, request, link_id: int):
+        services.link_remove(user=request.user, link_id=link_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,147 @@
+"""Demo data for `make run`: the four regimes we serve, a few consumers each, and a staff login."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts.models import ConsumerAccount, User, Utility
+from core.phone import phone_normalize
+
+UTILITIES = [
+    {
+        "code": "kw-mew",
+        "name": "Ministry of Electricity, Water and Renewable Energy",
+        "country": "KW",
+        "timezone": "Asia/Kuwait",
+        "currency": "KWD",
+        "currency_minor_unit": 3,
+        "helpline": "153",
+        "languages": ["ar", "en"],
+        "default_language": "ar",
+        "min_topup": Decimal("1.000"),
+        "late_fine_percent": Decimal("0"),
+        "outage_notice_hours": 48,
+    },
+    {
+        "code": "eg-nedc",
+        "name": "North Cairo Electricity Distribution Company",
+        "country": "EG",
+        "timezone": "Africa/Cairo",
+        "currency": "EGP",
+        "currency_minor_unit": 2,
+        "helpline": "121",
+        "languages": ["ar", "en"],
+        "default_language": "ar",
+        "min_topup": Decimal("10.00"),
+        "late_fine_percent": Decimal("7.00"),
+        "unpaid_bills_for_prepaid_conversion": 2,
+        "outage_notice_hours": 48,
+    },
+    {
+        "code": "sa-sec",
+        "name": "Saudi Electricity Company",
+        "country": "SA",
+        "timezone": "Asia/Riyadh",
+        "currency": "SAR",
+        "currency_minor_unit": 2,
+        "helpline": "920001100",
+        "languages": ["ar", "en"],
+        "default_language": "ar",
+        "min_topup": Decimal("10.00"),
+        "late_fine_percent": Decimal("0"),
+        "outage_notice_hours": 48,
+    },
+    {
+        "code": "in-mpcz",
+        "name": "MP Madhya Kshetra Vidyut Vitaran Company",
+        "country": "IN",
+        "timezone": "Asia/Kolkata",
+        "currency": "INR",
+        "currency_minor_unit": 2,
+        "helpline": "1912",
+        "languages": ["hi", "en"],
+        "default_language": "hi",
+        "min_topup": Decimal("100.00"),
+        "late_fine_percent": Decimal("0"),
+        "outage_notice_hours": 48,
+    },
+]
+
+CONSUMERS = {
+    "kw-mew": [
+        (
+            "10020030",
+            "+96550001231",
+            "Fahad Al-Mutairi",
+            "Salmiya, Block 10, Street 5, Building 12, Apt 3",
+        ),
+        (
+            "10020031",
+            "+96550001231",
+            "Fahad Al-Mutairi",
+            "Salmiya, Block 10, Street 5, Building 12, Apt 4",
+        ),
+        (
+            "10020032",
+            "+96550001231",
+            "Fahad Al-Mutairi",
+            "Salmiya, Block 10, Street 5, Building 12, Apt 5",
+        ),
+        ("10020040", "+96566002345", "Noura Al-Sabah", "Jabriya, Block 8, Street 2, House 21"),
+    ],
+    "eg-nedc": [
+        ("0123456789", "+201001234567", "Ahmed Hassan", "Shubra, 12 El-Teraa St"),
+        ("0123456790", "+201112345678", "Mona Ibrahim", "Heliopolis, 5 Baghdad St"),
+    ],
+    "sa-sec": [
+        (
+            "30012345678",
+            "+966501234567",
+            "Abdullah Al-Qahtani",
+            "Riyadh, Al Olaya, 4411 King Fahd Rd",
+        ),
+    ],
+    "in-mpcz": [
+        ("N3234567890", "+919812345670", "Ramesh Sharma", "Bhopal, Arera Colony, E-7/45"),
+        ("N3234567891", "+919812345671", "Kamla Sharma", "Bhopal, Arera Colony, E-7/46"),
+    ],
+}
+
+
+class Command(BaseCommand):
+    help = "Load demo utilities, consumers and a staff login. Safe to run again."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        for values in UTILITIES:
+            utility, _ = Utility.objects.update_or_create(code=values["code"], defaults=values)
+            for consumer_id, mobile, name, address in CONSUMERS[utility.code]:
+                ConsumerAccount.objects.update_or_create(
+                    utility=utility,
+                    consumer_id=consumer_id,
+                    defaults={
+                        "registered_mobile": phone_normalize(raw=mobile, region=utility.country),
+                        "name": name,
+                        "premises_address": address,
+                    },
+                )
+        password_file = settings.VAR_DIR / "demo-admin-password"
+        if not password_file.exists():
+            password_file.write_text(secrets.token_urlsafe(12))
+        password = password_file.read_text().strip()
+        admin, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True})
+        admin.is_staff = admin.is_superuser = True
+        admin.set_password(password)
+        admin.save()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data loaded: {Utility.objects.count()} utilities, "
+                f"{ConsumerAccount.objects.count()} consumer accounts."
+            )
+        )
+        self.stdout.write(f"Staff login: admin / {password}")

@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+
+from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Language(models.TextChoices):
+    ARABIC = "ar", "العربية"
+    ENGLISH = "en", "English"
+    HINDI = "hi", "हिन्दी"
+
+
+LANGUAGE_CODES = frozenset(Language.values)
+
+
+class User(AbstractUser):
+    """A person: a consumer signed in by mobile number, or a member of a utility's staff."""
+
+    phone = models.CharField(
+        "mobile number (E.164)", max_length=16, unique=True, null=True, blank=True
+    )
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+
+    def __str__(self) -> str:
+        return self.phone or self.username
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not an IANA time zone.") from None
+
+
+def validate_languages(value: object) -> None:
+    if not isinstance(value, list) or not value or not set(value) <= LANGUAGE_CODES:
+        raise ValidationError(f"Choose one or more of {', '.join(sorted(LANGUAGE_CODES))}.")
+
+
+class Utility(models.Model):
+    """A distribution company we serve, with its policy as data: one row per regime, no code branches."""
+
+    code = models.SlugField(
+        max_length=32, unique=True, help_text="Short code clients use, e.g. kw-mew."
+    )
+    name = models.CharField(max_length=200)
+    country = models.CharField(
+        max_length=2,
+        validators=[RegexValidator(r"^[A-Z]{2}$", "ISO 3166 alpha-2, e.g. KW.")],
+        help_text="Reads national phone numbers and picks public holidays.",
+    )
+    timezone = models.CharField(
+        max_length=64, validators=[validate_timezone], help_text="IANA zone."
+    )
+    currency = models.CharField(
+        max_length=3, validators=[RegexValidator(r"^[A-Z]{3}$", "ISO 4217.")]
+    )
+    currency_minor_unit = models.PositiveSmallIntegerField(
+        validators=[MaxValueValidator(3)],
+        help_text="Decimal places: 3 for KWD, 2 for EGP, SAR, INR.",
+    )
+    helpline = models.CharField(max_length=32, blank=True)
+    languages = models.JSONField(default=list, validators=[validate_languages])
+    default_language = models.CharField(
+        max_length=2, choices=Language.choices, default=Language.ENGLISH
+    )
+    # Policy values. Money in the currency's major unit, quantized to its minor unit.
+    min_topup = models.DecimalField(
+        max_digits=12, decimal_places=3, default=0, validators=[MinValueValidator(0)]
+    )
+    late_fine_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=0, validators=[MinValueValidator(0)]
+    )
+    unpaid_bills_for_prepaid_conversion = models.PositiveSmallIntegerField(default=2)
+    outage_notice_hours = models.PositiveSmallIntegerField(
+        default=48, help_text="How long before a planned outage consumers must be told."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "utilities"
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def clean(self) -> None:
+        if self.languages and self.default_language not in self.languages:
+            raise ValidationError(
+                {"default_language": "The default language must be one of the languages."}
+            )
+
+
+class ConsumerAccount(models.Model):
+    """One supply contract as the utility's master data knows it."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        CLOSED = "closed", "Closed"
+
+    utility = models.ForeignKey(Utility, on_delete=models.PROTECT, related_name="consumer_accounts")
+    consumer_id = models.CharField(max_length=32)
+    registered_mobile = models.CharField("registered mobile (E.164)", max_length=16)
+    name = models.CharField(max_length=200)
+    premises_address = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["utility", "consumer_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["utility", "consumer_id"], name="consumer_id_unique_per_utility"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer_id} ({self.utility.code})"
+
+
+class AccountLink(models.Model):
+    """A user's proven right to see and act on a consumer account. Unlinking keeps the row for audit."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_links")
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.CASCADE, related_name="links")
+    verified_mobile = models.CharField(
+        max_length=16, help_text="The registered mobile the confirming code went to."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    unlinked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "account"],
+                condition=Q(unlinked_at__isnull=True),
+                name="one_live_link_per_user_and_account",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.account}"
+
+
+class OneTimeCode(models.Model):
+    """A code sent by SMS. Only its keyed hash is stored; the id is the challenge the client holds."""
+
+    class Purpose(models.TextChoices):
+        SIGN_IN = "sign_in", "Sign in"
+        LINK = "link", "Link an account"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    phone = models.CharField(max_length=16, help_text="Where the code was sent (E.164).")
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    account = models.ForeignKey(
+        ConsumerAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    code_hash = models.CharField(max_length=64)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="Replaced by a newer code.")
+
+    class Meta:
+        # Each throttle counts recent codes by one of these keys.
+        indexes = [
+            models.Index(fields=["phone", "created_at"]),
+            models.Index(fields=["account", "created_at"]),
+            models.Index(fields=["client_ip", "created_at"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} code {self.id}"

@@ -1,0 +1,465 @@
+"""Writes for accounts: sign-in, one-time codes, linking consumer accounts, tokens, profile."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts import messages
+from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
+from core.errors import Conflict, DomainError, NotFound, RateLimited
+from core.phone import phone_normalize
+from notifications.tasks import send_sms
+
+# --- One-time codes -------------------------------------------------------------------------
+
+
+def _code_hash(challenge_id: object, code: str) -> str:
+    # Keyed with SECRET_KEY: a leaked table alone does not let anyone try the million codes offline.
+    return salted_hmac("accounts.otp", f"{challenge_id}:{code}", algorithm="sha256").hexdigest()
+
+
+def _throttle(queryset, *, limit: int, what: str) -> None:
+    hour_ago = timezone.now() - timedelta(hours=1)
+    recent = queryset.filter(created_at__gte=hour_ago)
+    if recent.count() >= limit:
+        oldest = recent.order_by("created_at").values_list("created_at", flat=True).first()
+        wait = int((oldest + timedelta(hours=1) - timezone.now()).total_seconds()) + 1
+        raise RateLimited(
+            f"Too many codes were sent {what} in the last hour. Try again later.",
+            retry_after=max(wait, 1),
+            code="too_many_codes",
+        )
+
+
+def otp_issue(
+    *,
+    purpose: str,
+    phone: str,
+    client_ip: str | None,
+    language: str,
+    user: User | None = None,
+    account: ConsumerAccount | None = None,
+    sms_text: dict[str, str],
+    sms_values: dict[str, object],
+) -> OneTimeCode:
+    """Create a code and queue its SMS.
+
+    1. Refuse inside the resend cooldown of the last code for the same target.
+    2. Refuse past the hourly limits per destination number, per consumer account and per client address.
+    3. Revoke the target's earlier live codes, so only the newest code works.
+    4. Store the keyed hash and queue the SMS after commit.
+    """
+    now = timezone.now()
+    same_target = OneTimeCode.objects.filter(
+        purpose=purpose, phone=phone, user=user, account=account
+    )
+    last = same_target.order_by("-created_at").first()
+    cooldown = timedelta(seconds=settings.OTP_RESEND_COOLDOWN_SECONDS)
+    if last and last.created_at + cooldown > now:
+        wait = int((last.created_at + cooldown - now).total_seconds()) + 1
+        raise RateLimited(
+            f"A code was sent moments ago. You can ask for a new one in {wait} seconds.",
+            retry_after=wait,
+            code="resend_too_soon",
+        )
+    _throttle(
+        OneTimeCode.objects.filter(phone=phone),
+        limit=settings.OTP_HOURLY_LIMIT_PER_PHONE,
+        what="to this number",
+    )
+    if account is not None:
+        _throttle(
+            OneTimeCode.objects.filter(account=account),
+            limit=settings.OTP_HOURLY_LIMIT_PER_ACCOUNT,
+            what="for this consumer account",
+        )
+    if client_ip:
+        _throttle(
+            OneTimeCode.objects.filter(client_ip=client_ip),
+            limit=settings.OTP_HOURLY_LIMIT_PER_CLIENT,
+            what="from your network",
+        )
+
+    code = "".join(secrets.choice("0123456789") for _ in range(settings.OTP_LENGTH))
+    with transaction.atomic():
+        same_target.filter(used_at__isnull=True, revoked_at__isnull=True).update(revoked_at=now)
+        challenge = OneTimeCode(
+            purpose=purpose,
+            phone=phone,
+            user=user,
+            account=account,
+            language=language,
+            client_ip=client_ip,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.OTP_TTL_SECONDS),
+        )
+        challenge.code_hash = _code_hash(challenge.id, code)
+        challenge.save(force_insert=True)
+        text = sms_text.get(language) or sms_text["en"]
+        body = text.format(
+            code=code, app=settings.APP_NAME, minutes=settings.OTP_TTL_SECONDS // 60, **sms_values
+        )
+        transaction.on_commit(lambda: send_sms.delay(phone, body))
+    return challenge
+
+
+def otp_verify(
+    *, challenge_id: object, code: str, purpose: str, user: User | None = None
+) -> OneTimeCode:
+    """Spend one attempt on a code and return it, marked used, if the code is right.
+
+    1. Lock the code's row: concurrent guesses at one code queue behind each other, so none escapes
+       the count and each is told truthfully how many attempts are left.
+    2. Refuse a used, replaced, expired or exhausted code; otherwise count the attempt.
+    3. Compare the keyed hashes in constant time; mark the code used if they match.
+    4. Commit before refusing, so that a wrong guess stays counted. Callers must not wrap this in a
+       transaction of their own, which would roll the count back with the refusal.
+    """
+    mine = Q(pk=challenge_id, purpose=purpose) & (Q(user=user) if user else Q(user__isnull=True))
+    with transaction.atomic():
+        challenge = OneTimeCode.objects.select_for_update().filter(mine).first()
+        refusal = _otp_check(challenge, code)
+    if refusal:
+        raise refusal
+    return challenge
+
+
+def _otp_check(challenge: OneTimeCode | None, code: str) -> DomainError | None:
+    now = timezone.now()
+    if challenge is None:
+        return NotFound("No such code was sent to you.", code="challenge_not_found")
+    if challenge.used_at:
+        return DomainError("This code has already been used.", code="code_used")
+    if challenge.revoked_at:
+        return DomainError("A newer code was sent; use that one.", code="code_replaced")
+    if challenge.expires_at <= now:
+        return DomainError("This code has expired. Ask for a new one.", code="code_expired")
+    if challenge.attempts >= settings.OTP_MAX_ATTEMPTS:
+        return DomainError("Too many wrong attempts. Ask for a new code.", code="code_locked")
+    challenge.attempts += 1
+    right = hmac.compare_digest(challenge.code_hash, _code_hash(challenge.id, str(code)))
+    if right:
+        challenge.used_at = now
+    challenge.save(update_fields=["attempts", "used_at"])
+    if right:
+        return None
+    left = settings.OTP_MAX_ATTEMPTS - challenge.attempts
+    if left == 0:
+        return DomainError("Too many wrong attempts. Ask for a new code.", code="code_locked")
+    return DomainError("That code is not right.", code="wrong_code", extra={"attempts_left": left})
+
+
+# --- Sign-in and tokens ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+
+
+def tokens_issue(*, user: User) -> TokenPair:
+    refresh = RefreshToken.for_user(user)
+    return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
+
+
+def sign_in_start(
+    *, phone: str, country: str | None, language: str, client_ip: str | None
+) -> OneTimeCode:
+    e164 = phone_normalize(raw=phone, region=country)
+    return otp_issue(
+        purpose=OneTimeCode.Purpose.SIGN_IN,
+        phone=e164,
+        client_ip=client_ip,
+        language=language,
+        sms_text=messages.SIGN_IN,
+        sms_values={},
+    )
+
+
+def sign_in_complete(*, challenge_id: object, code: str) -> tuple[User, TokenPair, bool]:
+    """Check the code; return the user (created on first sign-in), fresh tokens, and whether it is new."""
+    challenge = otp_verify(
+        challenge_id=challenge_id, code=code, purpose=OneTimeCode.Purpose.SIGN_IN
+    )
+    try:
+        user, created = User.objects.get_or_create(
+            phone=challenge.phone,
+            defaults={"username": challenge.phone, "language": challenge.language},
+        )
+    except IntegrityError:  # the same number signing in twice at once
+        user, created = User.objects.get(phone=challenge.phone), False
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    if not user.is_active:
+        raise DomainError("This user is disabled.", code="user_disabled")
+    return user, tokens_issue(user=user), created
+
+
+def sign_out(*, user: User, refresh: str, everywhere: bool = False) -> None:
+    """Revoke a refresh token of this user (or all of them). Access tokens die on their own in minutes."""
+    try:
+        token = RefreshToken(refresh)
+    except TokenError:
+        raise DomainError.for_field(
+            "refresh", "This refresh token is not valid or already revoked.", code="token_not_valid"
+        ) from None
+    if str(token.get("user_id")) != str(user.pk):
+        raise DomainError.for_field(
+            "refresh", "This refresh token is not yours.", code="token_not_yours"
+        )
+    if everywhere:
+        from rest_framework_simplejwt.token_blacklist.models import (
+            BlacklistedToken,
+            OutstandingToken,
+        )
+
+        for outstanding in OutstandingToken.objects.filter(
+            user=user, expires_at__gt=timezone.now()
+        ):
+            BlacklistedToken.objects.get_or_create(token=outstanding)
+    token.blacklist()
+
+
+def profile_update(*, user: User, language: str | None = None, name: str | None = None) -> User:
+    fields = []
+    if language is not None:
+        user.language = language
+        fields.append("language")
+    if name is not None:
+        user.first_name = name
+        fields.append("first_name")
+    if fields:
+        user.save(update_fields=fields)
+    return user
+
+
+# --- Linking consumer accounts --------------------------------------------------------------
+
+
+def link_start(
+    *, user: User, utility_code: str, consumer_id: str, client_ip: str | None
+) -> OneTimeCode:
+    """Send a code to the account's registered mobile (never to a number the caller typed)."""
+    utility = Utility.objects.filter(code=utility_code, is_active=True).first()
+    if utility is None:
+        raise DomainError.for_field("utility", "No utility has this code.", code="unknown_utility")
+    account = ConsumerAccount.objects.filter(
+        utility=utility, consumer_id=consumer_id.strip()
+    ).first()
+    if account is None:
+        raise NotFound(
+            "No consumer account with this ID at this utility. Check the ID printed on your bill.",
+            code="unknown_consumer",
+        )
+    if account.status == ConsumerAccount.Status.CLOSED:
+        raise Conflict("This consumer account is closed.", code="account_closed")
+    if AccountLink.objects.filter(user=user, account=account, unlinked_at__isnull=True).exists():
+        raise Conflict("You have already linked this account.", code="already_linked")
+    return otp_issue(
+        purpose=OneTimeCode.Purpose.LINK,
+        phone=account.registered_mobile,
+        user=user,
+        account=account,
+        client_ip=client_ip,
+        language=user.language,
+        sms_text=messages.LINK,
+        sms_values={"utility": utility.name, "consumer_id": account.consumer_id},
+    )
+
+
+def link_confirm(*, user: User, challenge_id: object, code: str) -> AccountLink:
+    challenge = otp_verify(
+        challenge_id=challenge_id, code=code, purpose=OneTimeCode.Purpose.LINK, user=user
+    )
+    try:
+        with transaction.atomic():
+            return AccountLink.objects.create(
+                user=user, account_id=challenge.account_id, verified_mobile=challenge.phone
+            )
+    except IntegrityError:  # two confirmations racing: the link exists, which is what was asked
+        return AccountLink.objects.get(
+            user=user, account_id=challenge.account_id, unlinked_at__isnull=True
+        )
+
+
+def link_remove(*, user: User, link_id: int) -> None:
+    removed = AccountLink.objects.filter(pk=link_id, user=user, unlinked_at__isnull=True).update(
+        unlinked_at=timezone.now()
+    )
+    if removed != 1:
+        raise NotFound("You have no such link.", code="link_not_found")
+
+
+# --- Consumer master data -------------------------------------------------------------------
+
+IMPORT_COLUMNS = ("consumer_id", "registered_mobile", "name", "premises_address", "status")
+IMPORT_REQUIRED = ("consumer_id", "registered_mobile", "name")
+
+
+@dataclass
+class ImportRowError:
+    line: int
+    consumer_id: str
+    field: str
+    message: str
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[ImportRowError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def consumer_accounts_read_csv(
+    *, data: bytes
+) -> tuple[list[tuple[int, dict[str, str]]], list[ImportRowError]]:
+    """Decode a CSV file into (line number, row) pairs; header problems come back as errors."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return [], [ImportRowError(0, "", "file", "The file is not UTF-8 text.")]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in IMPORT_REQUIRED if c not in header]
+    unknown = [h for h in header if h not in IMPORT_COLUMNS]
+    errors = []
+    if missing:
+        errors.append(ImportRowError(1, "", "header", f"Missing columns: {', '.join(missing)}."))
+    if unknown:
+        errors.append(ImportRowError(1, "", "header", f"Unknown columns: {', '.join(unknown)}."))
+    if errors:
+        return [], errors
+    reader.fieldnames = header
+    rows = []
+    try:
+        for row in reader:
+            if None in row:
+                errors.append(
+                    ImportRowError(reader.line_num, "", "row", "More values than columns.")
+                )
+                continue
+            rows.append((reader.line_num, {k: (v or "").strip() for k, v in row.items()}))
+    except csv.Error as exc:
+        errors.append(ImportRowError(reader.line_num, "", "file", f"Malformed CSV: {exc}."))
+    return rows, errors
+
+
+def consumer_accounts_import(
+    *, utility: Utility, rows: Iterable[tuple[int, dict[str, str]]]
+) -> ImportReport:
+    """Create or update consumer accounts from master-data rows, all or nothing.
+
+    1. Validate every row (required fields, mobile number in the utility's country, known status,
+       no consumer ID twice in the file) and collect every error with its line.
+    2. If any row is wrong, write nothing and return the report.
+    3. Otherwise upsert every row in one transaction.
+    """
+    report = ImportReport()
+    clean: dict[str, dict[str, str]] = {}
+    statuses = set(ConsumerAccount.Status.values)
+    for line, row in rows:
+        consumer_id = row.get("consumer_id", "")
+        for column in IMPORT_REQUIRED:
+            if not row.get(column):
+                report.errors.append(
+                    ImportRowError(line, consumer_id, column, "This value is required.")
+                )
+        if len(consumer_id) > 32:
+            report.errors.append(
+                ImportRowError(line, consumer_id, "consumer_id", "At most 32 characters.")
+            )
+        if len(row.get("name", "")) > 200:
+            report.errors.append(
+                ImportRowError(line, consumer_id, "name", "At most 200 characters.")
+            )
+        status = row.get("status") or ConsumerAccount.Status.ACTIVE
+        if status not in statuses:
+            report.errors.append(
+                ImportRowError(
+                    line,
+                    consumer_id,
+                    "status",
+                    f"Unknown status {status!r}; use one of {', '.join(sorted(statuses))}.",
+                )
+            )
+        mobile = ""
+        if row.get("registered_mobile"):
+            try:
+                mobile = phone_normalize(raw=row["registered_mobile"], region=utility.country)
+            except DomainError as exc:
+                report.errors.append(
+                    ImportRowError(line, consumer_id, "registered_mobile", exc.message)
+                )
+        if consumer_id and consumer_id in clean:
+            report.errors.append(
+                ImportRowError(
+                    line,
+                    consumer_id,
+                    "consumer_id",
+                    "This consumer ID appears earlier in the file.",
+                )
+            )
+        clean[consumer_id] = {
+            "registered_mobile": mobile,
+            "name": row.get("name", ""),
+            "premises_address": row.get("premises_address", ""),
+            "status": status,
+        }
+    if report.errors:
+        return report
+
+    with transaction.atomic():
+        existing = {
+            a.consumer_id: a
+            for a in ConsumerAccount.objects.select_for_update().filter(
+                utility=utility, consumer_id__in=list(clean)
+            )
+        }
+        to_create, to_update = [], []
+        for consumer_id, values in clean.items():
+            account = existing.get(consumer_id)
+            if account is None:
+                to_create.append(
+                    ConsumerAccount(utility=utility, consumer_id=consumer_id, **values)
+                )
+            elif any(getattr(account, k) != v for k, v in values.items()):
+                for key, value in values.items():
+                    setattr(account, key, value)
+                account.updated_at = timezone.now()
+                to_update.append(account)
+            else:
+                report.unchanged += 1
+        ConsumerAccount.objects.bulk_create(to_create, batch_size=1000)
+        ConsumerAccount.objects.bulk_update(
+            to_update, [*IMPORT_COLUMNS[1:], "updated_at"], batch_size=1000
+        )
+    report.created, report.updated = len(to_create), len(to_update)
+    return report
+
+
+def otp_purge_spent(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete codes past their life. Kept a day first: the hourly throttles count recent rows."""
+    deleted, _ = OneTimeCode.objects.filter(expires_at__lt=timezone.now() - older_than).delete()
+    return deleted

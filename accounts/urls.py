@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.urls import path
+from rest_framework_simplejwt.views import TokenRefreshView
+
+from accounts import apis
+
+urlpatterns = [
+    path("auth/code/", apis.SignInStartApi.as_view(), name="auth-code"),
+    path("auth/token/", apis.SignInCompleteApi.as_view(), name="auth-token"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("auth/logout/", apis.SignOutApi.as_view(), name="auth-logout"),
+    path("me/", apis.ProfileApi.as_view(), name="me"),
+    path("utilities/", apis.UtilityListApi.as_view(), name="utilities"),
+    path("links/", apis.LinkListApi.as_view(), name="links"),
+    path("links/confirm/", apis.LinkConfirmApi.as_view(), name="links-confirm"),
+    path("links/<int:link_id>/", apis.LinkDetailApi.as_view(), name="link-detail"),
+]

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("smartmeter")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    "purge-spent-one-time-codes": {
+        "task": "accounts.tasks.purge_spent_codes",
+        "schedule": crontab(minute=17),
+    },
+    "flush-expired-refresh-tokens": {
+        "task": "accounts.tasks.flush_expired_tokens",
+        "schedule": crontab(hour=3, minute=41),
+    },
+}

@@ -1,0 +1,59 @@
+"""Every 4xx speaks one format: {"error": {"code", "message", "fields"}}."""
+
+from __future__ import annotations
+
+from accounts.models import OneTimeCode
+
+
+def assert_error(response, status: int, code: str):
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert isinstance(error["fields"], dict)
+    return error
+
+
+def test_malformed_json_is_a_400(api):
+    response = api.client.post(
+        "/api/v1/auth/code/", data=b'{"phone": ', content_type="application/json"
+    )
+    assert_error(response, 400, "parse_error")
+
+
+def test_an_oversize_body_is_a_413_and_writes_nothing(api, settings):
+    body = (
+        b'{"phone": "+96550001234", "padding": "'
+        + b"x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+        + b'"}'
+    )
+    response = api.client.post("/api/v1/auth/code/", data=body, content_type="application/json")
+    assert_error(response, 413, "payload_too_large")
+    assert not OneTimeCode.objects.exists()
+
+
+def test_a_form_body_is_a_415(api):
+    response = api.client.post("/api/v1/auth/code/", data={"phone": "+96550001234"})
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_a_json_list_instead_of_an_object_is_a_400(api):
+    response = api.client.post(
+        "/api/v1/auth/code/", data=b"[1, 2]", content_type="application/json"
+    )
+    assert_error(response, 400, "invalid")
+
+
+def test_unknown_api_paths_answer_json(api):
+    assert_error(api.get("/api/v1/no-such-thing/"), 404, "not_found")
+
+
+def test_a_wrong_method_is_a_405(api):
+    assert_error(api.get("/api/v1/auth/code/"), 405, "method_not_allowed")
+
+
+def test_field_errors_name_their_field_and_code(api):
+    error = assert_error(api.post("/api/v1/auth/code/", {"language": "fr"}), 400, "invalid")
+    assert set(error["fields"]) == {"phone", "language"}
+    assert error["fields"]["phone"][0]["code"] == "required"
+    assert error["fields"]["language"][0]["code"] == "invalid_choice"
