@@ -24,7 +24,7 @@ run: $(BIN)/.installed
 	@echo "  Admin:     http://127.0.0.1:$(PORT)/admin/   (login printed above)"
 	@echo "  Health:    http://127.0.0.1:$(PORT)/healthz"
 	@echo
-	PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start -f Procfile
 
 ## test: the whole suite (PostgreSQL + Redis when DATABASE_URL and REDIS_URL are set)
 # Tests publish to a queue of their own, so a `make run` worker on the same broker never takes their tasks.
@@ -40,7 +40,7 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 
 web worker beat: $(BIN)/.installed
-	PORT=$(PORT) $(BIN)/honcho start -f Procfile $@
+	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start -f Procfile $@
 
 clean:
 	rm -rf $(VENV) var
