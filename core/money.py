@@ -1,0 +1,85 @@
+"""Money: Decimal amounts quantized to the currency's minor unit (KWD has 3 decimals, EGP 2).
+
+Never a float. Formatting for people goes through Babel's CLDR data, in the reader's language and the
+utility's country, so that Kuwaitis read `1.500 د.ك.` and Indians `₹1,00,000.00`.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from babel.core import Locale, UnknownLocaleError
+from babel.numbers import format_currency
+
+from core.errors import DomainError
+
+_CODE_BEFORE_DIGIT = re.compile(r"([A-Z]{3})(?=\d)")
+
+
+def minor_unit_exponent(minor_unit: int) -> Decimal:
+    return Decimal(1).scaleb(-minor_unit)
+
+
+def money_quantize(amount: Decimal | int | str, *, minor_unit: int) -> Decimal:
+    """Round half up to the minor unit. For amounts we compute (charges, fines), not amounts we are given."""
+    return Decimal(amount).quantize(minor_unit_exponent(minor_unit), rounding=ROUND_HALF_UP)
+
+
+def money_parse(
+    raw: object, *, minor_unit: int, field: str = "amount", max_major: Decimal = Decimal("1000000")
+) -> Decimal:
+    """An amount a client gave us: refused, never rounded, if it has more decimals than the currency."""
+    try:
+        amount = Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError):
+        raise DomainError.for_field(
+            field, "Give the amount as a number.", code="invalid_amount"
+        ) from None
+    if not amount.is_finite():
+        raise DomainError.for_field(field, "Give the amount as a number.", code="invalid_amount")
+    if amount != amount.quantize(minor_unit_exponent(minor_unit), rounding=ROUND_HALF_UP):
+        raise DomainError.for_field(
+            field,
+            f"At most {minor_unit} decimal places for this currency.",
+            code="too_many_decimals",
+        )
+    if amount <= 0:
+        raise DomainError.for_field(
+            field, "The amount must be above zero.", code="amount_not_positive"
+        )
+    if amount > max_major:
+        raise DomainError.for_field(
+            field, "The amount is larger than we accept.", code="amount_too_large"
+        )
+    return amount.quantize(minor_unit_exponent(minor_unit))
+
+
+def _locale(language: str, country: str) -> Locale:
+    for tag in (f"{language}_{country}", language):
+        try:
+            return Locale.parse(tag)
+        except (UnknownLocaleError, ValueError):
+            continue
+    return Locale.parse("en")
+
+
+def money_format(
+    amount: Decimal, *, currency: str, minor_unit: int, language: str, country: str
+) -> str:
+    """`Decimal("1.5")`, KWD, ar, KW → `1.500 د.ك.`: the currency's own decimals, the reader's language."""
+    locale = _locale(language, country)
+    # Our minor unit is data (the utility's row), so the pattern carries it rather than CLDR's table.
+    pattern = locale.currency_formats["standard"].pattern.split(";")[0]
+    decimals = "0" * minor_unit
+    pattern = pattern.replace("0.00", f"0.{decimals}" if decimals else "0")
+    text = format_currency(
+        money_quantize(amount, minor_unit=minor_unit),
+        currency,
+        format=pattern,
+        locale=locale,
+        currency_digits=False,
+    )
+    text = text.replace("\u200f", "").replace("\xa0", " ")
+    # CLDR's currency-spacing rule, which Babel leaves out: a letter code is not glued to digits.
+    return _CODE_BEFORE_DIGIT.sub(r"\1 ", text)
