@@ -14,6 +14,12 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
+# The Green Button export is checked with an independent parser from npm; without npm that one test is skipped.
+GREENBUTTON := tests/meters/greenbutton
+$(GREENBUTTON)/node_modules/.package-lock.json: $(GREENBUTTON)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix $(GREENBUTTON) --no-audit --no-fund --loglevel error; \
+	else echo "npm not found: the Green Button parser test will be skipped"; fi
+
 ## run: install, migrate, load demo data, then serve web + Celery worker + beat until Ctrl-C
 run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
@@ -28,7 +34,7 @@ run: $(BIN)/.installed
 
 ## test: the whole suite (PostgreSQL + Redis when DATABASE_URL and REDIS_URL are set)
 # Tests publish to a queue of their own, so a `make run` worker on the same broker never takes their tasks.
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(GREENBUTTON)/node_modules/.package-lock.json
 	CELERY_QUEUE=$${CELERY_QUEUE:-test-$$$$} $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed

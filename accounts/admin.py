@@ -27,6 +27,7 @@ class UtilityAdmin(admin.ModelAdmin):
         (None, {"fields": ("code", "name", "country", "timezone", "helpline", "is_active")}),
         ("Currency", {"fields": ("currency", "currency_minor_unit")}),
         ("Languages", {"fields": ("languages", "default_language")}),
+        ("Calendar", {"fields": ("weekend_days", "week_starts_on")}),
         (
             "Policy",
             {

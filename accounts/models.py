@@ -44,6 +44,11 @@ def validate_languages(value: object) -> None:
         raise ValidationError(f"Choose one or more of {', '.join(sorted(LANGUAGE_CODES))}.")
 
 
+def validate_weekdays(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(d, int) and 0 <= d <= 6 for d in value):
+        raise ValidationError("A list of weekday numbers, 0 = Monday … 6 = Sunday.")
+
+
 class Utility(models.Model):
     """A distribution company we serve, with its policy as data: one row per regime, no code branches."""
 
@@ -79,6 +84,14 @@ class Utility(models.Model):
         max_digits=5, decimal_places=2, default=0, validators=[MinValueValidator(0)]
     )
     unpaid_bills_for_prepaid_conversion = models.PositiveSmallIntegerField(default=2)
+    weekend_days = models.JSONField(
+        default=list,
+        validators=[validate_weekdays],
+        help_text="Weekdays of the weekend, 0 = Monday … 6 = Sunday: [4, 5] is Friday and Saturday.",
+    )
+    week_starts_on = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(6)], help_text="0 = Monday … 6 = Sunday."
+    )
     outage_notice_hours = models.PositiveSmallIntegerField(
         default=48, help_text="How long before a planned outage consumers must be told."
     )

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "core",
     "accounts",
+    "meters",
     "notifications",
 ]
 
@@ -174,6 +175,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
+    # `format` is ours (the export endpoint), not content negotiation: we only speak JSON.
+    "URL_FORMAT_OVERRIDE": None,
 }
 
 SIMPLE_JWT = {
@@ -200,6 +203,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Readings -------------------------------------------------------------------------------
+# A head-end batch may be this large; a day of 10,000 meters as load-profile blocks is about 5 MiB.
+READINGS_MAX_BODY_BYTES = env_int("READINGS_MAX_BODY_BYTES", 64 * 1024 * 1024)
+
 # --- One-time codes -------------------------------------------------------------------------
 OTP_LENGTH = 6
 OTP_TTL_SECONDS = env_int("OTP_TTL_SECONDS", 300)
@@ -221,6 +228,23 @@ SMS_HTTP_TIMEOUT_SECONDS = float(os.environ.get("SMS_HTTP_TIMEOUT_SECONDS", "10"
 
 # --- Push (FCM) -----------------------------------------------------------------------------
 FIREBASE_CREDENTIALS_FILE = os.environ.get("FIREBASE_CREDENTIALS_FILE", "")
+# Another FCM HTTP v1 endpoint ("…/v1/projects/{0}/messages:send"), e.g. the fake server in tests/fakes.
+FCM_ENDPOINT = os.environ.get("FCM_ENDPOINT", "")
+FCM_PROJECT_ID = os.environ.get("FCM_PROJECT_ID", "")
+# A fixed OAuth access token instead of a service account: only for FCM_ENDPOINT stand-ins.
+FCM_ACCESS_TOKEN = os.environ.get("FCM_ACCESS_TOKEN", "")
+FCM_MAX_CONCURRENCY = env_int("FCM_MAX_CONCURRENCY", 32)  # requests in flight per worker process
+FCM_TIMEOUT_SECONDS = env_int("FCM_TIMEOUT_SECONDS", 10)
+NOTIFY_BATCH_SIZE = env_int("NOTIFY_BATCH_SIZE", 500)  # alerts per push task
+NOTIFY_MAX_PUSH_ATTEMPTS = env_int("NOTIFY_MAX_PUSH_ATTEMPTS", 8)
+# The sweeper re-dispatches alerts a lost task or broker outage left behind: every SWEEP seconds,
+# pending alerts queued more than GRACE ago, and claims older than LEASE (their worker died).
+NOTIFY_SWEEP_SECONDS = env_int("NOTIFY_SWEEP_SECONDS", 60)
+NOTIFY_SWEEP_GRACE_SECONDS = env_int("NOTIFY_SWEEP_GRACE_SECONDS", 300)
+NOTIFY_CLAIM_LEASE_SECONDS = env_int("NOTIFY_CLAIM_LEASE_SECONDS", 300)
+# Low-balance alert level when a user has not chosen one, per currency (major units).
+LOW_BALANCE_DEFAULT_AMOUNTS = {"KWD": "2.000", "EGP": "50.00", "SAR": "20.00", "INR": "100.00"}
+LOW_BALANCE_DEFAULT_DAYS = env_int("LOW_BALANCE_DEFAULT_DAYS", 2)
 
 APP_NAME = os.environ.get("APP_NAME", "SmartMeter")
 

@@ -11,6 +11,7 @@ admin.site.site_title = "Smart-meter admin"
 
 api_v1 = [
     path("", include("accounts.urls")),
+    path("", include("meters.urls")),
     path("", include("notifications.urls")),
 ]
 

@@ -22,6 +22,8 @@ class UtilityFactory(factory.django.DjangoModelFactory):
     languages = ["ar", "en"]
     default_language = "ar"
     min_topup = Decimal("1.000")
+    weekend_days = [4, 5]
+    week_starts_on = 6
 
 
 class ConsumerAccountFactory(factory.django.DjangoModelFactory):

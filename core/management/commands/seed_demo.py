@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,6 +12,9 @@ from django.db import transaction
 
 from accounts.models import ConsumerAccount, User, Utility
 from core.phone import phone_normalize
+from meters.demo import demo_day_values, demo_grid
+from meters.models import Meter, MeterAssignment
+from meters.services import readings_ingest
 
 UTILITIES = [
     {
@@ -26,6 +30,8 @@ UTILITIES = [
         "min_topup": Decimal("1.000"),
         "late_fine_percent": Decimal("0"),
         "outage_notice_hours": 48,
+        "weekend_days": [4, 5],
+        "week_starts_on": 6,
     },
     {
         "code": "eg-nedc",
@@ -41,6 +47,8 @@ UTILITIES = [
         "late_fine_percent": Decimal("7.00"),
         "unpaid_bills_for_prepaid_conversion": 2,
         "outage_notice_hours": 48,
+        "weekend_days": [4, 5],
+        "week_starts_on": 5,
     },
     {
         "code": "sa-sec",
@@ -55,6 +63,8 @@ UTILITIES = [
         "min_topup": Decimal("10.00"),
         "late_fine_percent": Decimal("0"),
         "outage_notice_hours": 48,
+        "weekend_days": [4, 5],
+        "week_starts_on": 6,
     },
     {
         "code": "in-mpcz",
@@ -69,6 +79,8 @@ UTILITIES = [
         "min_topup": Decimal("100.00"),
         "late_fine_percent": Decimal("0"),
         "outage_notice_hours": 48,
+        "weekend_days": [6],
+        "week_starts_on": 0,
     },
 ]
 
@@ -113,15 +125,20 @@ CONSUMERS = {
 }
 
 
+DEMO_DAYS = 45
+
+
 class Command(BaseCommand):
-    help = "Load demo utilities, consumers and a staff login. Safe to run again."
+    help = "Load demo utilities, consumers with meters and 45 days of readings, and a staff login. Safe to run again."
 
     @transaction.atomic
     def handle(self, *args, **options):
+        today = datetime.now(UTC).date()
         for values in UTILITIES:
             utility, _ = Utility.objects.update_or_create(code=values["code"], defaults=values)
-            for consumer_id, mobile, name, address in CONSUMERS[utility.code]:
-                ConsumerAccount.objects.update_or_create(
+            transformers = demo_grid(utility=utility, transformers=2)
+            for number, (consumer_id, mobile, name, address) in enumerate(CONSUMERS[utility.code]):
+                account, _ = ConsumerAccount.objects.update_or_create(
                     utility=utility,
                     consumer_id=consumer_id,
                     defaults={
@@ -130,6 +147,39 @@ class Command(BaseCommand):
                         "premises_address": address,
                     },
                 )
+                meter, created = Meter.objects.get_or_create(
+                    utility=utility,
+                    serial=f"{utility.country}M{consumer_id}",
+                    defaults={
+                        "account": account,
+                        "rated_capacity_kw": Decimal("15.00"),
+                        "transformer": transformers[number % 2],
+                        "installed_at": datetime.combine(
+                            today - timedelta(days=400), datetime.min.time(), UTC
+                        ),
+                    },
+                )
+                if created:
+                    MeterAssignment.objects.create(
+                        meter=meter, account=account, start=meter.installed_at
+                    )
+            meters = list(
+                Meter.objects.filter(utility=utility, serial__startswith=f"{utility.country}M")
+            )
+            for back in range(DEMO_DAYS, -1, -1):
+                day = today - timedelta(days=back)
+                start = datetime.combine(day, datetime.min.time(), UTC)
+                blocks = []
+                for meter in meters:
+                    values_ = demo_day_values(serial=meter.serial, utility=utility, day=day)
+                    if back == 0:  # today: only the intervals that have ended
+                        values_ = values_[: int((datetime.now(UTC) - start).total_seconds() // 900)]
+                    if values_:
+                        blocks.append(
+                            {"meter": meter.serial, "start": start.isoformat(), "values": values_}
+                        )
+                if blocks:
+                    readings_ingest(utility=utility, blocks=blocks, source="demo")
         password_file = settings.VAR_DIR / "demo-admin-password"
         if not password_file.exists():
             password_file.write_text(secrets.token_urlsafe(12))
@@ -141,7 +191,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data loaded: {Utility.objects.count()} utilities, "
-                f"{ConsumerAccount.objects.count()} consumer accounts."
+                f"{ConsumerAccount.objects.count()} consumer accounts, {Meter.objects.count()} meters with "
+                f"{DEMO_DAYS} days of readings."
             )
         )
         self.stdout.write(f"Staff login: admin / {password}")

@@ -1,0 +1,74 @@
+"""Local days, weeks and months as UTC instants: the bridge between storage (UTC) and people (local).
+
+A local day is [first instant whose local date is d, first instant of d + 1): 96 quarter-hours on
+most days, 92 or 100 on a daylight-saving change. Midnight itself may not exist (Egypt springs
+forward at 00:00); zoneinfo's fold=0 then gives the instant of the change, which is still right.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+INTERVAL = timedelta(minutes=15)
+GROUPS = ("interval", "hour", "day", "week", "month")
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant, in UTC, of a local day."""
+    return datetime.combine(day, time(0), zone).astimezone(UTC)
+
+
+def local_date_bounds(start: date, end: date, zone: ZoneInfo) -> list[datetime]:
+    """UTC instants of local midnights from `start` to `end` inclusive."""
+    return [local_midnight(start + timedelta(days=n), zone) for n in range((end - start).days + 1)]
+
+
+def _add_months(day: date, months: int) -> date:
+    month = day.month - 1 + months
+    return date(day.year + month // 12, month % 12 + 1, 1)
+
+
+def bucket_bounds(
+    start: datetime, end: datetime, group_by: str, zone: ZoneInfo, week_start: int = 0
+) -> list[datetime]:
+    """Edges of buckets covering [start, end): start, every bucket boundary inside, end.
+
+    Boundaries are the local edges (hours, midnights, week starts, month starts) converted to
+    UTC, so a bucket never straddles two local days and a DST day is one bucket of 92 or 100.
+    """
+    if group_by == "interval":
+        count = int((end - start) / INTERVAL)
+        return [start + n * INTERVAL for n in range(count + 1)]
+    edges = [start]
+    if group_by == "hour":
+        moment = start + INTERVAL
+        while moment < end:
+            if moment.astimezone(zone).minute == 0:
+                edges.append(moment)
+            moment += INTERVAL
+    else:
+        first = start.astimezone(zone).date() + timedelta(days=1)
+        last = end.astimezone(zone).date() + timedelta(days=1)
+        if group_by == "day":
+            candidates = (first + timedelta(days=n) for n in range((last - first).days + 1))
+        elif group_by == "week":
+            ahead = (week_start - first.weekday()) % 7
+            first_week = first + timedelta(days=ahead)
+            candidates = (
+                first_week + timedelta(weeks=n) for n in range((last - first_week).days // 7 + 1)
+            )
+        elif group_by == "month":
+            month = _add_months(first.replace(day=1), 0 if first.day == 1 else 1)
+            candidates = []
+            while month <= last:
+                candidates.append(month)
+                month = _add_months(month, 1)
+        else:
+            raise ValueError(group_by)
+        for day in candidates:
+            edge = local_midnight(day, zone)
+            if start < edge < end:
+                edges.append(edge)
+    edges.append(end)
+    return edges

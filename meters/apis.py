@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.errors import DomainError
+from core.parsers import PayloadTooLarge
+from meters import exports, selectors, services
+from meters.auth import ServiceTokenAuthentication
+from meters.ingest import csv_rows
+
+# ---- Head-end ingest -------------------------------------------------------------------------
+
+
+class RawBodyParser(BaseParser):
+    """Reads JSON or CSV bodies up to READINGS_MAX_BODY_BYTES; the view decides what they mean."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.READINGS_MAX_BODY_BYTES
+        data = stream.read(limit + 1) if stream is not None else b""
+        if len(data) > limit:
+            raise PayloadTooLarge(f"A batch may be at most {limit // (1024 * 1024)} MiB; split it.")
+        return data
+
+
+class IngestResultSerializer(serializers.Serializer):
+    batch_id = serializers.IntegerField()
+    readings = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    stored = serializers.IntegerField()
+    corrected = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    rejections = serializers.ListField(child=serializers.DictField())
+
+
+def _ingest_body(result: services.IngestResult) -> dict:
+    return {
+        "batch_id": result.batch_id,
+        "readings": result.readings,
+        "accepted": result.accepted,
+        "stored": result.stored,
+        "corrected": result.corrected,
+        "unchanged": result.unchanged,
+        "rejected": result.rejected,
+        "rejections": [r.as_dict() for r in result.rejections],
+    }
+
+
+class ReadingsIngestApi(APIView):
+    """Batches of 15-minute readings from the utility's head-end system.
+
+    JSON: `{"batch_id": "...", "readings": [{"meter", "start", "wh", "quality"}]}` and/or
+    `"blocks": [{"meter", "start", "values": [Wh, ...], "quality": "actual" | [...]}]` (a load profile:
+    consecutive intervals from `start`). CSV (`Content-Type: text/csv`): header `meter,start,wh,quality`.
+    `start` is the interval's start with its UTC offset. Good readings are stored and bad ones listed;
+    sending the same batch again stores nothing twice; a different value for a stored interval replaces
+    it and is kept in the audit trail.
+    """
+
+    authentication_classes = [ServiceTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [RawBodyParser]
+
+    @extend_schema(
+        request={"application/json": dict, "text/csv": str}, responses={200: IngestResultSerializer}
+    )
+    def post(self, request):
+        token = request.user
+        content_type = (request.content_type or "").split(";")[0].strip().lower()
+        body = request.data
+        if content_type == "text/csv":
+            try:
+                text = body.decode("utf-8-sig")
+                readings = list(csv_rows(text))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise DomainError(f"Unreadable CSV: {exc}", code="malformed_csv") from None
+            kwargs = {"readings": readings, "source": "csv"}
+        elif content_type == "application/json":
+            kwargs = _json_batch(body)
+        else:
+            return Response(
+                {
+                    "error": {
+                        "code": "unsupported_media_type",
+                        "message": "Send application/json or text/csv.",
+                        "fields": {},
+                    }
+                },
+                status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            )
+        result = services.readings_ingest(utility=token.utility, token=token, **kwargs)
+        if result.readings == 0:
+            raise DomainError("The batch holds no readings.", code="empty_batch")
+        if result.accepted == 0:
+            raise DomainError(
+                "Every reading in the batch was refused; see rejections.",
+                code="all_rejected",
+                extra={
+                    "rejections": [r.as_dict() for r in result.rejections],
+                    "batch_id": result.batch_id,
+                },
+            )
+        return Response(_ingest_body(result))
+
+
+def _json_batch(body: bytes) -> dict:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise DomainError("The body is not valid JSON.", code="parse_error") from None
+    if not isinstance(data, dict):
+        raise DomainError(
+            "The body must be a JSON object with readings or blocks.", code="malformed_batch"
+        )
+    readings, blocks = data.get("readings", []), data.get("blocks", [])
+    if not isinstance(readings, list) or not isinstance(blocks, list):
+        raise DomainError("readings and blocks must be lists.", code="malformed_batch")
+    rows = [
+        ({"index": i}, r.get("meter"), r.get("start"), r.get("wh"), r.get("quality"))
+        if isinstance(r, dict)
+        else ({"index": i}, None, None, None, None)
+        for i, r in enumerate(readings)
+    ]
+    external_id = data.get("batch_id")
+    return {
+        "readings": rows,
+        "blocks": blocks,
+        "source": "json",
+        "external_id": external_id if isinstance(external_id, str) else "",
+    }
+
+
+# ---- Consumers ---------------------------------------------------------------------------------
+
+
+class MeterSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    serial = serializers.CharField()
+    utility = serializers.CharField(source="utility.code")
+    consumer_id = serializers.CharField(source="account.consumer_id")
+    payment_mode = serializers.CharField()
+    status = serializers.CharField()
+    relay = serializers.CharField()
+    rated_capacity_kw = serializers.DecimalField(max_digits=8, decimal_places=2)
+    last_reading_at = serializers.DateTimeField()
+    last_communication_at = serializers.DateTimeField()
+    communication = serializers.SerializerMethodField()
+    grid = serializers.SerializerMethodField()
+
+    def get_communication(self, meter) -> str:
+        return selectors.communication_health(meter=meter)
+
+    def get_grid(self, meter) -> dict | None:
+        t = meter.transformer
+        if t is None:
+            return None
+        return {"area": t.feeder.area.name, "feeder": t.feeder.code, "transformer": t.code}
+
+
+PERIOD_PARAMS = [
+    OpenApiParameter(
+        "period_from", str, required=True, description="Local date (2026-11-01) or ISO time."
+    ),
+    OpenApiParameter(
+        "period_to", str, required=True, description="Exclusive end: local date or ISO time."
+    ),
+]
+
+
+def _period(request, meter, group_by="day"):
+    return selectors.period_parse(
+        raw_from=request.query_params.get("period_from"),
+        raw_to=request.query_params.get("period_to"),
+        zone=meter.utility.zone,
+        group_by=group_by,
+    )
+
+
+class MeterListApi(APIView):
+    @extend_schema(responses=MeterSerializer(many=True), summary="My meters")
+    def get(self, request):
+        return Response(
+            MeterSerializer(selectors.meters_for_user(user=request.user), many=True).data
+        )
+
+
+class MeterDetailApi(APIView):
+    @extend_schema(responses=MeterSerializer, summary="A meter's status")
+    def get(self, request, meter_id: int):
+        meter = selectors.meter_get_for_user(user=request.user, meter_id=meter_id, with_grid=True)
+        return Response(MeterSerializer(meter).data)
+
+
+class ConsumptionApi(APIView):
+    @extend_schema(
+        parameters=[
+            *PERIOD_PARAMS,
+            OpenApiParameter("group_by", str, enum=["interval", "hour", "day", "week", "month"]),
+        ],
+        responses={200: dict},
+        summary="Energy by local interval, hour, day, week or month; gaps shown as missing",
+    )
+    def get(self, request, meter_id: int):
+        meter = selectors.meter_get_for_user(user=request.user, meter_id=meter_id)
+        group_by = request.query_params.get("group_by", "day")
+        period = _period(request, meter, group_by)
+        return Response(selectors.consumption(meter=meter, period=period, group_by=group_by))
+
+
+class PatternApi(APIView):
+    @extend_schema(
+        parameters=PERIOD_PARAMS, responses={200: dict}, summary="Consumption pattern for a period"
+    )
+    def get(self, request, meter_id: int):
+        meter = selectors.meter_get_for_user(user=request.user, meter_id=meter_id)
+        return Response(selectors.pattern(meter=meter, period=_period(request, meter, "hour")))
+
+
+class ExportApi(APIView):
+    @extend_schema(
+        parameters=[*PERIOD_PARAMS, OpenApiParameter("format", str, enum=["csv", "greenbutton"])],
+        responses={(200, "text/csv"): str, (200, "application/atom+xml"): str},
+        summary="Download my data: CSV or Green Button (ESPI) XML",
+    )
+    def get(self, request, meter_id: int):
+        meter = selectors.meter_get_for_user(user=request.user, meter_id=meter_id)
+        kind = request.query_params.get("format", "csv")
+        if kind not in ("csv", "greenbutton"):
+            raise DomainError.for_field("format", "Use csv or greenbutton.", code="unknown_format")
+        period = _period(request, meter, "day")
+        series = selectors.meter_series(meter_id=meter.pk, start=period.start, end=period.end)
+        stem = f"{meter.serial}_{period.start.astimezone(period.zone):%Y%m%d}"
+        if kind == "csv":
+            response = StreamingHttpResponse(
+                exports.csv_lines(series, period.zone), content_type="text/csv"
+            )
+            response["Content-Disposition"] = f'attachment; filename="{stem}.csv"'
+            return response
+        response = HttpResponse(
+            exports.green_button(meter, series, period.zone), content_type="application/atom+xml"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{stem}_greenbutton.xml"'
+        return response

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import hashlib
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import ConsumerAccount, Utility
+
+
+class GridArea(models.Model):
+    utility = models.ForeignKey(Utility, on_delete=models.PROTECT, related_name="grid_areas")
+    code = models.CharField(max_length=32)
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["utility", "code"]
+        constraints = [models.UniqueConstraint(fields=["utility", "code"], name="area_code_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class Feeder(models.Model):
+    area = models.ForeignKey(GridArea, on_delete=models.PROTECT, related_name="feeders")
+    code = models.CharField(max_length=32)
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["area", "code"]
+        constraints = [models.UniqueConstraint(fields=["area", "code"], name="feeder_code_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class Transformer(models.Model):
+    """A distribution transformer: the smallest place in the grid an outage is planned for."""
+
+    feeder = models.ForeignKey(Feeder, on_delete=models.PROTECT, related_name="transformers")
+    code = models.CharField(max_length=32)
+    name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["feeder", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["feeder", "code"], name="transformer_code_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.code
+
+
+class Meter(models.Model):
+    class PaymentMode(models.TextChoices):
+        PREPAID = "prepaid", "Prepaid"
+        POSTPAID = "postpaid", "Postpaid"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DISCONNECTED = "disconnected", "Disconnected"
+        REMOVED = "removed", "Removed"
+
+    class Relay(models.TextChoices):
+        CLOSED = "closed", "Closed (supply on)"
+        OPEN = "open", "Open (supply off)"
+        UNKNOWN = "unknown", "Unknown"
+
+    utility = models.ForeignKey(Utility, on_delete=models.PROTECT, related_name="meters")
+    serial = models.CharField(max_length=40)
+    account = models.ForeignKey(
+        ConsumerAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="meters"
+    )
+    payment_mode = models.CharField(
+        max_length=8, choices=PaymentMode.choices, default=PaymentMode.PREPAID
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    relay = models.CharField(max_length=8, choices=Relay.choices, default=Relay.CLOSED)
+    rated_capacity_kw = models.DecimalField(
+        max_digits=8,
+        decimal_places=2,
+        validators=[MinValueValidator(0)],
+        help_text="The most the meter can pass; bounds a 15-minute reading at kW × 250 Wh.",
+    )
+    transformer = models.ForeignKey(
+        Transformer, null=True, blank=True, on_delete=models.PROTECT, related_name="meters"
+    )
+    installed_at = models.DateTimeField(default=timezone.now)
+    last_communication_at = models.DateTimeField(null=True, blank=True)
+    last_reading_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the newest interval."
+    )
+
+    class Meta:
+        ordering = ["utility", "serial"]
+        constraints = [
+            models.UniqueConstraint(fields=["utility", "serial"], name="meter_serial_unique")
+        ]
+        indexes = [models.Index(fields=["account", "status"])]
+
+    def __str__(self) -> str:
+        return self.serial
+
+    @property
+    def max_wh_per_interval(self) -> int:
+        return int(self.rated_capacity_kw * 250)
+
+
+class MeterAssignment(models.Model):
+    """Which account a meter served, and when. The current one has no end."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="assignments")
+    account = models.ForeignKey(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="meter_assignments"
+    )
+    start = models.DateTimeField()
+    end = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["meter", "start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter"],
+                condition=models.Q(end__isnull=True),
+                name="one_open_assignment_per_meter",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meter} → {self.account} from {self.start:%Y-%m-%d}"
+
+
+class MeterDay(models.Model):
+    """One meter's 96 quarter-hours of one UTC day: the storage of every reading.
+
+    `values` packs 96 little-endian int32 Wh, `quality` 96 bytes (see meters.storage.Quality). A UTC day
+    always has 96 quarter-hours, so local days of 92 or 100 are read across two rows, never stored oddly.
+    Why this layout rather than a row per reading: docs/storage.md.
+    """
+
+    pk = models.CompositePrimaryKey("meter_id", "day")
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, db_index=False, related_name="+")
+    day = models.DateField()
+    values = models.BinaryField()
+    quality = models.BinaryField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "meters_meterday"
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.day}"
+
+
+class ReadingCorrection(models.Model):
+    """The audit trail: every time a stored interval was replaced by a different value."""
+
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="corrections")
+    interval_start = models.DateTimeField()
+    old_wh = models.IntegerField(null=True)
+    old_quality = models.CharField(max_length=10)
+    new_wh = models.IntegerField(null=True)
+    new_quality = models.CharField(max_length=10)
+    batch = models.ForeignKey("IngestBatch", null=True, on_delete=models.SET_NULL, related_name="+")
+    corrected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["meter", "interval_start", "corrected_at"]
+        indexes = [models.Index(fields=["meter", "interval_start"])]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.meter_id} {self.interval_start:%Y-%m-%d %H:%M}: {self.old_wh} → {self.new_wh}"
+        )
+
+
+def token_digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ServiceToken(models.Model):
+    """A machine credential for a utility's head-end system. Only its SHA-256 is stored."""
+
+    utility = models.ForeignKey(Utility, on_delete=models.CASCADE, related_name="service_tokens")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(
+        max_length=12, help_text="The token's first characters, to recognise it."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    # DRF's IsAuthenticated asks the request's user this.
+    is_authenticated = True
+
+
+class IngestBatch(models.Model):
+    """One batch received from a head-end: what it held and what became of it."""
+
+    utility = models.ForeignKey(Utility, on_delete=models.CASCADE, related_name="+")
+    token = models.ForeignKey(ServiceToken, null=True, on_delete=models.SET_NULL, related_name="+")
+    source = models.CharField(max_length=16)  # json, csv, file
+    external_id = models.CharField(
+        max_length=100, blank=True, help_text="The head-end's own batch id."
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    readings = models.PositiveIntegerField(default=0)
+    stored = models.PositiveIntegerField(default=0)
+    corrected = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "ingest batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({self.readings} readings)"
