@@ -20,4 +20,9 @@ app.conf.beat_schedule = {
         "task": "accounts.tasks.flush_expired_tokens",
         "schedule": crontab(hour=3, minute=41),
     },
+    # Re-dispatches alerts left behind by a dead worker or a broker outage; releases quiet hours.
+    "sweep-notifications": {
+        "task": "notifications.tasks.sweep",
+        "schedule": float(os.environ.get("NOTIFY_SWEEP_SECONDS") or 60),  # as settings reads it
+    },
 }

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-import io
+import json
+from decimal import Decimal
 
 from django.conf import settings
 from rest_framework import exceptions, status
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 
@@ -27,4 +29,8 @@ class BoundedJSONParser(JSONParser):
         data = stream.read(limit + 1) if stream is not None else b""
         if len(data) > limit:
             raise PayloadTooLarge()
-        return super().parse(io.BytesIO(data), media_type, parser_context)
+        try:
+            # Numbers with a fraction become Decimal, never float: 1.005 KWD stays 1.005.
+            return json.loads(data.decode("utf-8"), parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"JSON parse error - {exc}") from exc

@@ -148,6 +148,8 @@ class MeterDay(models.Model):
 
     class Meta:
         db_table = "meters_meterday"
+        # Billing finds the rows changed since its last pass by this index.
+        indexes = [models.Index(fields=["updated_at"], name="meterday_updated_at")]
 
     def __str__(self) -> str:
         return f"{self.meter_id} {self.day}"

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Language
-from notifications import selectors, services
+from notifications import categories, selectors, services
 from notifications.models import Device
+
+# --- Devices ----------------------------------------------------------------------------------
 
 
 class DeviceOutputSerializer(serializers.Serializer):
@@ -38,6 +41,12 @@ class DeviceListApi(APIView):
             required=False,
             help_text="This install's previous token, when FCM rotated it.",
         )
+        fid = serializers.RegexField(
+            r"^[\x21-\x7e]+$",
+            max_length=512,
+            required=False,
+            help_text="The app's Firebase installation ID; pushes target it when given.",
+        )
 
     @extend_schema(responses=DeviceOutputSerializer(many=True), summary="My devices")
     def get(self, request):
@@ -65,3 +74,151 @@ class DeviceDetailApi(APIView):
     def delete(self, request, device_id: int):
         services.device_remove(user=request.user, device_id=device_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Inbox ------------------------------------------------------------------------------------
+
+
+class NotificationOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    category = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    data = serializers.DictField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    read_at = serializers.DateTimeField(allow_null=True)
+    read = serializers.SerializerMethodField()
+
+    def get_read(self, notification) -> bool:
+        return notification.read_at is not None
+
+
+class NotificationListApi(APIView):
+    class FilterInput(serializers.Serializer):
+        unread = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(
+        parameters=[FilterInput],
+        responses=NotificationOutputSerializer(many=True),
+        summary="My notifications, newest first",
+    )
+    def get(self, request):
+        filters = self.FilterInput(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = selectors.notifications_for_user(
+            user=request.user, unread_only=filters.validated_data["unread"]
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(NotificationOutputSerializer(page, many=True).data)
+
+
+class NotificationDetailApi(APIView):
+    @extend_schema(responses=NotificationOutputSerializer, summary="One notification")
+    def get(self, request, notification_id: str):
+        notification = selectors.notification_get(
+            user=request.user, notification_id=notification_id
+        )
+        return Response(NotificationOutputSerializer(notification).data)
+
+
+class NotificationReadApi(APIView):
+    @extend_schema(request=None, responses=NotificationOutputSerializer, summary="Mark read")
+    def post(self, request, notification_id: str):
+        notification = services.notification_mark_read(
+            user=request.user, notification_id=notification_id
+        )
+        return Response(NotificationOutputSerializer(notification).data)
+
+
+class NotificationReadAllApi(APIView):
+    class Output(serializers.Serializer):
+        marked = serializers.IntegerField()
+
+    @extend_schema(request=None, responses=Output, summary="Mark all my notifications read")
+    def post(self, request):
+        return Response({"marked": services.notifications_mark_all_read(user=request.user)})
+
+
+class UnreadCountApi(APIView):
+    class Output(serializers.Serializer):
+        unread = serializers.IntegerField()
+
+    @extend_schema(responses=Output, summary="How many notifications are unread")
+    def get(self, request):
+        return Response({"unread": selectors.unread_count(user=request.user)})
+
+
+# --- Categories and preferences ---------------------------------------------------------------
+
+
+class CategoryListApi(APIView):
+    class Output(serializers.Serializer):
+        code = serializers.CharField()
+        urgent = serializers.BooleanField()
+        description = serializers.CharField()
+
+    @extend_schema(responses=Output(many=True), summary="Alert categories")
+    def get(self, request):
+        return Response(self.Output(categories.CATEGORIES.values(), many=True).data)
+
+
+class QuietHoursSerializer(serializers.Serializer):
+    start = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
+    end = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
+
+
+class PreferencesOutputSerializer(serializers.Serializer):
+    categories = serializers.SerializerMethodField()
+    low_balance_amount = serializers.DecimalField(
+        max_digits=12, decimal_places=3, allow_null=True, help_text="null: the utility's default"
+    )
+    low_balance_days = serializers.IntegerField(allow_null=True)
+    quiet_hours = serializers.SerializerMethodField()
+
+    def get_categories(self, preference) -> dict[str, bool]:
+        return {code: code not in preference.disabled_categories for code in categories.CATEGORIES}
+
+    def get_quiet_hours(self, preference) -> dict[str, str] | None:
+        if preference.quiet_start is None:
+            return None
+        return QuietHoursSerializer(
+            {"start": preference.quiet_start, "end": preference.quiet_end}
+        ).data
+
+
+class PreferencesApi(APIView):
+    class UpdateInput(serializers.Serializer):
+        categories = serializers.DictField(
+            child=serializers.BooleanField(), required=False, help_text="{category: on/off}"
+        )
+        low_balance_amount = serializers.DecimalField(
+            max_digits=12, decimal_places=3, min_value=0, allow_null=True, required=False
+        )
+        low_balance_days = serializers.IntegerField(
+            min_value=0, max_value=60, allow_null=True, required=False
+        )
+        quiet_hours = QuietHoursSerializer(
+            allow_null=True, required=False, help_text="Local times; null turns them off."
+        )
+
+    @extend_schema(responses=PreferencesOutputSerializer, summary="My alert preferences")
+    def get(self, request):
+        return Response(
+            PreferencesOutputSerializer(selectors.preferences_get(user=request.user)).data
+        )
+
+    @extend_schema(
+        request=UpdateInput,
+        responses=PreferencesOutputSerializer,
+        summary="Change my alert preferences",
+    )
+    def patch(self, request):
+        data = self.UpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        if "quiet_hours" in values:
+            quiet = values["quiet_hours"]
+            values["quiet_hours"] = None if quiet is None else (quiet["start"], quiet["end"])
+        preference = services.preferences_update(user=request.user, **values)
+        return Response(PreferencesOutputSerializer(preference).data)

@@ -1,13 +1,35 @@
-"""Writes for notifications: device registration (push delivery arrives with the push module)."""
+"""Writes for notifications: devices, the inbox, preferences, and creating alerts.
+
+Sending them is in notifications.delivery; the push protocol in notifications.push.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from datetime import datetime, time
+from decimal import Decimal
+from itertools import islice
+from typing import Any
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import User
-from core.errors import NotFound
-from notifications.models import Device
+from accounts.models import AccountLink, ConsumerAccount, Language, User, Utility
+from core.errors import DomainError, NotFound
+from notifications import categories as c
+from notifications import delivery, selectors
+from notifications.messages import message_render, push_data
+from notifications.models import (
+    BalanceAlertState,
+    Device,
+    Fanout,
+    Notification,
+    NotificationPreference,
+)
+
+UNSET: Any = object()
+INSERT_CHUNK = 5000
 
 
 def device_register(
@@ -18,6 +40,7 @@ def device_register(
     app_version: str = "",
     language: str | None = None,
     replaces: str | None = None,
+    fid: str | None = None,
 ) -> tuple[Device, bool]:
     """Register or refresh a push token; return the device and whether it is new.
 
@@ -28,33 +51,333 @@ def device_register(
     3. Calling again with the same values changes nothing but last_seen_at: clients may retry freely.
     """
     now = timezone.now()
+    values = {
+        "user": user,
+        "platform": platform,
+        "app_version": app_version,
+        "language": language or user.language,
+        "last_seen_at": now,
+    }
+    if fid is not None:
+        values["fid"] = fid
     with transaction.atomic():
         if replaces and replaces != token:
             Device.objects.filter(user=user, token=replaces).delete()
         # update_or_create locks the token's row; a concurrent first registration of the same
         # token is caught by the unique index and retried as an update.
         device, created = Device.objects.update_or_create(
-            token=token,
-            defaults={
-                "user": user,
-                "platform": platform,
-                "app_version": app_version,
-                "language": language or user.language,
-                "last_seen_at": now,
-            },
-            create_defaults={
-                "user": user,
-                "platform": platform,
-                "app_version": app_version,
-                "language": language or user.language,
-                "created_at": now,
-                "last_seen_at": now,
-            },
+            token=token, defaults=values, create_defaults={**values, "created_at": now}
         )
     return device, created
 
 
 def device_remove(*, user: User, device_id: int) -> None:
-    deleted, _ = Device.objects.filter(pk=device_id, user=user).delete()
+    deleted, _ = Device.objects.filter(pk=selectors.id_or_none(device_id), user=user).delete()
     if not deleted:
         raise NotFound("You have no such device.", code="device_not_found")
+
+
+# --- Creating alerts ------------------------------------------------------------------------
+
+
+def _check_key(dedupe_key: str) -> str:
+    if not isinstance(dedupe_key, str) or not dedupe_key or len(dedupe_key) > 200:
+        raise DomainError.for_field(
+            "dedupe_key", "Give a key of 1 to 200 characters.", code="invalid_dedupe_key"
+        )
+    return dedupe_key
+
+
+def alert_create(
+    *,
+    user: User,
+    category: str,
+    dedupe_key: str,
+    context: dict[str, Any],
+    utility: Utility | None = None,
+) -> tuple[Notification, bool]:
+    """Put an alert in the user's inbox and push it once the caller's transaction commits.
+
+    1. The title and body are rendered now, in the user's language (amounts in the utility's
+       currency, times in its zone); the inbox shows them as sent.
+    2. One row per (user, dedupe_key): a repeat of the same event returns the first row and sends
+       nothing more. Pick keys that name the event: `outage:41:planned`, not a timestamp.
+    3. The push is queued on commit (a rolled-back event sends nothing); if the broker is down
+       then, the sweeper sends it later.
+    Returns the row and whether it is new.
+    """
+    kind = c.category_get(category)
+    _check_key(dedupe_key)
+    rendered = message_render(
+        category=category, language=user.language, context=context, utility=utility
+    )
+    with transaction.atomic():
+        notification, created = Notification.objects.get_or_create(
+            user=user,
+            dedupe_key=dedupe_key,
+            defaults={
+                "category": kind.code,
+                "title": rendered.title,
+                "body": rendered.body,
+                "language": user.language,
+                "data": push_data(category=category, context=context),
+                "utility": utility,
+                "dispatched_at": timezone.now(),
+            },
+        )
+        if created:
+            transaction.on_commit(
+                lambda: delivery.push_dispatch(notification_ids=[notification.pk])
+            )
+    return notification, created
+
+
+def _chunks(values: Iterable[int], size: int) -> Iterator[list[int]]:
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def fanout_create(
+    *,
+    user_ids: Iterable[int],
+    category: str,
+    dedupe_key: str,
+    context: dict[str, Any],
+    utility: Utility | None = None,
+) -> tuple[Fanout, bool]:
+    """One alert to a large audience (an outage notice to a feeder's households).
+
+    1. The Fanout row is unique per dedupe_key: calling again (a retried publish) adds nothing.
+    2. Inbox rows are written in bulk, in the caller's transaction, rendered once per language;
+       a user who already has an alert under this key keeps it (and is not pushed twice).
+    3. On commit a task splits the rows into push batches of NOTIFY_BATCH_SIZE that any worker
+       takes; progress is visible in the admin (Fanouts) and through selectors.fanout_progress.
+    `user_ids` may be any iterable of ids, a values_list queryset included; unknown ids are skipped.
+    """
+    c.category_get(category)
+    _check_key(dedupe_key)
+    rendered = {
+        language: message_render(
+            category=category, language=language, context=context, utility=utility
+        )
+        for language in Language.values
+    }
+    data = push_data(category=category, context=context)
+    now = timezone.now()
+    with transaction.atomic():
+        fanout, created = Fanout.objects.get_or_create(
+            dedupe_key=dedupe_key,
+            defaults={"category": category, "utility": utility, "created_at": now},
+        )
+        if not created:
+            return fanout, False
+        for chunk in _chunks(user_ids, INSERT_CHUNK):
+            languages = User.objects.filter(pk__in=chunk).values_list("pk", "language")
+            Notification.objects.bulk_create(
+                [
+                    Notification(
+                        user_id=user_id,
+                        category=category,
+                        dedupe_key=dedupe_key,
+                        title=rendered.get(language, rendered["en"]).title,
+                        body=rendered.get(language, rendered["en"]).body,
+                        language=language,
+                        data=data,
+                        utility=utility,
+                        fanout=fanout,
+                        created_at=now,
+                        next_attempt_at=now,
+                        dispatched_at=now,
+                    )
+                    for user_id, language in languages
+                ],
+                ignore_conflicts=True,
+            )
+        fanout.audience_size = Notification.objects.filter(fanout=fanout).count()
+        fanout.save(update_fields=["audience_size"])
+        transaction.on_commit(lambda: delivery.fanout_dispatch_safely(fanout_id=fanout.pk))
+    return fanout, True
+
+
+# --- Balance alerts (called by billing after each charge and top-up) -------------------------
+
+
+def _low_balance_levels(
+    *, preference: NotificationPreference | None, utility: Utility
+) -> tuple[Decimal, int]:
+    amount = preference.low_balance_amount if preference else None
+    if amount is None:
+        amount = Decimal(settings.LOW_BALANCE_DEFAULT_AMOUNTS.get(utility.currency, "0"))
+    days = preference.low_balance_days if preference else None
+    if days is None:
+        days = settings.LOW_BALANCE_DEFAULT_DAYS
+    return amount, days
+
+
+def balance_alerts_evaluate(
+    *,
+    account: ConsumerAccount,
+    balance: Decimal,
+    days_left: Decimal | None = None,
+    disconnect_at: datetime | None = None,
+) -> list[Notification]:
+    """Alert every user linked to `account` whose balance thresholds were just crossed.
+
+    Call it after each charge and top-up, inside the transaction that changed the balance.
+    1. Per (user, account) a state row remembers which thresholds are armed; it is locked
+       (select_for_update) because two charges evaluated at once would both see "armed" and alert twice.
+    2. balance <= 0: a zero-balance alert (urgent), once until the balance is above zero again.
+       Otherwise at or below the user's amount: a low-balance alert, re-armed only when the balance
+       is back above it. days_left at or below the user's days: "about N days left", re-armed
+       when the projection is back above.
+    3. disconnect_at: a disconnection-pending alert naming when, once per announced time.
+    Returns the alerts created.
+    """
+    utility = account.utility
+    created: list[Notification] = []
+    links = AccountLink.objects.filter(account=account, unlinked_at__isnull=True).select_related(
+        "user"
+    )
+    with transaction.atomic():
+        for link in links:
+            user = link.user
+            BalanceAlertState.objects.get_or_create(user=user, account=account)
+            state = BalanceAlertState.objects.select_for_update().get(user=user, account=account)
+            preference = NotificationPreference.objects.filter(user=user).first()
+            amount, days = _low_balance_levels(preference=preference, utility=utility)
+            context = {"account_id": account.pk, "consumer_id": account.consumer_id}
+            fire: list[tuple[str, str, dict[str, Any]]] = []
+
+            if balance <= 0:
+                if state.zero_armed:
+                    fire.append((c.ZERO_BALANCE, "zero", {"balance": balance}))
+                state.zero_armed = state.low_armed = state.days_armed = False
+            else:
+                state.zero_armed = True
+                if balance <= amount:
+                    if state.low_armed:
+                        fire.append(
+                            (c.LOW_BALANCE, "low", {"balance": balance, "threshold": amount})
+                        )
+                    state.low_armed = False
+                else:
+                    state.low_armed = True
+                if days_left is not None:
+                    if days_left <= days:
+                        if state.days_armed:
+                            fire.append(
+                                (
+                                    c.BALANCE_DAYS_LEFT,
+                                    "days",
+                                    {"balance": balance, "days": days_left},
+                                )
+                            )
+                        state.days_armed = False
+                    else:
+                        state.days_armed = True
+
+            if disconnect_at is None:
+                state.disconnect_alerted_for = None
+            elif state.disconnect_alerted_for != disconnect_at:
+                state.disconnect_alerted_for = disconnect_at
+                key = f"balance:{account.pk}:disconnect:{disconnect_at.isoformat()}"
+                notification, new = alert_create(
+                    user=user,
+                    category=c.DISCONNECTION_PENDING,
+                    dedupe_key=key,
+                    context={**context, "disconnect_at": disconnect_at},
+                    utility=utility,
+                )
+                if new:
+                    created.append(notification)
+
+            for category, kind, extra in fire:
+                state.crossings += 1
+                notification, new = alert_create(
+                    user=user,
+                    category=category,
+                    dedupe_key=f"balance:{account.pk}:{kind}:{state.crossings}",
+                    context={**context, **extra},
+                    utility=utility,
+                )
+                if new:
+                    created.append(notification)
+            state.save()
+    return created
+
+
+# --- The inbox ------------------------------------------------------------------------------
+
+
+def notification_mark_read(*, user: User, notification_id: object) -> Notification:
+    notification = selectors.notification_get(user=user, notification_id=notification_id)
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(
+            read_at=notification.read_at
+        )
+    return notification
+
+
+def notifications_mark_all_read(*, user: User) -> int:
+    return Notification.objects.filter(user=user, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+
+
+# --- Preferences ----------------------------------------------------------------------------
+
+
+def preferences_update(
+    *,
+    user: User,
+    categories: dict[str, bool] | None = None,
+    low_balance_amount: Decimal | None = UNSET,
+    low_balance_days: int | None = UNSET,
+    quiet_hours: tuple[time, time] | None = UNSET,
+) -> NotificationPreference:
+    """Change what was given, leave the rest. Urgent categories cannot be turned off; quiet hours
+    need a start and an end that differ (start after end spans midnight)."""
+    with transaction.atomic():
+        # A row lock: two settings screens saving at once must not lose each other's categories.
+        NotificationPreference.objects.get_or_create(user=user)
+        preference = NotificationPreference.objects.select_for_update().get(user=user)
+        if categories is not None:
+            disabled = set(preference.disabled_categories)
+            for code, enabled in categories.items():
+                category = c.category_get(code, field=f"categories.{code}")
+                if category.urgent and not enabled:
+                    raise DomainError.for_field(
+                        f"categories.{code}",
+                        "Urgent alerts cannot be turned off.",
+                        code="category_is_urgent",
+                    )
+                (disabled.discard if enabled else disabled.add)(code)
+            preference.disabled_categories = sorted(disabled)
+        if low_balance_amount is not UNSET:
+            if low_balance_amount is not None and low_balance_amount < 0:
+                raise DomainError.for_field(
+                    "low_balance_amount", "Give zero or more.", code="negative_threshold"
+                )
+            preference.low_balance_amount = low_balance_amount
+        if low_balance_days is not UNSET:
+            if low_balance_days is not None and low_balance_days < 0:
+                raise DomainError.for_field(
+                    "low_balance_days", "Give zero or more.", code="negative_threshold"
+                )
+            preference.low_balance_days = low_balance_days
+        if quiet_hours is not UNSET:
+            if quiet_hours is None:
+                preference.quiet_start = preference.quiet_end = None
+            else:
+                start, end = quiet_hours
+                if start == end:
+                    raise DomainError.for_field(
+                        "quiet_hours",
+                        "Quiet hours need a start and an end that differ.",
+                        code="invalid_quiet_hours",
+                    )
+                preference.quiet_start, preference.quiet_end = start, end
+        preference.save()
+    return preference

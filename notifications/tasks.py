@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 
 from core.phone import phone_mask
+from notifications import delivery
 from notifications.sms import PermanentSmsError, TransientSmsError, sms_send
 
 logger = logging.getLogger(__name__)
@@ -24,3 +25,22 @@ def send_sms(self, to: str, body: str) -> None:
         raise self.retry(exc=exc, countdown=countdown) from exc
     except PermanentSmsError:
         logger.exception("SMS to %s was refused; not retrying", phone_mask(to))
+
+
+# Push tasks need no Celery retries of their own: a row that could not be sent goes back to
+# pending with its own due time and is queued again (delivery.push_dispatch), and the sweeper
+# catches any task that is lost. acks_late: a batch taken by a worker that dies is redelivered
+# (on Redis after the visibility timeout), and its claims make the redelivery harmless.
+@shared_task(acks_late=True)
+def push_batch(notification_ids: list[int]) -> dict[str, int]:
+    return delivery.notifications_push(notification_ids=notification_ids)
+
+
+@shared_task(acks_late=True)
+def fanout_dispatch(fanout_id: int) -> int:
+    return delivery.fanout_dispatch(fanout_id=fanout_id)
+
+
+@shared_task
+def sweep() -> dict[str, int]:
+    return delivery.notifications_sweep()

@@ -93,3 +93,17 @@ def api(django_capture_on_commit_callbacks, db):
 @pytest.fixture
 def make_api(django_capture_on_commit_callbacks, db):
     return lambda user=None: Api(django_capture_on_commit_callbacks, user)
+
+
+@pytest.fixture
+def fcm_server(settings):
+    """A fake FCM HTTP v1 server; the real firebase-admin client is pointed at it."""
+    from tests.fakes.fcm import FakeFcmServer
+
+    server = FakeFcmServer().start()
+    settings.FIREBASE_CREDENTIALS_FILE = ""
+    settings.FCM_ENDPOINT = server.endpoint
+    settings.FCM_ACCESS_TOKEN = server.access_token
+    settings.FCM_PROJECT_ID = "smartmeter-test"
+    yield server
+    server.stop()

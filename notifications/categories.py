@@ -1,0 +1,70 @@
+"""The kinds of alert we send, and how each travels.
+
+Urgent categories cannot be turned off, ignore quiet hours, go out at high priority and fall back to
+SMS when a user has no working device. The others wait for quiet hours to end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core.errors import DomainError
+
+
+@dataclass(frozen=True)
+class Category:
+    code: str
+    urgent: bool
+    # How long FCM and APNs keep trying an offline phone: past this the news is stale.
+    ttl: timedelta
+    description: str
+
+
+LOW_BALANCE = "low_balance"
+BALANCE_DAYS_LEFT = "balance_days_left"
+ZERO_BALANCE = "zero_balance"
+DISCONNECTION_PENDING = "disconnection_pending"
+OUTAGE_PLANNED = "outage_planned"
+OUTAGE_UNPLANNED = "outage_unplanned"
+OUTAGE_RESTORED = "outage_restored"
+TOPUP_RECEIVED = "topup_received"
+OUTAGE_REMINDER = "outage_reminder"
+OUTAGE_RESCHEDULED = "outage_rescheduled"
+OUTAGE_CANCELLED = "outage_cancelled"
+OUTAGE_UNPLANNED_ETA = "outage_unplanned_eta"
+COMPENSATION_CREDITED = "compensation_credited"
+
+CATEGORIES: dict[str, Category] = {
+    c.code: c
+    for c in [
+        Category(LOW_BALANCE, False, timedelta(hours=12), "Balance fell below your alert level"),
+        Category(BALANCE_DAYS_LEFT, False, timedelta(hours=12), "About N days of balance left"),
+        Category(ZERO_BALANCE, True, timedelta(hours=6), "Balance has run out"),
+        Category(
+            DISCONNECTION_PENDING, True, timedelta(hours=6), "Supply will be disconnected soon"
+        ),
+        Category(OUTAGE_PLANNED, False, timedelta(hours=24), "Planned power cut notice"),
+        Category(OUTAGE_UNPLANNED, True, timedelta(hours=2), "Power outage in your area"),
+        Category(OUTAGE_RESTORED, False, timedelta(hours=6), "Power is back"),
+        Category(TOPUP_RECEIVED, False, timedelta(hours=24), "Top-up received"),
+        Category(OUTAGE_REMINDER, False, timedelta(hours=12), "Reminder of a planned power cut"),
+        Category(OUTAGE_RESCHEDULED, False, timedelta(hours=24), "Planned power cut moved"),
+        Category(OUTAGE_CANCELLED, False, timedelta(hours=24), "Planned power cut cancelled"),
+        Category(
+            OUTAGE_UNPLANNED_ETA, True, timedelta(hours=2), "Power outage, with when it is expected back"
+        ),
+        Category(
+            COMPENSATION_CREDITED, False, timedelta(days=3), "Compensation for a missed service standard"
+        ),
+    ]
+}
+
+
+def category_get(code: str, *, field: str = "category") -> Category:
+    try:
+        return CATEGORIES[code]
+    except (KeyError, TypeError):
+        raise DomainError.for_field(
+            field, f"Unknown category {code!r}.", code="unknown_category"
+        ) from None

@@ -1,0 +1,349 @@
+"""Delivering alerts: push batches, quiet hours, SMS fallback, retries and the sweeper.
+
+Every alert is an inbox row written before anything is sent. A push task takes row ids and claims
+them with a conditional update (pending → sending, stamped with a claim id); a task delivered twice,
+or two workers given the same ids, find nothing left to claim. Results are written after each chunk
+of requests, which also renews the claim. A claim older than NOTIFY_CLAIM_LEASE_SECONDS belongs to a
+dead worker: the sweeper puts it back to pending and sends it again, and the messages in flight when
+the worker died may then reach FCM twice; they carry the alert's id as collapse key and tag, so the
+phone shows one notification.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from accounts.models import AccountLink
+from notifications import categories as c
+from notifications import selectors
+from notifications.models import Device, Notification, NotificationPreference
+from notifications.push import Outcome, PushMessage, push_send
+
+logger = logging.getLogger(__name__)
+
+Status = Notification.PushStatus
+SWEEP_LIMIT = 100_000
+
+
+# --- Queueing -------------------------------------------------------------------------------
+
+
+def push_dispatch(*, notification_ids: list[int], countdown: int | None = None) -> bool:
+    """Queue one push task. A broker outage is logged, not raised: the row is already written,
+    and the sweeper queues it again once the broker is back."""
+    from notifications.tasks import push_batch
+
+    try:
+        push_batch.apply_async(args=[notification_ids], countdown=countdown)
+    except (OperationalError, OSError) as exc:
+        logger.warning(
+            "Broker unavailable, %d alerts left for the sweeper: %s", len(notification_ids), exc
+        )
+        return False
+    return True
+
+
+def _dispatch_pending(queryset, *, limit: int) -> int:
+    """Queue push tasks for pending rows in batches; stamp each batch once it is queued."""
+    ids = queryset.order_by("id").values_list("id", flat=True)[:limit].iterator(chunk_size=5000)
+    queued = 0
+    while batch := list(islice(ids, settings.NOTIFY_BATCH_SIZE)):
+        if not push_dispatch(notification_ids=batch):
+            break
+        Notification.objects.filter(pk__in=batch, push_status=Status.PENDING).update(
+            dispatched_at=timezone.now()
+        )
+        queued += len(batch)
+    return queued
+
+
+def fanout_dispatch(*, fanout_id: int) -> int:
+    """Split a fan-out's pending rows into push batches for the workers."""
+    return _dispatch_pending(
+        Notification.objects.filter(fanout_id=fanout_id, push_status=Status.PENDING),
+        limit=SWEEP_LIMIT * 10,
+    )
+
+
+def fanout_dispatch_safely(*, fanout_id: int) -> None:
+    from notifications.tasks import fanout_dispatch as fanout_dispatch_task
+
+    try:
+        fanout_dispatch_task.delay(fanout_id)
+    except (OperationalError, OSError) as exc:
+        logger.warning("Broker unavailable, fan-out %s left for the sweeper: %s", fanout_id, exc)
+
+
+def notifications_sweep() -> dict[str, int]:
+    """Re-dispatch what a dead worker, a lost task or a broker outage left behind.
+
+    1. Claims older than the lease: their worker died mid-batch; back to pending.
+    2. Alerts held for quiet hours whose hours are over: back to pending.
+    3. Pending alerts that are due and were queued more than the grace period ago (or never,
+       because the broker was down at commit): queued again. A task that was only slow finds
+       nothing to claim when it finally runs.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=settings.NOTIFY_CLAIM_LEASE_SECONDS)
+    grace = timedelta(seconds=settings.NOTIFY_SWEEP_GRACE_SECONDS)
+    reclaimed = Notification.objects.filter(
+        push_status=Status.SENDING, claimed_at__lt=now - lease
+    ).update(push_status=Status.PENDING, claim=None, dispatched_at=None, next_attempt_at=now)
+    released = Notification.objects.filter(
+        push_status=Status.HELD, next_attempt_at__lte=now
+    ).update(push_status=Status.PENDING, dispatched_at=None)
+    queued = _dispatch_pending(
+        Notification.objects.filter(push_status=Status.PENDING, next_attempt_at__lte=now).filter(
+            Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - grace)
+        ),
+        limit=SWEEP_LIMIT,
+    )
+    if reclaimed or released or queued:
+        logger.info(
+            "Sweeper: %d stale claims, %d released from quiet hours, %d queued",
+            reclaimed,
+            released,
+            queued,
+        )
+    return {"reclaimed": reclaimed, "released": released, "queued": queued}
+
+
+# --- Sending --------------------------------------------------------------------------------
+
+
+def _quiet_until(
+    *, preference: NotificationPreference | None, zone, now: datetime
+) -> datetime | None:
+    """When the user's quiet hours end, if they are in them now; else None."""
+    if preference is None or preference.quiet_start is None or preference.quiet_end is None:
+        return None
+    local = now.astimezone(zone)
+    if not selectors.quiet_hours_active(
+        start=preference.quiet_start, end=preference.quiet_end, now=local.time()
+    ):
+        return None
+    end = datetime.combine(local.date(), preference.quiet_end, tzinfo=zone)
+    if end <= local:
+        end = datetime.combine(local.date() + timedelta(days=1), preference.quiet_end, tzinfo=zone)
+    return end.astimezone(UTC)
+
+
+def _zones_by_user(user_ids: set[int]) -> dict[int, object]:
+    """The zone of each user's first linked account's utility (for alerts without a utility)."""
+    zones: dict[int, object] = {}
+    links = (
+        AccountLink.objects.filter(user_id__in=user_ids, unlinked_at__isnull=True)
+        .select_related("account__utility")
+        .order_by("created_at", "id")
+    )
+    for link in links:
+        zones.setdefault(link.user_id, link.account.utility.zone)
+    return zones
+
+
+def _backoff(attempts: int, retry_after: int | None) -> int:
+    if retry_after is not None:
+        return retry_after
+    return min(5 * 2 ** max(attempts - 1, 0), 600)
+
+
+def notifications_push(*, notification_ids: list[int]) -> dict[str, int]:
+    """Push the given alerts to every device of their users.
+
+    1. Claim the rows still pending and due; rows another task holds or finished are skipped.
+    2. Per row: a category the user turned off is recorded `off`; a non-urgent alert inside the
+       user's quiet hours (in the alert's utility's zone) is `held` until they end.
+    3. Send in chunks; after each chunk write what happened: `sent`; dead tokens deleted; busy FCM
+       (429/5xx) back to pending after Retry-After or a backoff, remembering which devices were
+       reached; no working device left → `no_device`, and urgent alerts go by SMS instead.
+    """
+    now = timezone.now()
+    claim = uuid.uuid4()
+    claimed = Notification.objects.filter(
+        pk__in=notification_ids, push_status=Status.PENDING, next_attempt_at__lte=now
+    ).update(
+        push_status=Status.SENDING,
+        claim=claim,
+        claimed_at=now,
+        push_attempts=F("push_attempts") + 1,
+    )
+    counts: dict[str, int] = defaultdict(int)
+    if not claimed:
+        return counts
+    rows = list(
+        Notification.objects.filter(claim=claim, push_status=Status.SENDING)
+        .select_related("user", "utility")
+        .order_by("id")
+    )
+    user_ids = {row.user_id for row in rows}
+    preferences = {
+        p.user_id: p for p in NotificationPreference.objects.filter(user_id__in=user_ids)
+    }
+    devices: dict[int, list[Device]] = defaultdict(list)
+    for device in Device.objects.filter(user_id__in=user_ids).order_by("id"):
+        devices[device.user_id].append(device)
+    needs_zone = {
+        row.user_id
+        for row in rows
+        if row.utility is None
+        and preferences.get(row.user_id)
+        and preferences[row.user_id].quiet_start
+    }
+    zones = _zones_by_user(needs_zone) if needs_zone else {}
+
+    to_send: list[Notification] = []
+    for row in rows:
+        category = c.CATEGORIES.get(row.category)
+        urgent = bool(category and category.urgent)
+        preference = preferences.get(row.user_id)
+        if not urgent and preference and row.category in preference.disabled_categories:
+            _finish(row, claim, push_status=Status.OFF)
+            counts["off"] += 1
+            continue
+        zone = row.utility.zone if row.utility else zones.get(row.user_id, UTC)
+        until = None if urgent else _quiet_until(preference=preference, zone=zone, now=now)
+        if until is not None:
+            _finish(row, claim, push_status=Status.HELD, next_attempt_at=until)
+            counts["held"] += 1
+            continue
+        to_send.append(row)
+
+    chunk_size = max(settings.FCM_MAX_CONCURRENCY * 4, 1)
+    chunk: list[Notification] = []
+    for row in to_send:
+        chunk.append(row)
+        if sum(len(devices[r.user_id]) for r in chunk) >= chunk_size:
+            _send_chunk(chunk, devices, claim, counts)
+            chunk = []
+    if chunk:
+        _send_chunk(chunk, devices, claim, counts)
+    return counts
+
+
+def _finish(row: Notification, claim: uuid.UUID, **values) -> bool:
+    values.setdefault("claim", None)
+    return bool(
+        Notification.objects.filter(pk=row.pk, claim=claim, push_status=Status.SENDING).update(
+            **values
+        )
+    )
+
+
+def _send_chunk(
+    rows: list[Notification],
+    devices: dict[int, list[Device]],
+    claim: uuid.UUID,
+    counts: dict[str, int],
+) -> None:
+    messages: list[PushMessage] = []
+    owners: list[Notification] = []
+    for row in rows:
+        category = c.CATEGORIES.get(row.category)
+        done = set(row.devices_done)
+        for device in devices[row.user_id]:
+            if device.pk in done:
+                continue
+            messages.append(
+                PushMessage(
+                    device_id=device.pk,
+                    token=device.token,
+                    fid=device.fid,
+                    platform=device.platform,
+                    title=row.title,
+                    body=row.body,
+                    data={**row.data, "notification_id": str(row.pk)},
+                    urgent=bool(category and category.urgent),
+                    ttl=category.ttl if category else timedelta(hours=12),
+                    collapse_id=f"n{row.pk}",
+                )
+            )
+            owners.append(row)
+    results = push_send(messages=messages)
+
+    reached: dict[int, list[int]] = defaultdict(list)
+    retry_after: dict[int, int | None] = {}
+    dead_devices: set[int] = set()
+    for row, result in zip(owners, results, strict=True):
+        if result.outcome == Outcome.SENT:
+            reached[row.pk].append(result.device_id)
+        elif result.outcome == Outcome.REMOVE:
+            dead_devices.add(result.device_id)
+            logger.info("Removing device %s: FCM says %s", result.device_id, result.detail)
+        elif result.outcome == Outcome.RETRY:
+            # The longest Retry-After among a row's devices decides when it is tried again.
+            previous = retry_after.get(row.pk)
+            retry_after[row.pk] = max(
+                (v for v in (previous, result.retry_after) if v is not None), default=None
+            )
+        else:
+            logger.warning("Push to device %s failed: %s", result.device_id, result.detail)
+    if dead_devices:
+        Device.objects.filter(pk__in=dead_devices).delete()
+        for owned in devices.values():
+            owned[:] = [d for d in owned if d.pk not in dead_devices]
+
+    now = timezone.now()
+    fully_sent: list[int] = []
+    sms_rows: list[Notification] = []
+    for row in rows:
+        done = [*row.devices_done, *reached.get(row.pk, [])]
+        if row.pk in retry_after:
+            if row.push_attempts >= settings.NOTIFY_MAX_PUSH_ATTEMPTS:
+                _finish(row, claim, push_status=Status.FAILED, devices_done=done)
+                counts["failed"] += 1
+                if not done:
+                    sms_rows.append(row)
+                continue
+            delay = _backoff(row.push_attempts, retry_after[row.pk])
+            due = now + timedelta(seconds=delay)
+            if _finish(
+                row,
+                claim,
+                push_status=Status.PENDING,
+                devices_done=done,
+                next_attempt_at=due,
+                dispatched_at=due,
+            ):
+                counts["retry"] += 1
+                push_dispatch(notification_ids=[row.pk], countdown=delay)
+        elif done:
+            fully_sent.append(row.pk)
+        else:
+            _finish(row, claim, push_status=Status.NO_DEVICE, pushed_at=now)
+            counts["no_device"] += 1
+            sms_rows.append(row)
+    if fully_sent:
+        counts["sent"] += Notification.objects.filter(
+            pk__in=fully_sent, claim=claim, push_status=Status.SENDING
+        ).update(push_status=Status.SENT, pushed_at=now, claim=None)
+    # Renew the claim of the rows still to come: the lease measures a silent worker, not a long batch.
+    Notification.objects.filter(claim=claim, push_status=Status.SENDING).update(claimed_at=now)
+    _sms_fallback(sms_rows)
+
+
+def _sms_fallback(rows: list[Notification]) -> None:
+    """Urgent alerts that reached no device go by SMS, once."""
+    from notifications.tasks import send_sms
+
+    for row in rows:
+        category = c.CATEGORIES.get(row.category)
+        if not (category and category.urgent and row.user.phone):
+            continue
+        if not Notification.objects.filter(pk=row.pk, sms_status="").update(sms_status="queued"):
+            continue
+        try:
+            send_sms.delay(row.user.phone, f"{row.title}: {row.body}")
+        except (OperationalError, OSError) as exc:
+            Notification.objects.filter(pk=row.pk).update(sms_status="")
+            logger.warning(
+                "Broker unavailable, SMS fallback for alert %s not queued: %s", row.pk, exc
+            )

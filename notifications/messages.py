@@ -1,0 +1,334 @@
+"""Alert texts in Arabic, English and Hindi, and how a context becomes a title and a body.
+
+Context values are typed, not pre-formatted: a Decimal is money in the utility's currency (its own
+decimals, the reader's digits and symbol), an aware datetime is shown in the utility's zone, `days` is a
+count of days said the way each language says it. Strings (area names, consumer ids) pass through.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from babel.core import Locale, UnknownLocaleError
+from babel.dates import format_skeleton, format_time
+
+from core.errors import DomainError
+from core.money import money_format
+from notifications import categories as c
+
+if TYPE_CHECKING:
+    from accounts.models import Utility
+
+TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
+    c.LOW_BALANCE: {
+        "en": (
+            "Low balance",
+            "The balance on account {consumer_id} is down to {balance}, below your alert level of "
+            "{threshold}. Top up soon to keep the power on.",
+        ),
+        "ar": (
+            "رصيدك منخفض",
+            "انخفض رصيد حسابك رقم {consumer_id} إلى {balance}، وهو أقل من حد التنبيه الذي اخترته "
+            "({threshold}). اشحن رصيدك قريبًا حتى لا تنقطع الكهرباء.",
+        ),
+        "hi": (
+            "बैलेंस कम है",
+            "खाता {consumer_id} का बैलेंस घटकर {balance} रह गया है, जो आपकी तय सीमा {threshold} से कम है। "
+            "बिजली चालू रखने के लिए जल्द रिचार्ज करें।",
+        ),
+    },
+    c.BALANCE_DAYS_LEFT: {
+        "en": (
+            "About {days} of power left",
+            "At your recent usage, the balance on account {consumer_id} ({balance}) will last about "
+            "{days}. Top up to avoid a disconnection.",
+        ),
+        "ar": (
+            "رصيدك يكفي {days} تقريبًا",
+            "بحسب استهلاكك الأخير، يكفي رصيد حسابك رقم {consumer_id} ({balance}) لمدة {days} تقريبًا. "
+            "اشحن رصيدك لتجنّب فصل الكهرباء.",
+        ),
+        "hi": (
+            "लगभग {days} की बिजली बची है",
+            "हाल की खपत के हिसाब से खाता {consumer_id} का बैलेंस ({balance}) लगभग {days} चलेगा। "
+            "बिजली कटने से बचने के लिए रिचार्ज करें।",
+        ),
+    },
+    c.ZERO_BALANCE: {
+        "en": (
+            "Your balance has run out",
+            "Account {consumer_id} has no balance left ({balance}). Top up now to avoid a disconnection.",
+        ),
+        "ar": (
+            "نفد رصيدك",
+            "لم يتبقَّ رصيد في حسابك رقم {consumer_id} ({balance}). اشحن الآن لتجنّب فصل الكهرباء.",
+        ),
+        "hi": (
+            "आपका बैलेंस खत्म हो गया है",
+            "खाता {consumer_id} में कोई बैलेंस नहीं बचा है ({balance})। बिजली कटने से बचने के लिए अभी रिचार्ज करें।",
+        ),
+    },
+    c.DISCONNECTION_PENDING: {
+        "en": (
+            "Your power will be disconnected",
+            "Supply to account {consumer_id} is due to be disconnected on {disconnect_at}. "
+            "Top up or pay before then to keep the power on.",
+        ),
+        "ar": (
+            "سيتم فصل الكهرباء عنك",
+            "من المقرر فصل الكهرباء عن حسابك رقم {consumer_id} يوم {disconnect_at}. "
+            "اشحن رصيدك أو ادفع قبل هذا الموعد لتبقى الكهرباء متصلة.",
+        ),
+        "hi": (
+            "आपकी बिजली कटने वाली है",
+            "खाता {consumer_id} की बिजली {disconnect_at} को काटी जानी तय है। "
+            "बिजली चालू रखने के लिए उससे पहले रिचार्ज या भुगतान करें।",
+        ),
+    },
+    c.OUTAGE_PLANNED: {
+        "en": (
+            "Planned power cut",
+            "Power will be off in {area} from {start} to {end} for maintenance.",
+        ),
+        "ar": (
+            "انقطاع مجدول للكهرباء",
+            "ستنقطع الكهرباء في {area} من {start} حتى {end} لأعمال الصيانة.",
+        ),
+        "hi": (
+            "बिजली की निर्धारित कटौती",
+            "रखरखाव के कारण {area} में {start} से {end} तक बिजली बंद रहेगी।",
+        ),
+    },
+    c.OUTAGE_UNPLANNED: {
+        "en": (
+            "Power outage in your area",
+            "There is a power outage in {area}. Our teams are working on it and we will tell you "
+            "as soon as supply is back.",
+        ),
+        "ar": (
+            "انقطاع الكهرباء في منطقتك",
+            "يوجد انقطاع في الكهرباء في {area}. فرقنا تعمل على إصلاحه، وسنبلغك فور عودة التيار.",
+        ),
+        "hi": (
+            "आपके क्षेत्र में बिजली गुल है",
+            "{area} में बिजली आपूर्ति बाधित है। हमारी टीमें इसे ठीक करने में लगी हैं; बिजली लौटते ही हम आपको बताएँगे।",
+        ),
+    },
+    c.OUTAGE_RESTORED: {
+        "en": (
+            "Power is back",
+            "Supply in {area} was restored on {restored_at}. Sorry for the wait.",
+        ),
+        "ar": ("عادت الكهرباء", "عادت الكهرباء إلى {area} يوم {restored_at}. نعتذر عن الإزعاج."),
+        "hi": (
+            "बिजली बहाल हो गई",
+            "{area} में बिजली {restored_at} को बहाल हो गई। असुविधा के लिए खेद है।",
+        ),
+    },
+    c.TOPUP_RECEIVED: {
+        "en": (
+            "Top-up received",
+            "{amount} was added to account {consumer_id}. Your balance is now {balance}.",
+        ),
+        "ar": (
+            "تم استلام الشحن",
+            "تمت إضافة {amount} إلى حسابك رقم {consumer_id}. رصيدك الآن {balance}.",
+        ),
+        "hi": (
+            "रिचार्ज मिल गया",
+            "खाता {consumer_id} में {amount} जोड़े गए। अब आपका बैलेंस {balance} है।",
+        ),
+    },
+    c.OUTAGE_REMINDER: {
+        "en": (
+            "Reminder: planned power cut",
+            "A reminder that power will be off in {area} from {start} to {end}.",
+        ),
+        "ar": (
+            "تذكير بانقطاع الكهرباء المجدول",
+            "نذكّرك بأن الكهرباء ستنقطع في {area} من {start} حتى {end}.",
+        ),
+        "hi": (
+            "याद दिला दें: बिजली की निर्धारित कटौती",
+            "याद रहे, {area} में {start} से {end} तक बिजली बंद रहेगी।",
+        ),
+    },
+    c.OUTAGE_RESCHEDULED: {
+        "en": (
+            "Planned power cut moved",
+            "The planned power cut in {area} has a new time: power will now be off from {start} to {end}.",
+        ),
+        "ar": (
+            "تغيّر موعد انقطاع الكهرباء المجدول",
+            "تغيّر موعد انقطاع الكهرباء المجدول في {area}، وستنقطع الكهرباء الآن من {start} حتى {end}.",
+        ),
+        "hi": (
+            "बिजली कटौती का समय बदला",
+            "{area} में निर्धारित बिजली कटौती का समय बदल गया है। अब बिजली {start} से {end} तक बंद रहेगी।",
+        ),
+    },
+    c.OUTAGE_CANCELLED: {
+        "en": (
+            "Planned power cut cancelled",
+            "The power cut planned in {area} for {start} is cancelled. Your supply continues as normal.",
+        ),
+        "ar": (
+            "أُلغي انقطاع الكهرباء المجدول",
+            "أُلغي انقطاع الكهرباء الذي كان مقررًا في {area} يوم {start}، وستبقى الكهرباء متصلة كالمعتاد.",
+        ),
+        "hi": (
+            "बिजली कटौती रद्द",
+            "{area} में {start} से होने वाली बिजली कटौती रद्द कर दी गई है। बिजली आपूर्ति सामान्य रूप से जारी रहेगी।",
+        ),
+    },
+    c.OUTAGE_UNPLANNED_ETA: {
+        "en": (
+            "Power outage in your area",
+            "There is a power outage in {area}. Our teams are working on it and expect supply back by {end}.",
+        ),
+        "ar": (
+            "انقطاع الكهرباء في منطقتك",
+            "يوجد انقطاع في الكهرباء في {area}. فرقنا تعمل على إصلاحه، ونتوقع عودة التيار بحلول {end}.",
+        ),
+        "hi": (
+            "आपके क्षेत्र में बिजली गुल है",
+            "{area} में बिजली आपूर्ति बाधित है। हमारी टीमें इसे ठीक करने में लगी हैं; {end} तक बिजली लौटने की उम्मीद है।",
+        ),
+    },
+    c.COMPENSATION_CREDITED: {
+        "en": (
+            "Compensation credited",
+            "We credited {amount} to account {consumer_id} because {reason}.",
+        ),
+        "ar": (
+            "أضفنا تعويضًا إلى حسابك",
+            "أضفنا {amount} إلى حسابك رقم {consumer_id} تعويضًا لك، إذ {reason}.",
+        ),
+        "hi": (
+            "मुआवज़ा जमा किया गया",
+            "खाता {consumer_id} में {amount} मुआवज़े के रूप में जमा किए गए, क्योंकि {reason}।",
+        ),
+    },
+}
+
+# Where the app opens when the alert is tapped; filled from the context's ids.
+DEEP_LINKS: dict[str, str] = {
+    c.LOW_BALANCE: "smartmeter://accounts/{account_id}/top-up",
+    c.BALANCE_DAYS_LEFT: "smartmeter://accounts/{account_id}/top-up",
+    c.ZERO_BALANCE: "smartmeter://accounts/{account_id}/top-up",
+    c.DISCONNECTION_PENDING: "smartmeter://accounts/{account_id}",
+    c.TOPUP_RECEIVED: "smartmeter://accounts/{account_id}",
+    c.OUTAGE_PLANNED: "smartmeter://outages/{outage_id}",
+    c.OUTAGE_UNPLANNED: "smartmeter://outages/{outage_id}",
+    c.OUTAGE_RESTORED: "smartmeter://outages/{outage_id}",
+    c.OUTAGE_REMINDER: "smartmeter://outages/{outage_id}",
+    c.OUTAGE_RESCHEDULED: "smartmeter://outages/{outage_id}",
+    c.OUTAGE_CANCELLED: "smartmeter://outages/{outage_id}",
+    c.OUTAGE_UNPLANNED_ETA: "smartmeter://outages/{outage_id}",
+    c.COMPENSATION_CREDITED: "smartmeter://accounts/{account_id}",
+}
+INBOX_LINK = "smartmeter://notifications"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    body: str
+
+
+def _locale(language: str, country: str) -> Locale:
+    for tag in (f"{language}_{country}", language):
+        try:
+            return Locale.parse(tag)
+        except (UnknownLocaleError, ValueError):
+            continue
+    return Locale.parse("en")
+
+
+def days_phrase(days: Decimal | int | float, *, language: str) -> str:
+    """`2` → "2 days" / "يومين" / "2 दिन": a whole number of days, never fewer than one."""
+    value = Decimal(str(days))
+    if value < 1:
+        return {"en": "less than a day", "ar": "أقل من يوم", "hi": "एक दिन से कम"}[language]
+    n = int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if language == "ar":
+        # Arabic counts in three shapes: the dual, 3 to 10 with a plural noun, 11 up with a singular.
+        if n == 1:
+            return "يوم واحد"
+        if n == 2:
+            return "يومين"
+        return f"{n} أيام" if n <= 10 else f"{n} يومًا"
+    if language == "hi":
+        return f"{n} दिन"
+    return "1 day" if n == 1 else f"{n} days"
+
+
+def _format_value(key: str, value: Any, *, language: str, utility: Utility | None) -> str:
+    country = utility.country if utility else ""
+    if key == "days":
+        return days_phrase(value, language=language)
+    if isinstance(value, Decimal):
+        if utility is None:
+            raise DomainError(f"The amount {key!r} needs a utility for its currency.")
+        return money_format(
+            value,
+            currency=utility.currency,
+            minor_unit=utility.currency_minor_unit,
+            language=language,
+            country=country,
+        )
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise DomainError(f"The time {key!r} must be timezone-aware.")
+        zone = utility.zone if utility else UTC
+        locale = _locale(language, country)
+        date_text = format_skeleton("MMMMEEEEd", value, tzinfo=zone, locale=locale)
+        time_text = format_time(value, "short", tzinfo=zone, locale=locale)
+        text = locale.datetime_formats["long"].format(time_text, date_text)
+        # As core.money does: plain spaces, no bidi marks; phones render CLDR's narrow spaces unevenly.
+        return text.replace("\u202f", " ").replace("\xa0", " ").replace("\u200f", "")
+    return str(value)
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def message_render(
+    *, category: str, language: str, context: dict[str, Any], utility: Utility | None
+) -> Rendered:
+    """The title and body of one alert in `language`, with the context formatted for it."""
+    templates = TEMPLATES[category]
+    title, body = templates.get(language) or templates["en"]
+    needed = _placeholders(title) | _placeholders(body)
+    missing = sorted(needed - context.keys())
+    if missing:
+        raise DomainError(
+            f"The {category} alert needs {', '.join(missing)} in its context.",
+            code="alert_context_incomplete",
+        )
+    values = {
+        key: _format_value(key, context[key], language=language, utility=utility) for key in needed
+    }
+    return Rendered(title=title.format(**values), body=body.format(**values))
+
+
+def deep_link(*, category: str, context: dict[str, Any]) -> str:
+    pattern = DEEP_LINKS.get(category, INBOX_LINK)
+    try:
+        return pattern.format(**context)
+    except (KeyError, IndexError):
+        return INBOX_LINK
+
+
+def push_data(*, category: str, context: dict[str, Any]) -> dict[str, str]:
+    """The push's data payload: FCM wants strings only. Ids from the context travel with it."""
+    data = {"type": category, "deep_link": deep_link(category=category, context=context)}
+    for key, value in context.items():
+        if key.endswith("_id") and value is not None:
+            data[key] = str(value)
+    return data
