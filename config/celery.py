@@ -12,6 +12,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
+    # Billing: charge new readings, send relay commands whose time has come, postpaid bills.
+    "charge-readings": {"task": "billing.tasks.charge_readings", "schedule": 60.0},
+    "relay-due": {"task": "billing.tasks.relay_due", "schedule": 60.0},
+    "postpaid-bills": {"task": "billing.tasks.bills_run", "schedule": crontab(hour=1, minute=13)},
     "purge-spent-one-time-codes": {
         "task": "accounts.tasks.purge_spent_codes",
         "schedule": crontab(minute=17),

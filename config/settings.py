@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "core",
     "accounts",
     "meters",
+    "billing",
     "notifications",
 ]
 
@@ -206,6 +207,18 @@ SPECTACULAR_SETTINGS = {
 # --- Readings -------------------------------------------------------------------------------
 # A head-end batch may be this large; a day of 10,000 meters as load-profile blocks is about 5 MiB.
 READINGS_MAX_BODY_BYTES = env_int("READINGS_MAX_BODY_BYTES", 64 * 1024 * 1024)
+
+# --- Payments and the head-end --------------------------------------------------------------
+PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "simulated")
+# Shared secret of the simulated gateway's signed webhooks (a real gateway has its own).
+PAYMENT_WEBHOOK_SECRET = os.environ.get("PAYMENT_WEBHOOK_SECRET") or f"{SECRET_KEY}-webhooks"
+PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env_int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", 300)
+# Where consumers' browsers and the simulated gateway reach this server (payment pages, webhooks).
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+HEADEND_BACKEND = os.environ.get("HEADEND_BACKEND", "log")  # log | http
+HEADEND_URL = os.environ.get("HEADEND_URL", "")
+HEADEND_TOKEN = os.environ.get("HEADEND_TOKEN", "")
+HEADEND_TIMEOUT_SECONDS = float(os.environ.get("HEADEND_TIMEOUT_SECONDS", "10"))
 
 # --- One-time codes -------------------------------------------------------------------------
 OTP_LENGTH = 6

@@ -12,6 +12,7 @@ admin.site.site_title = "Smart-meter admin"
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("meters.urls")),
+    path("", include("billing.urls")),
     path("", include("notifications.urls")),
 ]
 
@@ -20,6 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
+    path("pay/", include("billing.pages_urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -162,10 +162,12 @@ def consumption(
         "estimated_intervals": 0,
         "missing_intervals": 0,
     }
+    spans: list[tuple[int, int]] = []
     if end > period.start:
         series = meter_series(meter_id=meter.pk, start=period.start, end=end)
         if group_by == "interval":
             buckets = _interval_buckets(series, period.zone)
+            spans = [(i, i + 1) for i in range(len(series))]
         else:
             edges = bucket_bounds(
                 period.start, period.end, group_by, period.zone, utility.week_starts_on
@@ -174,9 +176,15 @@ def consumption(
             for n, (left, right) in enumerate(itertools.pairwise(edges)):
                 if left >= end:
                     break
-                bucket = _summary(series, series.index_of(left), series.index_of(min(right, end)))
+                i0, i1 = series.index_of(left), series.index_of(min(right, end))
+                spans.append((i0, i1))
+                bucket = _summary(series, i0, i1)
                 bucket["complete"] = bucket["present_intervals"] == (right - left) // INTERVAL
                 buckets.append({"start": labels[n], "end": labels[n + 1], **bucket})
+        costs = _costs(meter, series, spans)
+        if costs is not None:
+            for bucket, cost in zip(buckets, costs, strict=True):
+                bucket["cost"] = cost
         total = _summary(series, 0, len(series))
     return {
         "meter": meter.pk,
@@ -185,9 +193,17 @@ def consumption(
         "period_to": period.end.astimezone(period.zone).isoformat(),
         "group_by": group_by,
         "unit": "Wh",
+        "currency": utility.currency,
         "total": total,
         "buckets": buckets,
     }
+
+
+def _costs(meter: Meter, series: Series, spans: list[tuple[int, int]]) -> list[str | None] | None:
+    """Each bucket's price under the meter's tariff (billing owns tariffs; meters only shows them)."""
+    from billing.selectors import bucket_costs
+
+    return bucket_costs(meter=meter, series=series, spans=spans)
 
 
 _LABELS = {q.value: q.label for q in Quality}

@@ -22,6 +22,14 @@ def celery_eager():
 
 
 @pytest.fixture(autouse=True)
+def fresh_tariff_cache():
+    """Tariffs are cached per process for a minute; each test starts from its own database."""
+    from billing import tariffs
+
+    tariffs._CACHE.clear()
+
+
+@pytest.fixture(autouse=True)
 def sms_outbox(settings):
     settings.SMS_BACKEND = "locmem"
     sms.outbox.clear()

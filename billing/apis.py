@@ -1,0 +1,323 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import authentication, exceptions, serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import payments, selectors
+from billing.models import PaymentPartner
+from core.errors import DomainError, NotFound
+
+
+def _money(value, account) -> str:
+    return selectors._money(value, account.utility.currency_minor_unit)
+
+
+# --- Consumers ----------------------------------------------------------------------------------
+
+
+class BalanceApi(APIView):
+    @extend_schema(responses={200: dict}, summary="Balance, and how long it will last")
+    def get(self, request, account_id: int):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        body = selectors.balance_summary(account=account)
+        body["payment_code"] = payments.payment_code_for(account)
+        return Response(body)
+
+
+class EntrySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    description = serializers.CharField()
+    amount = serializers.SerializerMethodField()
+    balance_after = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    kwh = serializers.DecimalField(max_digits=14, decimal_places=3, allow_null=True)
+    rate = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    reason = serializers.CharField()
+
+    def get_amount(self, entry) -> str:
+        return _money(entry.amount, entry.account)
+
+    def get_balance_after(self, entry) -> str:
+        return _money(entry.balance_after, entry.account)
+
+
+def _moment(raw: str | None, zone, field: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        if len(raw) == 10:
+            return datetime.combine(datetime.fromisoformat(raw).date(), datetime.min.time(), zone)
+        moment = datetime.fromisoformat(raw)
+        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    except ValueError:
+        raise DomainError.for_field(
+            field, "Use a date (2026-11-01) or an ISO time.", code="bad_period"
+        ) from None
+
+
+class StatementApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "kind", str, many=True, description="Entry kinds to keep (repeatable)."
+            ),
+            OpenApiParameter("period_from", str),
+            OpenApiParameter("period_to", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=EntrySerializer(many=True),
+        summary="Statement: every movement with its running balance, newest first",
+    )
+    def get(self, request, account_id: int):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        zone = account.utility.zone
+        start = _moment(request.query_params.get("period_from"), zone, "period_from")
+        end = _moment(request.query_params.get("period_to"), zone, "period_to")
+        if start and end and end <= start:
+            raise DomainError("period_to must be after period_from.", code="period_reversed")
+        entries = selectors.statement(
+            account=account,
+            kinds=request.query_params.getlist("kind") or None,
+            start=start,
+            end=end,
+        ).select_related("account__utility")
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        return paginator.get_paginated_response(EntrySerializer(page, many=True).data)
+
+
+class TopUpSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    amount = serializers.SerializerMethodField()
+    currency = serializers.CharField()
+    channel = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    paid_at = serializers.DateTimeField()
+    receipt_number = serializers.CharField()
+
+    def get_amount(self, topup) -> str:
+        return _money(topup.amount, topup.account)
+
+
+class TopUpListApi(APIView):
+    class TopUpInput(serializers.Serializer):
+        amount = serializers.CharField(
+            max_length=32, help_text='A string: "1.500". Numbers are accepted too.'
+        )
+        channel = serializers.ChoiceField(choices=[("app", "app"), ("web", "web")], default="app")
+
+        def to_internal_value(self, data):
+            if isinstance(data, dict) and not isinstance(data.get("amount"), (str, type(None))):
+                data = {**data, "amount": str(data["amount"])}
+            return super().to_internal_value(data)
+
+    @extend_schema(responses=TopUpSerializer(many=True), summary="Top-up history")
+    def get(self, request, account_id: int):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            selectors.topups_for_account(account=account).select_related("account__utility"),
+            request,
+            view=self,
+        )
+        return paginator.get_paginated_response(TopUpSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=TopUpInput,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True
+            )
+        ],
+        responses={
+            201: inline_serializer(
+                "TopUpStarted", {"topup": TopUpSerializer(), "payment_url": serializers.URLField()}
+            )
+        },
+        summary="Top up: returns the hosted payment page; the webhook credits the account",
+    )
+    def post(self, request, account_id: int):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        data = self.TopUpInput(data=request.data)
+        data.is_valid(raise_exception=True)
+
+        def produce():
+            amount = payments.topup_amount_check(account=account, raw=data.validated_data["amount"])
+            topup, url = payments.topup_start(
+                account=account,
+                amount=amount,
+                channel=data.validated_data["channel"],
+                user=request.user,
+            )
+            return 201, {"topup": TopUpSerializer(topup).data, "payment_url": url}
+
+        code, body = payments.idempotent(
+            user=request.user,
+            scope=f"topup:{account.pk}",
+            key=request.headers.get("Idempotency-Key", ""),
+            fingerprint=payments.request_fingerprint(
+                {"account": account.pk, **data.validated_data}
+            ),
+            produce=produce,
+        )
+        return Response(body, status=code)
+
+
+class TopUpDetailApi(APIView):
+    @extend_schema(responses=TopUpSerializer, summary="One top-up and its receipt")
+    def get(self, request, account_id: int, topup_id: str):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        topup = (
+            selectors.topups_for_account(account=account)
+            .filter(pk=topup_id)
+            .select_related("account__utility")
+            .first()
+        )
+        if topup is None:
+            raise NotFound("You have no such top-up.", code="topup_not_found")
+        return Response(TopUpSerializer(topup).data)
+
+
+class BillListApi(APIView):
+    @extend_schema(responses={200: dict}, summary="Postpaid bills")
+    def get(self, request, account_id: int):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        return Response(
+            [
+                {
+                    "month": bill.month.strftime("%Y-%m"),
+                    "kwh": f"{bill.kwh:f}",
+                    "amount": _money(bill.amount, account),
+                    "fine": _money(bill.fine_amount, account),
+                    "paid": _money(bill.paid_amount, account),
+                    "unpaid": _money(max(bill.unpaid, 0), account),
+                    "due_date": bill.due_date,
+                    "status": bill.status,
+                }
+                for bill in selectors.bills_for_account(account=account)
+            ]
+        )
+
+
+# --- The gateway's webhook ----------------------------------------------------------------------
+
+
+class RawBody(BaseParser):
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = stream.read(64 * 1024 + 1) if stream is not None else b""
+        if len(data) > 64 * 1024:
+            raise DomainError("The event is too large.", code="payload_too_large")
+        return data
+
+
+class WebhookApi(APIView):
+    """Signed events from the payment gateway. Only the signature authenticates them."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    parser_classes = [RawBody]
+
+    @extend_schema(request=None, responses={200: dict}, summary="Payment gateway webhook")
+    def post(self, request, gateway: str):
+        outcome = payments.webhook_receive(
+            gateway_name=gateway, body=request.data, meta=request.META
+        )
+        return Response({"status": outcome})
+
+
+# --- Payment networks (payment codes) -------------------------------------------------------------
+
+
+class PartnerAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace").split()
+        if not header or header[0] != "Bearer":
+            return None
+        if len(header) != 2 or not header[1].startswith("pp_"):
+            raise exceptions.AuthenticationFailed(
+                "A payment-partner token is required here.", code="not_a_partner_token"
+            )
+        partner = (
+            PaymentPartner.objects.select_related("utility")
+            .filter(digest=hashlib.sha256(header[1].encode()).hexdigest(), is_active=True)
+            .first()
+        )
+        if partner is None:
+            raise exceptions.AuthenticationFailed(
+                "Unknown or disabled partner token.", code="token_not_valid"
+            )
+        return partner, partner
+
+    def authenticate_header(self, request):
+        return "Bearer"
+
+
+class PaymentCodeApi(APIView):
+    authentication_classes = [PartnerAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={200: dict}, summary="Look up a payment code: masked name and amount due"
+    )
+    def get(self, request, code: str):
+        account = payments.payment_code_account(code=code, partner=request.user)
+        words = account.name.split()
+        masked = " ".join(w[0] + "*" * (len(w) - 1) for w in words)
+        return Response(
+            {
+                "payment_code": code,
+                "name": masked,
+                "consumer_id": account.consumer_id[:2] + "…" + account.consumer_id[-2:],
+                "amount_due": _money(payments.amount_due(account), account),
+                "currency": account.utility.currency,
+                "minimum": _money(account.utility.min_topup, account),
+            }
+        )
+
+
+class PaymentCodePayApi(APIView):
+    authentication_classes = [PartnerAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    class PayInput(serializers.Serializer):
+        amount = serializers.CharField(max_length=32)
+        reference = serializers.CharField(max_length=100)
+
+        def to_internal_value(self, data):
+            if isinstance(data, dict) and not isinstance(data.get("amount"), (str, type(None))):
+                data = {**data, "amount": str(data["amount"])}
+            return super().to_internal_value(data)
+
+    @extend_schema(
+        request=PayInput, responses={201: dict, 200: dict}, summary="Pay against a payment code"
+    )
+    def post(self, request, code: str):
+        data = self.PayInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        topup, created = payments.partner_payment_record(
+            partner=request.user, code=code, **data.validated_data
+        )
+        return Response(
+            {
+                "receipt_number": topup.receipt_number,
+                "amount": _money(topup.amount, topup.account),
+                "currency": topup.currency,
+                "status": topup.status,
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -1,0 +1,492 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import ConsumerAccount, Utility
+
+# Money columns: enough for any account, and 3 decimals for the currencies that have them (KWD).
+MONEY = {"max_digits": 14, "decimal_places": 3}
+
+
+class LedgerEntry(models.Model):
+    """One movement of money on a consumer account. Rows are never changed or deleted (on PostgreSQL
+    a trigger refuses it); a mistake is undone by another entry. The balance is the sum of amounts."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup", "Top-up"
+        ENERGY_CHARGE = "energy_charge", "Energy charge"
+        ENERGY_ADJUSTMENT = "energy_adjustment", "Energy charge adjustment (corrected readings)"
+        FIXED_CHARGE = "fixed_charge", "Fixed daily charge"
+        BILL = "bill", "Monthly bill"
+        LATE_FINE = "late_fine", "Late payment fine"
+        DEBT_RECOVERY = "debt_recovery", "Debt recovery"
+        DEBT_TRANSFER = "debt_transfer", "Arrears carried as debt"
+        COMPENSATION = "compensation", "Compensation (guaranteed standards)"
+        REFUND = "refund", "Refund"
+        ADJUSTMENT = "adjustment", "Staff adjustment"
+
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="ledger")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    amount = models.DecimalField(
+        **MONEY, help_text="Positive credits the account, negative debits it."
+    )
+    balance_after = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    key = models.CharField(
+        max_length=200, unique=True, help_text="What makes this entry happen once."
+    )
+    description = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    kwh = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
+    rate = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="Per kWh."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    meta = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["account", "id"]
+        indexes = [
+            models.Index(fields=["account", "created_at"]),
+            models.Index(fields=["account", "kind", "created_at"]),
+        ]
+        verbose_name_plural = "ledger entries"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} {self.currency}"
+
+
+class Balance(models.Model):
+    """The sum of an account's ledger, kept beside it. Every posting locks this row, which is what
+    makes concurrent top-ups and charges safe; `billing.selectors.ledger_check` proves it equal
+    to the ledger."""
+
+    account = models.OneToOneField(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="balance", primary_key=True
+    )
+    amount = models.DecimalField(**MONEY, default=0)
+    debt = models.DecimalField(
+        **MONEY, default=0, validators=[MinValueValidator(0)], help_text="Arrears still to recover."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.amount}"
+
+
+class RelayCommand(models.Model):
+    """A disconnect or reconnect order for a meter, and what became of it at the head-end."""
+
+    class Action(models.TextChoices):
+        DISCONNECT = "disconnect", "Disconnect"
+        RECONNECT = "reconnect", "Reconnect"
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for an allowed time"
+        SENT = "sent", "Sent to the head-end"
+        DONE = "done", "Confirmed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    meter = models.ForeignKey(
+        "meters.Meter", on_delete=models.PROTECT, related_name="relay_commands"
+    )
+    account = models.ForeignKey(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="relay_commands"
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    reason = models.CharField(max_length=40)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    created_at = models.DateTimeField(default=timezone.now)
+    not_before = models.DateTimeField(
+        help_text="The earliest time the command may go (friendly hours)."
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    payment_notified_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="For a reconnect after payment: when the payment was notified.",
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "not_before"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter"],
+                condition=models.Q(status__in=["waiting", "sent"]),
+                name="one_pending_relay_command_per_meter",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.meter} ({self.status})"
+
+
+class BillingPolicy(models.Model):
+    """A utility's prepaid and collection rules, as data."""
+
+    utility = models.OneToOneField(
+        Utility, on_delete=models.CASCADE, related_name="billing_policy", primary_key=True
+    )
+    emergency_credit = models.DecimalField(
+        **MONEY,
+        default=0,
+        help_text="How far below zero a prepaid balance may go before disconnection.",
+    )
+    debt_recovery_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=25,
+        help_text="Share of each top-up that repays arrears.",
+    )
+    friendly_night_start = models.TimeField(
+        default="18:00", help_text="No disconnection from this local time …"
+    )
+    friendly_night_end = models.TimeField(default="08:00", help_text="… until this one.")
+    no_disconnect_on_weekends = models.BooleanField(default=True)
+    no_disconnect_on_holidays = models.BooleanField(default=True)
+    bill_due_days = models.PositiveSmallIntegerField(default=21)
+    max_topup = models.DecimalField(
+        **MONEY, default=10000, help_text="The largest single top-up accepted."
+    )
+    payment_link_hours = models.PositiveSmallIntegerField(default=24)
+
+    class Meta:
+        verbose_name_plural = "billing policies"
+
+    def __str__(self) -> str:
+        return f"Billing policy of {self.utility}"
+
+
+class Tariff(models.Model):
+    """What a utility charges for energy, valid over a date range. Rates are per kWh in the currency's
+    major unit with up to 6 decimals (2 fils/kWh is 0.002000 KWD): never floats."""
+
+    class Kind(models.TextChoices):
+        FLAT = "flat", "Flat rate"
+        PROGRESSIVE = "progressive", "Progressive monthly slabs"
+        TIME_OF_USE = "tou", "Time of use"
+
+    utility = models.ForeignKey(Utility, on_delete=models.PROTECT, related_name="tariffs")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    payment_mode = models.CharField(
+        max_length=8, choices=[("prepaid", "Prepaid"), ("postpaid", "Postpaid")]
+    )
+    valid_from = models.DateField()
+    valid_to = models.DateField(
+        null=True, blank=True, help_text="Last day it applies; empty: until replaced."
+    )
+    flat_rate = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    fixed_daily_charge = models.DecimalField(**MONEY, default=0)
+
+    class Meta:
+        ordering = ["utility", "payment_mode", "-valid_from"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}, from {self.valid_from})"
+
+
+class TariffSlab(models.Model):
+    """Progressive: each kWh of the month from `from_kwh` up to the next slab costs `rate`."""
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.CASCADE, related_name="slabs")
+    from_kwh = models.PositiveIntegerField()
+    rate = models.DecimalField(max_digits=12, decimal_places=6)
+
+    class Meta:
+        ordering = ["tariff", "from_kwh"]
+        constraints = [
+            models.UniqueConstraint(fields=["tariff", "from_kwh"], name="slab_start_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"from {self.from_kwh} kWh: {self.rate}"
+
+
+class TariffPeriod(models.Model):
+    """Time of use: local time windows [start, end) and their rate; the rest of the day is `flat_rate`."""
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.CASCADE, related_name="periods")
+    name = models.CharField(max_length=40)
+    start = models.TimeField()
+    end = models.TimeField()
+    rate = models.DecimalField(max_digits=12, decimal_places=6)
+
+    class Meta:
+        ordering = ["tariff", "start"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.start:%H:%M}-{self.end:%H:%M}: {self.rate}"
+
+
+class ChargedDay(models.Model):
+    """What has been charged for one prepaid meter's UTC day: a copy of the readings as they were
+    charged, so that a later change is charged (or refunded) by its difference and nothing twice."""
+
+    pk = models.CompositePrimaryKey("meter_id", "day")
+    meter = models.ForeignKey(
+        "meters.Meter", on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
+    day = models.DateField()
+    values = models.BinaryField()
+    quality = models.BinaryField()
+    version = models.PositiveIntegerField(default=0)
+    charged_at = models.DateTimeField(
+        help_text="The MeterDay's updated_at that was charged: a newer one is a change."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.meter_id} {self.day} v{self.version}"
+
+
+class ChargeCursor(models.Model):
+    """How far the charging pass has read MeterDay changes (by their updated_at)."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    position = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"
+
+
+class ChargeMonth(models.Model):
+    """An account's charged energy and exact cost in one local month. Slabs price the month's running
+    total, and each posting is the rounded total minus what was posted, so rounding never drifts."""
+
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="+")
+    month = models.DateField(help_text="First day of the local month.")
+    wh = models.BigIntegerField(default=0)
+    exact_cost = models.DecimalField(max_digits=24, decimal_places=10, default=0)
+    posted = models.DecimalField(**MONEY, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "month"], name="charge_month_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.month:%Y-%m}"
+
+
+class TopUp(models.Model):
+    class Channel(models.TextChoices):
+        APP = "app", "Mobile app"
+        WEB = "web", "Website"
+        CALL_CENTRE = "call_centre", "Call-centre payment link"
+        COUNTER = "counter", "Office counter"
+        PAYMENT_CODE = "payment_code", "Payment network (payment code)"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for payment"
+        SUCCEEDED = "succeeded", "Paid"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="topups")
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    channel = models.CharField(max_length=12, choices=Channel.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    gateway = models.CharField(max_length=20, blank=True)
+    gateway_reference = models.CharField(max_length=100, blank=True)
+    receipt_number = models.CharField(max_length=32, blank=True, unique=True, null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_reference"],
+                condition=~models.Q(gateway_reference=""),
+                name="gateway_reference_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} {self.channel} ({self.status})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a client's Idempotency-Key, replayed to its retries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=100)
+    scope = models.CharField(max_length=60)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    body = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "scope", "key"], name="idempotency_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"
+
+
+class WebhookEvent(models.Model):
+    """Every gateway event we accepted, once: a replay of the same event id is answered and ignored."""
+
+    gateway = models.CharField(max_length=20)
+    event_id = models.CharField(max_length=100)
+    received_at = models.DateTimeField(default=timezone.now)
+    payload = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "event_id"], name="webhook_event_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.event_id}"
+
+
+class PaymentLink(models.Model):
+    """A call-centre link sent by SMS to the registered mobile: one amount, one use, a short life."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="payment_links"
+    )
+    amount = models.DecimalField(**MONEY)
+    token = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    topup = models.OneToOneField(
+        TopUp, null=True, blank=True, on_delete=models.PROTECT, related_name="payment_link"
+    )
+
+    def __str__(self) -> str:
+        return f"Link for {self.account}: {self.amount}"
+
+
+class PaymentPartner(models.Model):
+    """A payment network that looks up payment codes and pays against them (Egypt's outlets and
+    platform). Authenticated by a token of which only the SHA-256 is stored."""
+
+    utility = models.ForeignKey(Utility, on_delete=models.CASCADE, related_name="payment_partners")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    is_authenticated = True  # DRF asks request.user this
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.utility.code})"
+
+
+class PartnerPayment(models.Model):
+    partner = models.ForeignKey(PaymentPartner, on_delete=models.PROTECT, related_name="payments")
+    reference = models.CharField(max_length=100)
+    topup = models.OneToOneField(TopUp, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "reference"], name="partner_reference_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.reference}"
+
+
+class Bill(models.Model):
+    """A postpaid month: energy, fixed charges, what is still unpaid, and its fine."""
+
+    class Status(models.TextChoices):
+        UNPAID = "unpaid", "Unpaid"
+        PAID = "paid", "Paid"
+        TRANSFERRED = "transferred", "Carried as debt on conversion to prepaid"
+
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="bills")
+    month = models.DateField(help_text="First day of the local month billed.")
+    kwh = models.DecimalField(max_digits=14, decimal_places=3)
+    energy_amount = models.DecimalField(**MONEY)
+    fixed_amount = models.DecimalField(**MONEY)
+    amount = models.DecimalField(**MONEY)
+    paid_amount = models.DecimalField(**MONEY, default=0)
+    issued_at = models.DateTimeField(default=timezone.now)
+    due_date = models.DateField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNPAID)
+    fined_at = models.DateTimeField(null=True, blank=True)
+    fine_amount = models.DecimalField(**MONEY, default=0)
+
+    class Meta:
+        ordering = ["account", "month"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "month"], name="one_bill_per_month")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.month:%Y-%m}: {self.amount}"
+
+    @property
+    def unpaid(self):
+        return self.amount + self.fine_amount - self.paid_amount
+
+
+class Conversion(models.Model):
+    """An account on its way from postpaid to prepaid: flagged by arrears, carried out by staff."""
+
+    class Status(models.TextChoices):
+        FLAGGED = "flagged", "Flagged for conversion"
+        DONE = "done", "Converted"
+
+    account = models.ForeignKey(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="conversions"
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.FLAGGED)
+    reason = models.CharField(max_length=200)
+    flagged_at = models.DateTimeField(default=timezone.now)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    old_meter = models.ForeignKey(
+        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    new_meter = models.ForeignKey(
+        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    arrears = models.DecimalField(**MONEY, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=models.Q(status="flagged"), name="one_open_conversion"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.get_status_display()}"

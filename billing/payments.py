@@ -1,0 +1,426 @@
+"""Money coming in: top-ups on every channel, the gateway's webhook, payment links, the counter,
+payment codes, and what a payment sets off (debt recovery, bills paid, reconnection, alerts)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from stdnum.iso7064 import mod_97_10
+
+from accounts.models import ConsumerAccount, User
+from billing import gateway as gateways
+from billing.ledger import ledger_post
+from billing.models import (
+    Balance,
+    Bill,
+    IdempotencyRecord,
+    LedgerEntry,
+    PartnerPayment,
+    PaymentLink,
+    PaymentPartner,
+    TopUp,
+    WebhookEvent,
+)
+from billing.relay import policy_for, reconnect_after_payment
+from core.errors import Conflict, DomainError, Gone, NotFound
+from core.money import money_parse, money_quantize
+
+# --- Idempotency-Key --------------------------------------------------------------------------
+
+
+def request_fingerprint(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def idempotent(
+    *, user: User, scope: str, key: str, fingerprint: str, produce: Callable[[], tuple[int, dict]]
+) -> tuple[int, dict]:
+    """Run `produce` once per (user, scope, key); replay its answer to retries.
+
+    1. Insert the key first: a concurrent retry blocks on the unique index until this commits,
+       then finds the stored answer instead of producing a second one.
+    2. The same key with a different request is refused (422), never silently replayed.
+    3. If `produce` refuses the request, the key is rolled back with it and may be used again.
+    """
+    if not key or len(key) > 100:
+        raise DomainError(
+            "Send an Idempotency-Key header of 1 to 100 characters.",
+            code="idempotency_key_required",
+        )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    user=user,
+                    scope=scope,
+                    key=key,
+                    request_hash=fingerprint,
+                    status_code=0,
+                    body={},
+                )
+        except IntegrityError:
+            record = IdempotencyRecord.objects.get(user=user, scope=scope, key=key)
+            if record.request_hash != fingerprint:
+                raise DomainError(
+                    "This Idempotency-Key was used for a different request.",
+                    code="idempotency_key_reused",
+                ) from None
+            return record.status_code, record.body
+        status, body = produce()
+        record.status_code, record.body = status, body
+        record.save(update_fields=["status_code", "body"])
+    return status, body
+
+
+# --- Top-ups ----------------------------------------------------------------------------------
+
+
+def topup_amount_check(*, account: ConsumerAccount, raw: object) -> Decimal:
+    utility = account.utility
+    policy = policy_for(utility)
+    amount = money_parse(raw, minor_unit=utility.currency_minor_unit, max_major=policy.max_topup)
+    if amount < utility.min_topup:
+        raise DomainError.for_field(
+            "amount",
+            f"The smallest top-up is {utility.min_topup} {utility.currency}.",
+            code="amount_below_minimum",
+        )
+    return amount
+
+
+def topup_start(
+    *, account: ConsumerAccount, amount: Decimal, channel: str, user: User | None = None
+) -> tuple[TopUp, str]:
+    """Create a pending top-up and its hosted checkout; returns the top-up and the checkout URL."""
+    if account.status == ConsumerAccount.Status.CLOSED:
+        raise Conflict("This consumer account is closed.", code="account_closed")
+    gateway = gateways.gateway_get()
+    topup = TopUp(
+        account=account,
+        amount=amount,
+        currency=account.utility.currency,
+        channel=channel,
+        user=user,
+        gateway=gateway.name,
+    )
+    checkout = gateway.checkout_create(
+        topup_id=str(topup.pk), amount=amount, currency=topup.currency
+    )
+    topup.gateway_reference = checkout.reference
+    topup.save(force_insert=True)
+    return topup, checkout.url
+
+
+def _receipt_number(topup: TopUp) -> str:
+    return f"{topup.account.utility.code.upper()}-{timezone.now():%y%m%d}-{secrets.token_hex(4).upper()}"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    topup: TopUp
+    credited: bool
+
+
+def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None) -> Confirmation:
+    """Credit a paid top-up, exactly once.
+
+    1. Lock the top-up row; a second confirmation (a replayed webhook, a double click at the
+       counter) finds it already succeeded and credits nothing.
+    2. Post the credit (keyed by the top-up), then take the utility's share for arrears still owed.
+    3. Apply the money to unpaid bills, oldest first.
+    4. After commit: reconnect a disconnected meter, tell the consumer, re-arm balance alerts.
+    """
+    with transaction.atomic():
+        # The account's Balance row first, as every money movement does (see charging).
+        Balance.objects.get_or_create(account_id=topup.account_id)
+        Balance.objects.select_for_update().get(account_id=topup.account_id)
+        topup = (
+            TopUp.objects.select_for_update().select_related("account__utility").get(pk=topup.pk)
+        )
+        if topup.status == TopUp.Status.SUCCEEDED:
+            return Confirmation(topup=topup, credited=False)
+        if topup.status != TopUp.Status.PENDING:
+            raise Conflict(f"This top-up is {topup.status}.", code="topup_not_pending")
+        account = topup.account
+        paid_at = paid_at or timezone.now()
+        posting = ledger_post(
+            account=account,
+            kind=LedgerEntry.Kind.TOPUP,
+            amount=topup.amount,
+            key=f"topup:{topup.pk}",
+            description=f"Top-up, {topup.get_channel_display()}",
+            created_by=created_by,
+            meta={"channel": topup.channel, "gateway_reference": topup.gateway_reference},
+        )
+        _recover_debt(account=account, topup=topup)
+        _allocate_to_bills(account=account, amount=topup.amount)
+        topup.status = TopUp.Status.SUCCEEDED
+        topup.paid_at = paid_at
+        topup.receipt_number = _receipt_number(topup)
+        topup.ledger_entry = posting.entry
+        topup.save(update_fields=["status", "paid_at", "receipt_number", "ledger_entry"])
+        reconnect_after_payment(account=account, payment_notified_at=paid_at)
+        _after_balance_change(account=account, topup=topup)
+    return Confirmation(topup=topup, credited=True)
+
+
+def _recover_debt(*, account: ConsumerAccount, topup: TopUp) -> None:
+    balance = Balance.objects.select_for_update().get(account=account)
+    if balance.debt <= 0:
+        return
+    share = policy_for(account.utility).debt_recovery_percent / 100
+    recover = min(
+        balance.debt,
+        money_quantize(topup.amount * share, minor_unit=account.utility.currency_minor_unit),
+    )
+    if recover > 0:
+        ledger_post(
+            account=account,
+            kind=LedgerEntry.Kind.DEBT_RECOVERY,
+            amount=-recover,
+            key=f"debt:{topup.pk}",
+            description=f"Arrears recovered from top-up ({share * 100:.0f}%)",
+            debt_change=-recover,
+        )
+
+
+def _allocate_to_bills(*, account: ConsumerAccount, amount: Decimal) -> None:
+    remaining = amount
+    for bill in (
+        Bill.objects.select_for_update()
+        .filter(account=account, status=Bill.Status.UNPAID)
+        .order_by("month")
+    ):
+        if remaining <= 0:
+            break
+        take = min(remaining, bill.unpaid)
+        bill.paid_amount += take
+        remaining -= take
+        if bill.unpaid <= 0:
+            bill.status = Bill.Status.PAID
+        bill.save(update_fields=["paid_amount", "status"])
+
+
+def _after_balance_change(*, account: ConsumerAccount, topup: TopUp | None = None) -> None:
+    from billing.tasks import account_balance_changed
+
+    transaction.on_commit(
+        lambda: account_balance_changed.delay(account.pk, str(topup.pk) if topup else None)
+    )
+
+
+# --- Webhooks ---------------------------------------------------------------------------------
+
+
+def webhook_receive(*, gateway_name: str, body: bytes, meta: dict) -> str:
+    """Handle one signed gateway event. Returns what became of it: credited, failed, duplicate, ignored.
+
+    The signature and timestamp are checked first; an event id is processed once (a replay is
+    answered 200 and changes nothing); amount and currency must match the top-up.
+    """
+    gateway = gateways.gateway_get(gateway_name)
+    event = gateway.webhook_verify(body=body, meta=meta)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                WebhookEvent.objects.create(
+                    gateway=gateway.name, event_id=event.event_id, payload=event.raw
+                )
+        except IntegrityError:
+            return "duplicate"
+        topup = TopUp.objects.filter(
+            gateway=gateway.name, gateway_reference=event.reference
+        ).first()
+        if topup is None:
+            raise NotFound("No top-up has this reference.", code="unknown_reference")
+        if event.amount != topup.amount or event.currency != topup.currency:
+            raise DomainError(
+                "The event's amount or currency does not match the top-up.", code="amount_mismatch"
+            )
+        if event.kind == "payment.succeeded":
+            return "credited" if topup_confirm(topup=topup).credited else "already_credited"
+        if event.kind == "payment.failed":
+            TopUp.objects.filter(pk=topup.pk, status=TopUp.Status.PENDING).update(
+                status=TopUp.Status.FAILED
+            )
+            return "failed"
+    return "ignored"
+
+
+# --- Payment links (call centre) ----------------------------------------------------------------
+
+
+def payment_link_create(
+    *, account: ConsumerAccount, amount: Decimal, created_by: User | None
+) -> tuple[PaymentLink, str]:
+    """A one-use link for `amount`, sent by SMS to the account's registered mobile (never elsewhere)."""
+    from notifications.tasks import send_sms
+
+    amount = topup_amount_check(account=account, raw=amount)
+    policy = policy_for(account.utility)
+    link = PaymentLink.objects.create(
+        account=account,
+        amount=amount,
+        token=secrets.token_urlsafe(24),
+        created_by=created_by,
+        expires_at=timezone.now() + timedelta(hours=policy.payment_link_hours),
+    )
+    url = f"{settings.PUBLIC_BASE_URL}/pay/link/{link.token}/"
+    body = (
+        f"{account.utility.name}: pay {amount} {account.utility.currency} for account {account.consumer_id} "
+        f"at {url} (valid {policy.payment_link_hours} h, one use)."
+    )
+    transaction.on_commit(lambda: send_sms.delay(account.registered_mobile, body))
+    return link, url
+
+
+def payment_link_open(*, token: str) -> PaymentLink:
+    link = (
+        PaymentLink.objects.select_related("account__utility", "topup").filter(token=token).first()
+    )
+    if link is None:
+        raise NotFound("This payment link does not exist.", code="unknown_link")
+    if link.topup and link.topup.status == TopUp.Status.SUCCEEDED:
+        raise Gone("This payment link has already been used.", code="link_used")
+    if link.expires_at <= timezone.now():
+        raise Gone(
+            "This payment link has expired. Call the helpline for a new one.", code="link_expired"
+        )
+    return link
+
+
+def payment_link_pay(*, token: str) -> str:
+    """Start (or resume) the link's checkout; returns the hosted payment page to go to."""
+    with transaction.atomic():
+        link = payment_link_open(token=token)
+        link = PaymentLink.objects.select_for_update().get(pk=link.pk)
+        if link.topup is None:
+            topup, url = topup_start(
+                account=link.account, amount=link.amount, channel=TopUp.Channel.CALL_CENTRE
+            )
+            link.topup = topup
+            link.save(update_fields=["topup"])
+            return url
+    return f"{settings.PUBLIC_BASE_URL}/pay/simulated/{link.topup.gateway_reference}/"
+
+
+# --- The counter ----------------------------------------------------------------------------------
+
+
+def counter_payment_record(*, account: ConsumerAccount, amount: object, cashier: User) -> TopUp:
+    """Cash at an office counter: credited at once, with a receipt for the consumer."""
+    from notifications.tasks import send_sms
+
+    amount = topup_amount_check(account=account, raw=amount)
+    with transaction.atomic():
+        topup = TopUp.objects.create(
+            account=account,
+            amount=amount,
+            currency=account.utility.currency,
+            channel=TopUp.Channel.COUNTER,
+            user=cashier,
+            gateway="counter",
+            gateway_reference=f"counter_{secrets.token_hex(8)}",
+        )
+        topup = topup_confirm(topup=topup, created_by=cashier).topup
+        body = (
+            f"{account.utility.name}: received {amount} {account.utility.currency} in cash for account "
+            f"{account.consumer_id}. Receipt {topup.receipt_number}."
+        )
+        transaction.on_commit(lambda: send_sms.delay(account.registered_mobile, body))
+    return topup
+
+
+# --- Payment codes (Egypt's payment networks) ----------------------------------------------------
+
+
+def payment_code_for(account: ConsumerAccount) -> str:
+    """Ten digits of account number and two ISO 7064 MOD 97-10 check digits: every single-digit
+    slip and every swap of two neighbouring digits makes an invalid code."""
+    base = f"{account.pk:010d}"
+    return base + mod_97_10.calc_check_digits(base)
+
+
+def payment_code_account(*, code: str, partner: PaymentPartner) -> ConsumerAccount:
+    digits = (code or "").replace(" ", "").replace("-", "")
+    if len(digits) != 12 or not digits.isdigit() or not mod_97_10.is_valid(digits):
+        raise DomainError.for_field(
+            "code",
+            "This payment code is not valid: check it digit by digit.",
+            code="invalid_payment_code",
+        )
+    account = (
+        ConsumerAccount.objects.select_related("utility")
+        .filter(pk=int(digits[:10]), utility=partner.utility)
+        .first()
+    )
+    if account is None:
+        raise NotFound("No account has this payment code.", code="unknown_payment_code")
+    return account
+
+
+def amount_due(account: ConsumerAccount) -> Decimal:
+    balance = Balance.objects.filter(account=account).first()
+    if balance is None:
+        return Decimal(0)
+    return max(Decimal(0), -balance.amount) + balance.debt
+
+
+def partner_payment_record(
+    *, partner: PaymentPartner, code: str, amount: object, reference: str
+) -> tuple[TopUp, bool]:
+    """A payment network paid against a payment code. The partner's reference makes it happen once."""
+    if not reference or len(reference) > 100:
+        raise DomainError.for_field(
+            "reference",
+            "Give your payment reference (1 to 100 characters).",
+            code="reference_required",
+        )
+    account = payment_code_account(code=code, partner=partner)
+    amount = topup_amount_check(account=account, raw=amount)
+    existing = (
+        PartnerPayment.objects.filter(partner=partner, reference=reference)
+        .select_related("topup")
+        .first()
+    )
+    if existing:
+        if existing.topup.amount != amount or existing.topup.account_id != account.pk:
+            raise DomainError(
+                "This reference was used for a different payment.", code="reference_reused"
+            )
+        return existing.topup, False
+    with transaction.atomic():
+        topup = TopUp.objects.create(
+            account=account,
+            amount=amount,
+            currency=account.utility.currency,
+            channel=TopUp.Channel.PAYMENT_CODE,
+            gateway=f"partner:{partner.pk}",
+            gateway_reference=reference,
+        )
+        try:
+            with transaction.atomic():
+                PartnerPayment.objects.create(partner=partner, reference=reference, topup=topup)
+        except IntegrityError:
+            raise Conflict(
+                "This reference is being paid right now; retry.", code="reference_in_flight"
+            ) from None
+        topup = topup_confirm(topup=topup).topup
+    return topup, True
+
+
+def partner_token_create(*, utility, name: str) -> tuple[PaymentPartner, str]:
+    raw = "pp_" + secrets.token_urlsafe(32)
+    partner = PaymentPartner.objects.create(
+        utility=utility, name=name, digest=hashlib.sha256(raw.encode()).hexdigest(), prefix=raw[:10]
+    )
+    return partner, raw

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from billing import bills, charging, relay
+from billing.headend import TransientHeadEndError
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True)
+def charge_readings() -> int:
+    """Beat, every minute: charge what changed; then check each touched account."""
+    count, accounts = charging.charges_run()
+    for account_id in accounts:
+        account_balance_changed.delay(account_id, None)
+    return count
+
+
+@shared_task(acks_late=True)
+def account_balance_changed(account_id: int, topup_id: str | None) -> None:
+    from billing import services
+
+    services.account_balance_changed(account_id=account_id, topup_id=topup_id)
+
+
+@shared_task(
+    acks_late=True, autoretry_for=(TransientHeadEndError,), retry_backoff=True, max_retries=5
+)
+def relay_dispatch(command_id: str) -> None:
+    relay.relay_dispatch(command_id=command_id)
+
+
+@shared_task
+def relay_due() -> int:
+    due = relay.relay_due()
+    for command_id in due:
+        relay_dispatch.delay(command_id)
+    return len(due)
+
+
+@shared_task
+def bills_run() -> int:
+    """Beat, daily: issue last month's postpaid bills, fine what is overdue, flag arrears."""
+    return bills.bills_daily()
+
+
+@shared_task(bind=True, max_retries=8)
+def simulated_gateway_notify(self, reference: str, succeeded: bool) -> None:
+    """The simulated gateway's side: POST the signed outcome to our webhook, retrying like a real one."""
+    import requests
+    from django.conf import settings
+
+    from billing.gateway import GATEWAYS
+    from billing.models import TopUp
+
+    topup = TopUp.objects.get(gateway="simulated", gateway_reference=reference)
+    gateway = GATEWAYS["simulated"]
+    body = gateway.event_body(
+        reference=reference, amount=topup.amount, currency=topup.currency, succeeded=succeeded
+    )
+    try:
+        response = requests.post(
+            f"{settings.PUBLIC_BASE_URL}/api/v1/payments/webhooks/simulated/",
+            data=body,
+            headers={"Content-Type": "application/json", "Sim-Signature": gateway.sign(body)},
+            timeout=10,
+        )
+    except requests.RequestException as exc:
+        raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, 300)) from exc
+    if response.status_code >= 500:
+        raise self.retry(countdown=min(5 * 2**self.request.retries, 300))

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from billing import apis
+
+urlpatterns = [
+    path("accounts/<int:account_id>/balance/", apis.BalanceApi.as_view(), name="account-balance"),
+    path(
+        "accounts/<int:account_id>/statement/",
+        apis.StatementApi.as_view(),
+        name="account-statement",
+    ),
+    path("accounts/<int:account_id>/topups/", apis.TopUpListApi.as_view(), name="account-topups"),
+    path(
+        "accounts/<int:account_id>/topups/<uuid:topup_id>/",
+        apis.TopUpDetailApi.as_view(),
+        name="account-topup",
+    ),
+    path("accounts/<int:account_id>/bills/", apis.BillListApi.as_view(), name="account-bills"),
+    path("payments/webhooks/<slug:gateway>/", apis.WebhookApi.as_view(), name="payment-webhook"),
+    path("partners/payment-codes/<str:code>/", apis.PaymentCodeApi.as_view(), name="payment-code"),
+    path(
+        "partners/payment-codes/<str:code>/payments/",
+        apis.PaymentCodePayApi.as_view(),
+        name="payment-code-pay",
+    ),
+]

@@ -1,0 +1,154 @@
+"""Prepaid accounts are charged from their readings: each interval once, corrections as adjustments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from billing import charging
+from billing.ledger import ledger_post
+from billing.models import Balance, LedgerEntry
+from billing.selectors import ledger_check
+from meters import services as meter_services
+from tests.accounts.factories import AccountLinkFactory
+from tests.billing.factories import flat_tariff, progressive_tariff, tou_tariff
+from tests.meters.factories import MeterFactory
+
+Q = timedelta(minutes=15)
+DAY = datetime(2026, 11, 1, 21, tzinfo=UTC)  # Kuwait midnight, 2 November local
+
+
+@pytest.fixture
+def meter(db):
+    return MeterFactory()
+
+
+def ingest(meter, start, values, quality="actual"):
+    readings = [
+        ({"index": i}, meter.serial, (start + i * Q).isoformat(), wh, quality)
+        for i, wh in enumerate(values)
+    ]
+    result = meter_services.readings_ingest(utility=meter.utility, readings=readings, source="test")
+    assert result.rejected == 0
+
+
+def balance(account):
+    return Balance.objects.get(account=account).amount
+
+
+def test_each_interval_is_charged_once(meter):
+    flat_tariff(meter.utility, rate="0.005")  # 5 fils a kWh
+    ingest(meter, DAY, [1000] * 8)  # 8 kWh
+
+    first = charging.charges_run()
+    again = charging.charges_run()
+
+    assert first[0] >= 1 and again == (0, set())
+    assert balance(meter.account) == Decimal("-0.040")
+    entry = LedgerEntry.objects.get(kind="energy_charge")
+    assert (entry.kwh, entry.rate) == (Decimal("8.000"), Decimal("0.005000"))
+    assert "8 kWh" in entry.description
+
+
+def test_late_readings_are_charged_and_a_correction_is_an_adjustment(meter):
+    flat_tariff(meter.utility, rate="0.005")
+    ingest(meter, DAY, [1000] * 4)
+    charging.charges_run()
+    ingest(meter, DAY + 4 * Q, [1000] * 4)  # late data
+    ingest(meter, DAY, [3000])  # a correction of the first interval: +2 kWh
+    charging.charges_run()
+
+    kinds = list(LedgerEntry.objects.order_by("id").values_list("kind", "amount", "kwh"))
+    assert kinds == [
+        ("energy_charge", Decimal("-0.020"), Decimal("4.000")),
+        ("energy_charge", Decimal("-0.020"), Decimal("4.000")),
+        ("energy_adjustment", Decimal("-0.010"), Decimal("2.000")),
+    ]
+    ingest(meter, DAY, [0])  # corrected down: a refund
+    charging.charges_run()
+    assert LedgerEntry.objects.order_by("-id").first().amount == Decimal("0.015")
+    assert balance(meter.account) == Decimal("-0.035")  # 7 kWh at 5 fils
+    assert ledger_check() == []
+
+
+def test_rounding_never_drifts(meter):
+    flat_tariff(meter.utility, rate="0.0123")
+    for n in range(12):  # twelve separate passes of one interval of 333 Wh each
+        ingest(meter, DAY + n * Q, [333])
+        charging.charges_run()
+    exact = Decimal(12 * 333) / 1000 * Decimal("0.0123")
+    assert balance(meter.account) == -exact.quantize(Decimal("0.001"))
+
+
+def test_time_of_use_prices_each_interval_by_its_local_time(meter):
+    tou_tariff(meter.utility, base="0.004", peak="0.010")  # peak 12:00-17:00 local
+    noon_local = DAY + timedelta(hours=12)
+    ingest(meter, noon_local - 4 * Q, [1000] * 8)  # 11:00-13:00 local: 4 kWh off-peak, 4 at peak
+    charging.charges_run()
+    assert balance(meter.account) == -(4 * Decimal("0.004") + 4 * Decimal("0.010"))
+
+
+def test_progressive_slabs_price_the_months_running_total(meter):
+    progressive_tariff(meter.utility, slabs=((0, "0.010"), (10, "0.020")), mode="prepaid")
+    ingest(meter, DAY, [1000] * 8)  # 8 kWh at the first slab
+    charging.charges_run()
+    ingest(meter, DAY + 8 * Q, [1000] * 4)  # 2 more at 0.010, then 2 at 0.020
+    charging.charges_run()
+    assert balance(meter.account) == -(10 * Decimal("0.010") + 2 * Decimal("0.020"))
+
+
+def test_the_fixed_daily_charge_is_posted_once_per_local_day(meter):
+    flat_tariff(meter.utility, rate="0.005", fixed="0.100")
+    ingest(meter, DAY, [100] * 4)
+    charging.charges_run()
+    ingest(meter, DAY + 4 * Q, [100] * 4)
+    charging.charges_run()
+    fixed = LedgerEntry.objects.filter(kind="fixed_charge")
+    assert fixed.count() == 1 and fixed.get().amount == Decimal("-0.100")
+
+
+def test_postpaid_meters_are_not_charged_by_reading(meter):
+    meter.payment_mode = "postpaid"
+    meter.save()
+    flat_tariff(meter.utility, rate="0.005")
+    ingest(meter, DAY, [1000] * 4)
+    charging.charges_run()
+    assert not LedgerEntry.objects.exists()
+
+
+def test_without_a_tariff_readings_wait_uncharged(meter):
+    ingest(meter, DAY, [1000] * 4)
+    assert charging.charges_run()[1] == set()
+    assert not LedgerEntry.objects.exists()
+    flat_tariff(meter.utility, rate="0.005")
+    charging.charges_run()
+    assert balance(meter.account) == Decimal("-0.020")
+
+
+def test_consumption_shows_cost_per_bucket(make_api, meter):
+    flat_tariff(meter.utility, rate="0.005")
+    ingest(meter, DAY, [1000] * 8)
+    api = make_api(AccountLinkFactory(account=meter.account).user)
+    body = api.get(
+        f"/api/v1/meters/{meter.pk}/consumption/",
+        {"period_from": "2026-11-02", "period_to": "2026-11-03", "group_by": "hour"},
+    ).json()
+    assert body["currency"] == "KWD"
+    assert [b["cost"] for b in body["buckets"][:3]] == ["0.020", "0.020", None]
+
+
+def test_the_ledger_is_append_only_on_postgresql(meter):
+    from django.db import connection, transaction
+    from django.db.utils import DatabaseError
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the append-only trigger is PostgreSQL's; SQLite relies on the code alone")
+    posting = ledger_post(
+        account=meter.account, kind="adjustment", amount=Decimal("1.000"), key="t", description="t"
+    )
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        LedgerEntry.objects.filter(pk=posting.entry.pk).update(amount=Decimal("5.000"))
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        LedgerEntry.objects.filter(pk=posting.entry.pk).delete()

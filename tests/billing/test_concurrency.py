@@ -1,0 +1,75 @@
+"""50 top-ups and charges at once leave the exact balance."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from billing import charging
+from billing.models import Balance, LedgerEntry, TopUp
+from billing.payments import topup_confirm
+from billing.selectors import ledger_check
+from meters import services as meter_services
+from tests.billing.factories import flat_tariff
+from tests.meters.factories import MeterFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_concurrent_top_ups_and_charges_leave_the_exact_balance():
+    meter = MeterFactory()
+    flat_tariff(meter.utility, rate="0.005")
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    blocks = [
+        {
+            "meter": meter.serial,
+            "start": (start + timedelta(days=d)).isoformat(),
+            "values": [250] * 96,
+        }
+        for d in range(25)
+    ]  # 25 days of 24 kWh
+    assert (
+        meter_services.readings_ingest(utility=meter.utility, blocks=blocks, source="test").stored
+        == 25 * 96
+    )
+    topups = [
+        TopUp.objects.create(
+            account=meter.account, amount=Decimal("1.111"), currency="KWD", channel="app"
+        )
+        for _ in range(25)
+    ]
+    days = [start.date() + timedelta(days=d) for d in range(25)]
+    barrier = threading.Barrier(50)
+    errors = []
+
+    def run(work):
+        try:
+            barrier.wait()
+            work()
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    jobs = [lambda t=t: topup_confirm(topup=t) for t in topups]
+    jobs += [lambda d=d: charging.meter_day_charge(meter_id=meter.pk, day=d) for d in days]
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    expected = 25 * Decimal("1.111") - 25 * 24 * Decimal("0.005")
+    assert Balance.objects.get(account=meter.account).amount == expected
+    assert LedgerEntry.objects.count() == 50
+    assert ledger_check() == []
+    # The running balance of each entry follows from the one before.
+    running = Decimal(0)
+    for amount, after in LedgerEntry.objects.order_by("id").values_list("amount", "balance_after"):
+        running += amount
+        assert after == running

@@ -1,0 +1,145 @@
+"""Egypt's postpaid regime: bills, the 7% late fine, two unpaid bills flag a conversion to prepaid."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from billing import bills
+from billing.models import Balance, Bill, Conversion, LedgerEntry, TopUp
+from billing.payments import topup_confirm
+from meters import services as meter_services
+from meters.models import Meter
+from tests.accounts.factories import UserFactory
+from tests.billing.factories import policy, progressive_tariff
+from tests.meters.factories import MeterFactory, egypt
+
+Q = timedelta(minutes=15)
+
+
+@pytest.fixture
+def meter(db):
+    utility = egypt()
+    utility.late_fine_percent = Decimal("7")  # Egypt: 7% of the unpaid bill
+    utility.save()
+    progressive_tariff(utility, slabs=((0, "0.68"), (50, "0.78"), (100, "0.95")), fixed="1.00")
+    policy(utility, bill_due_days=15, debt_recovery_percent=Decimal("25"))
+    return MeterFactory(utility=utility, payment_mode="postpaid", serial="EG-POST-1")
+
+
+def use(meter, month_start_utc, kwh_per_day, days):
+    blocks = [
+        {
+            "meter": meter.serial,
+            "start": (month_start_utc + timedelta(days=d)).isoformat(),
+            "values": [round(kwh_per_day * 1000 / 96)] * 96,
+        }
+        for d in range(days)
+    ]
+    meter_services.readings_ingest(utility=meter.utility, blocks=blocks, source="test")
+
+
+def test_a_monthly_bill_prices_the_month_by_slabs(meter):
+    september = datetime(
+        2026, 8, 31, 21, tzinfo=UTC
+    )  # Cairo midnight, 1 September (UTC+3 in summer)
+    use(meter, september, 4.8, 30)  # 96 × 50 Wh = 4.8 kWh a day, 144 kWh in the month
+
+    bill = bills.bill_issue(
+        account=meter.account, month=date(2026, 9, 1), issued_on=date(2026, 10, 1)
+    )
+
+    assert bill.kwh == Decimal("144.000")
+    assert bill.energy_amount == Decimal("50") * Decimal("0.68") + 50 * Decimal(
+        "0.78"
+    ) + 44 * Decimal("0.95")
+    assert bill.fixed_amount == Decimal("30.00")
+    assert bill.due_date == date(2026, 10, 16)
+    assert Balance.objects.get(account=meter.account).amount == -bill.amount
+    assert bills.bill_issue(account=meter.account, month=date(2026, 9, 1)) == bill  # once
+    assert LedgerEntry.objects.filter(kind="bill").count() == 1
+
+
+def test_a_late_bill_is_fined_seven_percent_of_what_is_unpaid_once(meter):
+    bill = Bill.objects.create(
+        account=meter.account,
+        month=date(2026, 9, 1),
+        kwh=Decimal(100),
+        energy_amount=Decimal("200.00"),
+        fixed_amount=Decimal("0"),
+        amount=Decimal("200.00"),
+        paid_amount=Decimal("50.00"),
+        due_date=date(2026, 10, 16),
+    )
+
+    assert bills.fines_apply(today=date(2026, 10, 16)) == []  # due today: not late yet
+    fined = bills.fines_apply(today=date(2026, 10, 17))
+    again = bills.fines_apply(today=date(2026, 10, 30))
+
+    assert [b.pk for b in fined] == [bill.pk] and again == []
+    bill.refresh_from_db()
+    assert bill.fine_amount == Decimal("10.50")  # 7% of the 150.00 unpaid
+    assert LedgerEntry.objects.get(kind="late_fine").amount == Decimal("-10.50")
+
+
+def test_the_fine_follows_the_utilitys_percentage(meter):
+    meter.utility.late_fine_percent = Decimal("5")
+    meter.utility.save()
+    Bill.objects.create(
+        account=meter.account,
+        month=date(2026, 9, 1),
+        kwh=Decimal(1),
+        energy_amount=Decimal("80.00"),
+        fixed_amount=Decimal("0"),
+        amount=Decimal("80.00"),
+        due_date=date(2026, 10, 1),
+    )
+    bills.fines_apply(today=date(2026, 10, 2))
+    assert LedgerEntry.objects.get(kind="late_fine").amount == Decimal("-4.00")
+
+
+def test_two_unpaid_bills_flag_the_account_for_prepaid_and_staff_convert_it(meter):
+    for month in (date(2026, 8, 1), date(2026, 9, 1)):
+        bills.bill_issue(account=meter.account, month=month, issued_on=month + timedelta(days=31))
+    assert [c.account_id for c in bills.arrears_flag()] == [meter.account_id]
+    assert bills.arrears_flag() == []  # flagged once
+    owed = -Balance.objects.get(account=meter.account).amount
+    assert owed == Decimal("61.00")  # August and September: 61 days of 1.00
+
+    flagged = Conversion.objects.get(account=meter.account)
+    assert flagged.status == "flagged" and flagged.reason == "2 unpaid bills"
+    staff = UserFactory(is_staff=True)
+    done = bills.conversion_carry_out(conversion=flagged, new_meter_serial="EG-PRE-1", staff=staff)
+
+    assert done.status == "done" and done.arrears == owed
+    old = Meter.objects.get(serial="EG-POST-1")
+    new = Meter.objects.get(serial="EG-PRE-1")
+    assert (old.status, old.account_id) == ("removed", None)
+    assert (new.payment_mode, new.account_id) == ("prepaid", meter.account_id)
+    balance = Balance.objects.get(account=meter.account)
+    assert (balance.amount, balance.debt) == (Decimal("0"), owed)
+    assert set(Bill.objects.values_list("status", flat=True)) == {"transferred"}
+
+    # Each top-up now repays a quarter of itself towards the debt.
+    topup = TopUp.objects.create(
+        account=meter.account, amount=Decimal("100.00"), currency="EGP", channel="app"
+    )
+    topup_confirm(topup=topup)
+    balance.refresh_from_db()
+    assert (balance.amount, balance.debt) == (Decimal("75.00"), owed - Decimal("25.00"))
+    with pytest.raises(Exception, match="already"):
+        bills.conversion_carry_out(conversion=flagged, new_meter_serial="EG-PRE-2", staff=staff)
+
+
+def test_a_payment_settles_the_oldest_bill_first(meter):
+    for month in (date(2026, 8, 1), date(2026, 9, 1)):
+        bills.bill_issue(account=meter.account, month=month, issued_on=month + timedelta(days=31))
+    topup = TopUp.objects.create(
+        account=meter.account, amount=Decimal("40.00"), currency="EGP", channel="app"
+    )
+    topup_confirm(topup=topup)
+    august, september = Bill.objects.order_by("month")
+    assert (august.status, august.paid_amount) == ("paid", Decimal("31.00"))
+    assert (september.status, september.paid_amount) == ("unpaid", Decimal("9.00"))
