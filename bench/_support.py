@@ -80,9 +80,9 @@ def running_server(workers: int = 2):
     try:
         for _ in range(100):
             try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code in (200, 503):
+                if requests.get(f"{url}/healthz", timeout=5).status_code in (200, 503):
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         else:
             raise RuntimeError("the server did not start")

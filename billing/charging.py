@@ -33,6 +33,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # A MeterDay written by a transaction that committed late can carry an updated_at slightly older
 # than rows already seen; the pass re-reads this far behind its cursor (re-reading is harmless).
 CURSOR_OVERLAP = timedelta(minutes=10)
+PASS_LIMIT = 2000
 
 
 def meter_day_charge(*, meter_id: int, day: date) -> list[Posting]:
@@ -178,9 +179,15 @@ def _post_month(
     return postings
 
 
-def charges_pending(*, limit: int) -> list[tuple[int, date]]:
-    """Prepaid meter-days whose readings changed since they were charged, oldest change first."""
-    cursor_row = ChargeCursor.objects.filter(name="energy").first()
+def _cursor_name(shard: int, shards: int) -> str:
+    return f"energy:{shard}/{shards}"
+
+
+def charges_pending(*, limit: int, shard: int = 0, shards: int = 1) -> list[tuple[int, date]]:
+    """Prepaid meter-days whose readings changed since they were charged, oldest change first.
+    Shards split the meters (by id modulo `shards`) so several workers charge in parallel, each
+    with its own cursor."""
+    cursor_row = ChargeCursor.objects.filter(name=_cursor_name(shard, shards)).first()
     since = (cursor_row.position if cursor_row else EPOCH) - CURSOR_OVERLAP
     with connection.cursor() as cursor:
         cursor.execute(
@@ -188,9 +195,9 @@ def charges_pending(*, limit: int) -> list[tuple[int, date]]:
             "JOIN meters_meter m ON m.id = md.meter_id "
             "LEFT JOIN billing_chargedday cd ON cd.meter_id = md.meter_id AND cd.day = md.day "
             "WHERE md.updated_at >= %s AND m.payment_mode = 'prepaid' AND m.account_id IS NOT NULL "
-            "AND (cd.meter_id IS NULL OR md.updated_at > cd.charged_at) "
+            "AND (cd.meter_id IS NULL OR md.updated_at > cd.charged_at) AND md.meter_id %% %s = %s "
             "ORDER BY md.updated_at LIMIT %s",
-            [since, limit],
+            [since, shards, shard, limit],
         )
         return [
             (meter_id, day if isinstance(day, date) else date.fromisoformat(day))
@@ -198,10 +205,10 @@ def charges_pending(*, limit: int) -> list[tuple[int, date]]:
         ]
 
 
-def charges_run(*, limit: int = 5000) -> tuple[int, set[int]]:
-    """One charging pass. Returns how many meter-days were charged and the accounts touched."""
+def charges_run(*, limit: int = PASS_LIMIT, shard: int = 0, shards: int = 1) -> tuple[int, set[int]]:
+    """One charging pass over one shard. Returns how many meter-days were charged and the accounts touched."""
     started = timezone.now()
-    pending = charges_pending(limit=limit)
+    pending = charges_pending(limit=limit, shard=shard, shards=shards)
     accounts: set[int] = set()
     for meter_id, day in pending:
         try:
@@ -211,5 +218,5 @@ def charges_run(*, limit: int = 5000) -> tuple[int, set[int]]:
             logger.warning("meter %s day %s not charged: %s", meter_id, day, exc.message)
     if len(pending) < limit:
         # Everything changed before this pass began has been seen.
-        ChargeCursor.objects.update_or_create(name="energy", defaults={"position": started})
+        ChargeCursor.objects.update_or_create(name=_cursor_name(shard, shards), defaults={"position": started})
     return len(pending), accounts

@@ -10,12 +10,25 @@ from billing.headend import TransientHeadEndError
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True)
+@shared_task
 def charge_readings() -> int:
-    """Beat, every minute: charge what changed; then check each touched account."""
-    count, accounts = charging.charges_run()
+    """Beat, every minute: one charging task per shard, so that every worker can take a share."""
+    from django.conf import settings
+
+    for shard in range(settings.CHARGE_SHARDS):
+        charge_shard.delay(shard, settings.CHARGE_SHARDS)
+    return settings.CHARGE_SHARDS
+
+
+@shared_task(acks_late=True)
+def charge_shard(shard: int, shards: int) -> int:
+    """Charge what changed in one shard of the meters; then check each touched account. A shard
+    with more work than one pass takes queues itself again."""
+    count, accounts = charging.charges_run(shard=shard, shards=shards)
     for account_id in accounts:
         account_balance_changed.delay(account_id, None)
+    if count >= charging.PASS_LIMIT:
+        charge_shard.delay(shard, shards)
     return count
 
 

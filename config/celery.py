@@ -29,4 +29,12 @@ app.conf.beat_schedule = {
         "task": "notifications.tasks.sweep",
         "schedule": float(os.environ.get("NOTIFY_SWEEP_SECONDS") or 60),  # as settings reads it
     },
+    # Outages: evening-before reminders (each once per outage version), late reconnections,
+    # and compensations whose exemption window has closed.
+    "outage-reminders": {"task": "outages.tasks.send_outage_reminders", "schedule": 300.0},
+    "evaluate-reconnections": {
+        "task": "outages.tasks.evaluate_reconnections",
+        "schedule": crontab(minute="*/15"),
+    },
+    "pay-compensations": {"task": "outages.tasks.pay_compensations", "schedule": crontab(minute=7)},
 }

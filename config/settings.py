@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "accounts",
     "meters",
     "billing",
+    "outages",
     "notifications",
 ]
 
@@ -156,6 +157,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
+MEDIA_URL = "media/"
+MEDIA_ROOT = VAR_DIR / "media"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -215,6 +218,8 @@ PAYMENT_WEBHOOK_SECRET = os.environ.get("PAYMENT_WEBHOOK_SECRET") or f"{SECRET_K
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env_int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", 300)
 # Where consumers' browsers and the simulated gateway reach this server (payment pages, webhooks).
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Charging runs as this many parallel tasks a minute, each over its share of the meters.
+CHARGE_SHARDS = env_int("CHARGE_SHARDS", 4)
 HEADEND_BACKEND = os.environ.get("HEADEND_BACKEND", "log")  # log | http
 HEADEND_URL = os.environ.get("HEADEND_URL", "")
 HEADEND_TOKEN = os.environ.get("HEADEND_TOKEN", "")

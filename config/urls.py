@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("meters.urls")),
     path("", include("billing.urls")),
     path("", include("notifications.urls")),
+    path("", include("outages.urls")),
 ]
 
 urlpatterns = [

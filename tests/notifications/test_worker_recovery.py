@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import kombu.pools
 import pytest
 from django.db import connection, transaction
 
@@ -178,7 +179,10 @@ def _answers(port: int) -> bool:
 
 
 def _use_broker(url: str) -> None:
+    """Point this process's Celery at another broker, with fresh connection pools: kombu's global
+    pools would otherwise stay closed for every test after this one."""
     celery_app.pool.force_close_all()
+    kombu.pools.reset()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     celery_app.conf.broker_url = url

@@ -1,0 +1,227 @@
+"""Admin for staff roles and the audit trail, and the mixin every utility-owned admin uses:
+staff see and choose only their utilities' rows, and what they do is audited."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.db import models, transaction
+
+from core.models import ROLE_GROUPS, AuditEntry, StaffMembership
+
+# How to reach the Utility from a model's rows, for models other apps own. A model with a
+# `utility` foreign key needs no entry.
+UTILITY_PATHS: dict[str, str] = {
+    "accounts.utility": "pk",
+    "accounts.consumeraccount": "utility",
+    "accounts.accountlink": "account__utility",
+    "meters.feeder": "area__utility",
+    "meters.transformer": "feeder__area__utility",
+    "billing.ledgerentry": "account__utility",
+    "billing.balance": "account__utility",
+    "billing.relaycommand": "account__utility",
+    "billing.billingpolicy": "utility",
+}
+
+
+def utility_path(model: type[models.Model]) -> str | None:
+    label = model._meta.label_lower
+    if label in UTILITY_PATHS:
+        return UTILITY_PATHS[label]
+    concrete = model._meta.concrete_model._meta.label_lower
+    if concrete in UTILITY_PATHS:
+        return UTILITY_PATHS[concrete]
+    try:
+        field = model._meta.get_field("utility")
+    except Exception:
+        return None
+    return "utility" if field.is_relation else None
+
+
+def staff_utility_ids(user) -> list[int] | None:
+    """The utilities a staff member works for; None means all (superusers)."""
+    if user.is_superuser:
+        return None
+    cached = getattr(user, "_staff_utility_ids", None)
+    if cached is None:
+        cached = sorted(
+            set(StaffMembership.objects.filter(user=user).values_list("utility_id", flat=True))
+        )
+        user._staff_utility_ids = cached
+    return cached
+
+
+def scope_queryset(queryset: models.QuerySet, user, path: str | None = None) -> models.QuerySet:
+    allowed = staff_utility_ids(user)
+    path = path or utility_path(queryset.model)
+    if allowed is None:
+        return queryset
+    if path is None:  # a model that belongs to no utility: staff of a utility see none of it
+        return queryset.none()
+    return queryset.filter(**{f"{path}__in": allowed}).distinct()
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can hold it, for the audit trail."""
+    if isinstance(value, models.Model):
+        return value.pk
+    if isinstance(value, models.QuerySet | list | tuple | set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def audit_record(
+    *, actor, action: str, obj: models.Model, changes: dict | None = None
+) -> AuditEntry:
+    utility_id = None
+    path = utility_path(type(obj))
+    if path:
+        target: Any = obj
+        for part in path.split("__"):
+            target = getattr(target, part, None)
+            if target is None:
+                break
+        utility_id = target if isinstance(target, int) else getattr(target, "pk", None)
+    return AuditEntry.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        action=action,
+        model=obj._meta.label_lower,
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:200],
+        utility_id=utility_id,
+        changes=changes or {},
+    )
+
+
+class UtilityScopedAdmin(admin.ModelAdmin):
+    """Use instead of admin.ModelAdmin for anything that belongs to a utility.
+
+    1. Lists, change pages and deletions only reach rows of the staff member's utilities
+       (core.StaffMembership); superusers see all. `utility_path` says how a row reaches its
+       Utility when it has no `utility` field (e.g. "account__utility").
+    2. Foreign-key and many-to-many choices are limited the same way (UTILITY_PATHS says how
+       related models reach their utility).
+    3. Every add, change (old and new values), deletion and list action is written to
+       core.AuditEntry; custom views call `self.audit(...)`.
+    """
+
+    utility_path: str | None = None
+
+    def _path(self) -> str | None:
+        return self.utility_path or utility_path(self.model)
+
+    def get_queryset(self, request):
+        return scope_queryset(super().get_queryset(request), request.user, self._path())
+
+    def _limit(self, db_field, kwargs, request):
+        queryset = kwargs.get("queryset")
+        if queryset is None:
+            queryset = db_field.related_model._default_manager.all()
+        kwargs["queryset"] = scope_queryset(queryset, request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        self._limit(db_field, kwargs, request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        self._limit(db_field, kwargs, request)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        allowed = staff_utility_ids(request.user)
+        if allowed and len(allowed) == 1 and self._path() == "utility":
+            initial.setdefault("utility", allowed[0])
+        return initial
+
+    # --- Audit ----------------------------------------------------------------------------
+
+    def audit(self, request, obj, action: str, changes: dict | None = None) -> AuditEntry:
+        return audit_record(actor=request.user, action=action, obj=obj, changes=changes)
+
+    def save_model(self, request, obj, form, change):
+        changes = {
+            name: [_plain(form.initial.get(name)), _plain(form.cleaned_data.get(name))]
+            for name in form.changed_data
+        }
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            self.audit(request, obj, "change" if change else "add", changes)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self.audit(request, obj, "delete")
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.audit(request, obj, "delete")
+            super().delete_queryset(request, queryset)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        return {
+            name: (self._audited(func, name), name, description)
+            for name, (func, name, description) in actions.items()
+        }
+
+    def _audited(self, func, name):
+        if name == "delete_selected":  # delete_queryset audits each row
+            return func
+
+        def action(modeladmin, request, queryset):
+            objects = list(queryset)
+            response = func(modeladmin, request, queryset)
+            for obj in objects:
+                self.audit(request, obj, f"action:{name}")
+            return response
+
+        action.__name__ = getattr(func, "__name__", name)
+        return action
+
+
+@admin.register(StaffMembership)
+class StaffMembershipAdmin(UtilityScopedAdmin):
+    list_display = ["user", "utility", "role", "created_at"]
+    list_filter = ["utility", "role"]
+    search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
+    autocomplete_fields = ["user"]
+
+    def save_model(self, request, obj, form, change):
+        # The role's group carries its permissions; a member must be staff to use the admin.
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            group, _ = Group.objects.get_or_create(name=ROLE_GROUPS[obj.role])
+            obj.user.groups.add(group)
+            if not obj.user.is_staff:
+                obj.user.is_staff = True
+                obj.user.save(update_fields=["is_staff"])
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(UtilityScopedAdmin):
+    list_display = ["at", "actor", "action", "model", "object_repr", "utility"]
+    list_filter = ["action", "model", "utility"]
+    search_fields = ["object_repr", "object_id", "actor__username", "action"]
+    date_hierarchy = "at"
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

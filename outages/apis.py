@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.money import money_quantize
+from outages import selectors
+from outages.models import Outage
+
+
+def _local(value, zone):
+    return value.astimezone(zone).isoformat() if value else None
+
+
+class OutageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    area = serializers.SerializerMethodField()
+    start = serializers.SerializerMethodField(help_text="Planned start, local time with offset.")
+    end = serializers.SerializerMethodField(
+        help_text="Planned end; for an unplanned outage the estimated restoration."
+    )
+    actual_start = serializers.SerializerMethodField()
+    actual_end = serializers.SerializerMethodField()
+    timezone = serializers.CharField(source="utility.timezone")
+
+    def get_area(self, outage) -> str:
+        return selectors.outage_area_text(outage=outage)
+
+    def get_start(self, outage) -> str:
+        return _local(outage.planned_start, outage.utility.zone)
+
+    def get_end(self, outage) -> str:
+        return _local(outage.planned_end, outage.utility.zone)
+
+    def get_actual_start(self, outage) -> str | None:
+        return _local(outage.actual_start, outage.utility.zone)
+
+    def get_actual_end(self, outage) -> str | None:
+        return _local(outage.actual_end, outage.utility.zone)
+
+
+class OutageDetailSerializer(OutageSerializer):
+    my_meters = serializers.SerializerMethodField()
+
+    def get_my_meters(self, outage) -> list[dict]:
+        rows = selectors.outage_meters_for_user(user=self.context["user"], outage=outage)
+        return [
+            {"id": r.meter_id, "serial": r.meter.serial, "consumer_id": r.account.consumer_id}
+            for r in rows
+        ]
+
+
+class CompensationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    consumer_id = serializers.CharField(source="account.consumer_id")
+    standard = serializers.CharField()
+    standard_name = serializers.CharField(source="get_standard_display")
+    reason = serializers.CharField()
+    amount = serializers.SerializerMethodField(help_text="In the currency's own decimals.")
+    currency = serializers.CharField()
+    status = serializers.CharField()
+    failure_at = serializers.DateTimeField()
+    credited_at = serializers.DateTimeField()
+    outage = serializers.IntegerField(source="outage_id")
+
+    def get_amount(self, compensation) -> str:
+        minor = compensation.utility.currency_minor_unit
+        return str(money_quantize(compensation.amount, minor_unit=minor))
+
+
+class OutageListApi(APIView):
+    @extend_schema(
+        responses=OutageSerializer(many=True),
+        summary="Upcoming and active outages affecting my meters",
+    )
+    def get(self, request):
+        outages = selectors.outages_for_user(user=request.user)
+        return Response(OutageSerializer(outages, many=True).data)
+
+
+class OutageDetailApi(APIView):
+    @extend_schema(responses=OutageDetailSerializer, summary="An outage affecting my meters")
+    def get(self, request, outage_id: int):
+        outage: Outage = selectors.outage_get_for_user(user=request.user, outage_id=outage_id)
+        return Response(OutageDetailSerializer(outage, context={"user": request.user}).data)
+
+
+class CompensationListApi(APIView):
+    @extend_schema(
+        responses=CompensationSerializer(many=True),
+        summary="Compensation owed or paid to my accounts under the guaranteed standards, and why",
+    )
+    def get(self, request):
+        rows = selectors.compensations_for_user(user=request.user)
+        return Response(CompensationSerializer(rows, many=True).data)

@@ -1,0 +1,171 @@
+"""Reads for outages: who a scope touches, what a consumer sees, when reminders are due."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import F, Q, QuerySet
+
+from accounts.models import AccountLink, User
+from core.errors import NotFound
+from meters.models import Meter
+from outages.models import AffectedMeter, Compensation, Outage, ReminderSchedule
+
+
+def outage_scope_meters(*, outage: Outage) -> QuerySet[Meter]:
+    """Meters in the outage's scope as it stands now: areas → feeders → transformers → meters, or
+    single meters; removed meters are not supplied and are left out."""
+    scope = (
+        Q(transformer__feeder__area__in=outage.areas.all())
+        | Q(transformer__feeder__in=outage.feeders.all())
+        | Q(transformer__in=outage.transformers.all())
+        | Q(pk__in=outage.meters.all())
+    )
+    return (
+        Meter.objects.filter(utility_id=outage.utility_id)
+        .exclude(status=Meter.Status.REMOVED)
+        .filter(scope)
+        .distinct()
+    )
+
+
+def outage_meters(*, outage: Outage) -> QuerySet[Meter]:
+    """The outage's meters: the published snapshot, or for a draft its scope now."""
+    if outage.status == Outage.Status.DRAFT:
+        return outage_scope_meters(outage=outage)
+    return Meter.objects.filter(pk__in=outage.affected.values("meter_id"))
+
+
+def _account_ids(*, outage: Outage):
+    if outage.status == Outage.Status.DRAFT:
+        return outage_scope_meters(outage=outage).exclude(account=None).values("account_id")
+    return outage.affected.exclude(account=None).values("account_id")
+
+
+def outage_user_ids(*, outage: Outage) -> QuerySet:
+    """Users to tell: those with a live link to an affected account, each once."""
+    return (
+        AccountLink.objects.filter(account_id__in=_account_ids(outage=outage), unlinked_at=None)
+        .values_list("user_id", flat=True)
+        .distinct()
+        .order_by("user_id")
+    )
+
+
+@dataclass(frozen=True)
+class Preview:
+    meters: int
+    accounts: int
+    users: int
+    sample: list[Meter]
+
+
+def outage_preview(*, outage: Outage, sample_size: int = 25) -> Preview:
+    meters = outage_meters(outage=outage)
+    return Preview(
+        meters=meters.count(),
+        accounts=meters.exclude(account=None).values("account_id").distinct().count(),
+        users=outage_user_ids(outage=outage).count(),
+        sample=list(
+            meters.select_related("account", "transformer").order_by("serial")[:sample_size]
+        ),
+    )
+
+
+def outage_area_text(*, outage: Outage) -> str:
+    """The place as consumers know it, for notices: area, feeder and transformer names."""
+    names = [a.name for a in outage.areas.all()]
+    names += [f.name for f in outage.feeders.all()]
+    names += [t.name or t.code for t in outage.transformers.select_related(None)]
+    if outage.meters.exists():
+        names.append("your meter" if not names else "some single meters")
+    text = ", ".join(dict.fromkeys(names))
+    return text[:200] or "your area"
+
+
+def reminder_at(*, outage: Outage, schedule: ReminderSchedule | None = None) -> datetime | None:
+    """When the evening-before reminder of this outage is due (UTC), or None if none will go."""
+    if outage.kind != Outage.Kind.PLANNED:
+        return None
+    if schedule is None:
+        schedule = ReminderSchedule.objects.filter(utility_id=outage.utility_id).first()
+        schedule = schedule or ReminderSchedule(utility_id=outage.utility_id)
+    if not schedule.enabled:
+        return None
+    zone = outage.utility.zone
+    day = outage.planned_start.astimezone(zone).date() - timedelta(days=schedule.days_before)
+    return datetime.combine(day, schedule.local_time, zone).astimezone(UTC)
+
+
+def outages_reminder_due(*, now: datetime) -> list[Outage]:
+    """Published planned outages whose reminder is due and not yet sent for the current version.
+    A reminder whose time came before the notice was given is not sent: the notice is recent."""
+    candidates = (
+        Outage.objects.filter(
+            kind=Outage.Kind.PLANNED,
+            status=Outage.Status.PUBLISHED,
+            planned_start__gt=now,
+            planned_start__lte=now + timedelta(days=8),
+        )
+        .exclude(reminded_version=F("version"))
+        .select_related("utility")
+    )
+    schedules = {s.utility_id: s for s in ReminderSchedule.objects.all()}
+    due = []
+    for outage in candidates:
+        at = reminder_at(outage=outage, schedule=schedules.get(outage.utility_id))
+        if at is not None and outage.notice_given_at < at <= now:
+            due.append(outage)
+    return due
+
+
+def outages_for_user(*, user: User) -> QuerySet[Outage]:
+    """Upcoming and active outages touching the user's linked meters, soonest first."""
+    return (
+        Outage.objects.filter(
+            status__in=[Outage.Status.PUBLISHED, Outage.Status.IN_PROGRESS],
+            affected__account__links__user=user,
+            affected__account__links__unlinked_at=None,
+        )
+        .select_related("utility")
+        .distinct()
+        .order_by("planned_start", "id")
+    )
+
+
+def outage_get_for_user(*, user: User, outage_id: int) -> Outage:
+    """A published (or later) outage that touches one of the user's linked meters."""
+    outage = (
+        Outage.objects.exclude(status=Outage.Status.DRAFT)
+        .filter(
+            pk=outage_id,
+            affected__account__links__user=user,
+            affected__account__links__unlinked_at=None,
+        )
+        .select_related("utility")
+        .first()
+    )
+    if outage is None:
+        raise NotFound("You have no such outage.", code="outage_not_found")
+    return outage
+
+
+def outage_meters_for_user(*, user: User, outage: Outage) -> QuerySet[AffectedMeter]:
+    return (
+        AffectedMeter.objects.filter(
+            outage=outage, account__links__user=user, account__links__unlinked_at=None
+        )
+        .select_related("meter", "account")
+        .distinct()
+        .order_by("meter__serial")
+    )
+
+
+def compensations_for_user(*, user: User) -> QuerySet[Compensation]:
+    return (
+        Compensation.objects.filter(account__links__user=user, account__links__unlinked_at=None)
+        .select_related("account", "utility")
+        .distinct()
+        .order_by("-failure_at", "-id")
+    )
