@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.models import ConsumerAccount
-from billing import bills, payments
+from billing import bills, charging, payments
 from billing.ledger import ledger_post
 from billing.models import (
     Bill,
@@ -252,6 +252,11 @@ class TariffAdmin(admin.ModelAdmin):
     ]
     list_filter = ["utility", "kind", "payment_mode"]
     inlines = [SlabInline, PeriodInline]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Readings that waited for a tariff are charged on the next pass.
+        charging.charges_rewind()
 
 
 @admin.register(Bill)

@@ -183,7 +183,9 @@ def _cursor_name(shard: int, shards: int) -> str:
     return f"energy:{shard}/{shards}"
 
 
-def charges_pending(*, limit: int, shard: int = 0, shards: int = 1) -> list[tuple[int, date]]:
+def charges_pending(
+    *, limit: int, shard: int = 0, shards: int = 1
+) -> list[tuple[int, date, datetime]]:
     """Prepaid meter-days whose readings changed since they were charged, oldest change first.
     Shards split the meters (by id modulo `shards`) so several workers charge in parallel, each
     with its own cursor."""
@@ -191,32 +193,60 @@ def charges_pending(*, limit: int, shard: int = 0, shards: int = 1) -> list[tupl
     since = (cursor_row.position if cursor_row else EPOCH) - CURSOR_OVERLAP
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT md.meter_id, md.day FROM meters_meterday md "
+            "SELECT md.meter_id, md.day, md.updated_at FROM meters_meterday md "
             "JOIN meters_meter m ON m.id = md.meter_id "
             "LEFT JOIN billing_chargedday cd ON cd.meter_id = md.meter_id AND cd.day = md.day "
             "WHERE md.updated_at >= %s AND m.payment_mode = 'prepaid' AND m.account_id IS NOT NULL "
-            "AND (cd.meter_id IS NULL OR md.updated_at > cd.charged_at) AND md.meter_id %% %s = %s "
+            "AND (cd.meter_id IS NULL OR (md.updated_at > cd.charged_at "
+            "AND (cd.blocked_at IS NULL OR md.updated_at > cd.blocked_at))) AND md.meter_id %% %s = %s "
             "ORDER BY md.updated_at LIMIT %s",
             [since, shards, shard, limit],
         )
         return [
-            (meter_id, day if isinstance(day, date) else date.fromisoformat(day))
-            for meter_id, day in cursor.fetchall()
+            (meter_id, day if isinstance(day, date) else date.fromisoformat(day), updated_at)
+            for meter_id, day, updated_at in cursor.fetchall()
         ]
 
 
-def charges_run(*, limit: int = PASS_LIMIT, shard: int = 0, shards: int = 1) -> tuple[int, set[int]]:
+def _aware(value: datetime | str) -> datetime:
+    """A raw query's timestamp: PostgreSQL gives an aware datetime, SQLite naive UTC text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def charges_rewind() -> None:
+    """After a tariff is added or changed: days set aside for want of a tariff are tried again,
+    from the start. Charged days are unchanged, so nothing is charged twice."""
+    ChargedDay.objects.filter(blocked_at__isnull=False).update(blocked_at=None)
+    ChargeCursor.objects.all().delete()
+
+
+def charges_run(
+    *, limit: int = PASS_LIMIT, shard: int = 0, shards: int = 1
+) -> tuple[int, set[int]]:
     """One charging pass over one shard. Returns how many meter-days were charged and the accounts touched."""
     started = timezone.now()
     pending = charges_pending(limit=limit, shard=shard, shards=shards)
     accounts: set[int] = set()
-    for meter_id, day in pending:
+    for meter_id, day, updated_at in pending:
         try:
             for posting in meter_day_charge(meter_id=meter_id, day=day):
                 accounts.add(posting.entry.account_id)
-        except DomainError as exc:  # no tariff yet: the day stays pending and is tried next pass
+        except DomainError as exc:
+            # No tariff yet: set the day aside until its readings change or a tariff is saved.
             logger.warning("meter %s day %s not charged: %s", meter_id, day, exc.message)
-    if len(pending) < limit:
-        # Everything changed before this pass began has been seen.
-        ChargeCursor.objects.update_or_create(name=_cursor_name(shard, shards), defaults={"position": started})
+            ChargedDay.objects.get_or_create(
+                meter_id=meter_id,
+                day=day,
+                defaults={"values": EMPTY_VALUES, "quality": EMPTY_QUALITY, "charged_at": EPOCH},
+            )
+            ChargedDay.objects.filter(pk=(meter_id, day)).update(blocked_at=_aware(updated_at))
+    # Everything changed before this pass began has been seen, or, when the pass was full, everything
+    # up to its newest row. Days that could not be charged (no tariff yet) are passed over then;
+    # saving a tariff in the admin rewinds the cursors so that they are charged.
+    position = started if len(pending) < limit else _aware(pending[-1][2])
+    ChargeCursor.objects.update_or_create(
+        name=_cursor_name(shard, shards), defaults={"position": position}
+    )
     return len(pending), accounts

@@ -29,6 +29,7 @@ class LedgerEntry(models.Model):
         COMPENSATION = "compensation", "Compensation (guaranteed standards)"
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Staff adjustment"
+        SERVICE_CHARGE = "service_charge", "Service charge (a paid cost estimate)"
 
     account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -250,6 +251,11 @@ class ChargedDay(models.Model):
     charged_at = models.DateTimeField(
         help_text="The MeterDay's updated_at that was charged: a newer one is a change."
     )
+    blocked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The MeterDay's updated_at that could not be charged (no tariff): skipped until it changes.",
+    )
 
     def __str__(self) -> str:
         return f"{self.meter_id} {self.day} v{self.version}"
@@ -302,7 +308,13 @@ class TopUp(models.Model):
     account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="topups")
     amount = models.DecimalField(**MONEY)
     currency = models.CharField(max_length=3)
+
+    class Purpose(models.TextChoices):
+        BALANCE = "balance", "Top up the balance"
+        ESTIMATE = "estimate", "Pay a service request's cost estimate"
+
     channel = models.CharField(max_length=12, choices=Channel.choices)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.BALANCE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -98,7 +98,12 @@ def topup_amount_check(*, account: ConsumerAccount, raw: object) -> Decimal:
 
 
 def topup_start(
-    *, account: ConsumerAccount, amount: Decimal, channel: str, user: User | None = None
+    *,
+    account: ConsumerAccount,
+    amount: Decimal,
+    channel: str,
+    user: User | None = None,
+    purpose: str = TopUp.Purpose.BALANCE,
 ) -> tuple[TopUp, str]:
     """Create a pending top-up and its hosted checkout; returns the top-up and the checkout URL."""
     if account.status == ConsumerAccount.Status.CLOSED:
@@ -110,6 +115,7 @@ def topup_start(
         currency=account.utility.currency,
         channel=channel,
         user=user,
+        purpose=purpose,
         gateway=gateway.name,
     )
     checkout = gateway.checkout_create(
@@ -138,6 +144,8 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
     2. Post the credit (keyed by the top-up), then take the utility's share for arrears still owed.
     3. Apply the money to unpaid bills, oldest first.
     4. After commit: reconnect a disconnected meter, tell the consumer, re-arm balance alerts.
+    A payment for a cost estimate (purpose "estimate") is only credited: the service request debits
+    it as a service charge, and it must not repay arrears, pay bills or reconnect anything.
     """
     with transaction.atomic():
         # The account's Balance row first, as every money movement does (see charging).
@@ -157,19 +165,26 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
             kind=LedgerEntry.Kind.TOPUP,
             amount=topup.amount,
             key=f"topup:{topup.pk}",
-            description=f"Top-up, {topup.get_channel_display()}",
+            description=(
+                f"Top-up, {topup.get_channel_display()}"
+                if topup.purpose == TopUp.Purpose.BALANCE
+                else "Payment of a cost estimate"
+            ),
             created_by=created_by,
             meta={"channel": topup.channel, "gateway_reference": topup.gateway_reference},
         )
-        _recover_debt(account=account, topup=topup)
-        _allocate_to_bills(account=account, amount=topup.amount)
+        for_balance = topup.purpose == TopUp.Purpose.BALANCE
+        if for_balance:
+            _recover_debt(account=account, topup=topup)
+            _allocate_to_bills(account=account, amount=topup.amount)
         topup.status = TopUp.Status.SUCCEEDED
         topup.paid_at = paid_at
         topup.receipt_number = _receipt_number(topup)
         topup.ledger_entry = posting.entry
         topup.save(update_fields=["status", "paid_at", "receipt_number", "ledger_entry"])
-        reconnect_after_payment(account=account, payment_notified_at=paid_at)
-        _after_balance_change(account=account, topup=topup)
+        if for_balance:
+            reconnect_after_payment(account=account, payment_notified_at=paid_at)
+            _after_balance_change(account=account, topup=topup)
     return Confirmation(topup=topup, credited=True)
 
 

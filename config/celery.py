@@ -37,4 +37,13 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*/15"),
     },
     "pay-compensations": {"task": "outages.tasks.pay_compensations", "schedule": crontab(minute=7)},
+    # Service requests: estimates paid through the gateway start their clock; missed deadlines.
+    "service-request-payments": {
+        "task": "servicerequests.tasks.sync_estimate_payments",
+        "schedule": 60.0,
+    },
+    "service-request-deadlines": {
+        "task": "servicerequests.tasks.check_deadlines",
+        "schedule": crontab(minute="*/15"),
+    },
 }

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "meters",
     "billing",
     "outages",
+    "servicerequests",
     "notifications",
 ]
 
@@ -263,6 +264,12 @@ NOTIFY_CLAIM_LEASE_SECONDS = env_int("NOTIFY_CLAIM_LEASE_SECONDS", 300)
 # Low-balance alert level when a user has not chosen one, per currency (major units).
 LOW_BALANCE_DEFAULT_AMOUNTS = {"KWD": "2.000", "EGP": "50.00", "SAR": "20.00", "INR": "100.00"}
 LOW_BALANCE_DEFAULT_DAYS = env_int("LOW_BALANCE_DEFAULT_DAYS", 2)
+
+# --- Service requests ------------------------------------------------------------------------
+# Photos and documents attached to a service request: JPEG, PNG or PDF (by content), at most this size.
+SERVICE_REQUEST_ATTACHMENT_MAX_BYTES = env_int(
+    "SERVICE_REQUEST_ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024
+)
 
 APP_NAME = os.environ.get("APP_NAME", "SmartMeter")
 

@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("billing.urls")),
     path("", include("notifications.urls")),
     path("", include("outages.urls")),
+    path("", include("servicerequests.urls")),
 ]
 
 urlpatterns = [

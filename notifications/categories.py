@@ -34,6 +34,7 @@ OUTAGE_RESCHEDULED = "outage_rescheduled"
 OUTAGE_CANCELLED = "outage_cancelled"
 OUTAGE_UNPLANNED_ETA = "outage_unplanned_eta"
 COMPENSATION_CREDITED = "compensation_credited"
+SERVICE_REQUEST_UPDATE = "service_request_update"
 
 CATEGORIES: dict[str, Category] = {
     c.code: c
@@ -52,10 +53,22 @@ CATEGORIES: dict[str, Category] = {
         Category(OUTAGE_RESCHEDULED, False, timedelta(hours=24), "Planned power cut moved"),
         Category(OUTAGE_CANCELLED, False, timedelta(hours=24), "Planned power cut cancelled"),
         Category(
-            OUTAGE_UNPLANNED_ETA, True, timedelta(hours=2), "Power outage, with when it is expected back"
+            OUTAGE_UNPLANNED_ETA,
+            True,
+            timedelta(hours=2),
+            "Power outage, with when it is expected back",
         ),
         Category(
-            COMPENSATION_CREDITED, False, timedelta(days=3), "Compensation for a missed service standard"
+            COMPENSATION_CREDITED,
+            False,
+            timedelta(days=3),
+            "Compensation for a missed service standard",
+        ),
+        Category(
+            SERVICE_REQUEST_UPDATE,
+            False,
+            timedelta(days=3),
+            "A service request or complaint changed status",
         ),
     ]
 }

@@ -213,6 +213,20 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "खाता {consumer_id} में {amount} मुआवज़े के रूप में जमा किए गए, क्योंकि {reason}।",
         ),
     },
+    c.SERVICE_REQUEST_UPDATE: {
+        "en": (
+            "Update on your request {request_id}",
+            "Your request {request_id} ({request_type}) for account {consumer_id} is now: {status}.",
+        ),
+        "ar": (
+            "تحديث على طلبك رقم {request_id}",
+            "أصبحت حالة طلبك رقم {request_id} ({request_type}) للحساب رقم {consumer_id}: {status}.",
+        ),
+        "hi": (
+            "आपके अनुरोध {request_id} पर नई जानकारी",
+            "खाता {consumer_id} के लिए आपके अनुरोध {request_id} ({request_type}) की स्थिति अब है: {status}।",
+        ),
+    },
 }
 
 # Where the app opens when the alert is tapped; filled from the context's ids.
@@ -230,6 +244,7 @@ DEEP_LINKS: dict[str, str] = {
     c.OUTAGE_CANCELLED: "smartmeter://outages/{outage_id}",
     c.OUTAGE_UNPLANNED_ETA: "smartmeter://outages/{outage_id}",
     c.COMPENSATION_CREDITED: "smartmeter://accounts/{account_id}",
+    c.SERVICE_REQUEST_UPDATE: "smartmeter://service-requests/{request_id}",
 }
 INBOX_LINK = "smartmeter://notifications"
 

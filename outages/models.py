@@ -25,6 +25,7 @@ class Standard(models.TextChoices):
     RECONNECTION = "reconnection", "Reconnection after payment late"
     REPEATED = "repeated", "Too many long outages this year"
     WRONGFUL_DISCONNECTION = "wrongful_disconnection", "Wrongful disconnection"
+    CONNECTION = "connection", "Connection request completed late"
 
 
 class StandardsPolicy(models.Model):

@@ -68,6 +68,11 @@ REASONS: dict[str, dict[str, str]] = {
         "ar": "فُصلت الكهرباء عنك دون وجه حق يوم {when}",
         "hi": "{when} को आपकी बिजली गलत तरीके से काटी गई",
     },
+    Standard.CONNECTION: {
+        "en": "your connection request was due by {when} and was completed {count} working days late",
+        "ar": "كان موعد تنفيذ طلب التوصيل {when}، ونُفِّذ متأخرًا {count} أيام عمل",
+        "hi": "आपका कनेक्शन अनुरोध {when} तक पूरा होना था, पर {count} कार्य-दिवस देर से पूरा हुआ",
+    },
 }
 
 
@@ -496,7 +501,7 @@ def _compensation_notify(*, compensation: Compensation) -> None:
             when=when.astimezone(utility.zone).strftime("%Y-%m-%d %H:%M"),
             hours=hours,
             duration=f"{minutes // 60}:{minutes % 60:02d}",
-            count=details.get("rank", ""),
+            count=details.get("rank", details.get("late_working_days", "")),
         )
         alert_create(
             user=link.user,

@@ -178,3 +178,41 @@ def test_a_cashier_cannot_record_a_bad_amount(client, eg_account):
     )
     assert response.status_code == 200 and b"decimal places" in response.content
     assert not TopUp.objects.exists()
+
+
+def test_saving_a_tariff_in_the_admin_charges_readings_that_waited_for_it(client, db):
+    from datetime import UTC, datetime
+
+    from billing import charging
+    from billing.models import LedgerEntry
+    from meters import services as meter_services
+    from tests.meters.factories import MeterFactory
+
+    meter = MeterFactory()
+    start = datetime(2026, 11, 1, 21, tzinfo=UTC)
+    meter_services.readings_ingest(
+        utility=meter.utility,
+        blocks=[{"meter": meter.serial, "start": start.isoformat(), "values": [1000] * 4}],
+        source="test",
+    )
+    charging.charges_run()  # no tariff: set aside
+    client.force_login(UserFactory(username="pricing", is_staff=True, is_superuser=True))
+    response = client.post(
+        "/admin/billing/tariff/add/",
+        {
+            "utility": meter.utility.pk,
+            "name": "flat",
+            "kind": "flat",
+            "payment_mode": "prepaid",
+            "valid_from": "2025-01-01",
+            "flat_rate": "0.005",
+            "fixed_daily_charge": "0",
+            "slabs-TOTAL_FORMS": 0,
+            "slabs-INITIAL_FORMS": 0,
+            "periods-TOTAL_FORMS": 0,
+            "periods-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    charging.charges_run()
+    assert LedgerEntry.objects.get(kind="energy_charge").amount == Decimal("-0.020")

@@ -122,7 +122,9 @@ def test_without_a_tariff_readings_wait_uncharged(meter):
     ingest(meter, DAY, [1000] * 4)
     assert charging.charges_run()[1] == set()
     assert not LedgerEntry.objects.exists()
+    charging.charges_run()  # set aside: not tried again and again
     flat_tariff(meter.utility, rate="0.005")
+    charging.charges_rewind()  # what saving a tariff in the admin does
     charging.charges_run()
     assert balance(meter.account) == Decimal("-0.020")
 
@@ -152,3 +154,26 @@ def test_the_ledger_is_append_only_on_postgresql(meter):
         LedgerEntry.objects.filter(pk=posting.entry.pk).update(amount=Decimal("5.000"))
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         LedgerEntry.objects.filter(pk=posting.entry.pk).delete()
+
+
+def test_days_without_a_tariff_do_not_hold_up_the_others(db):
+    from billing.models import ChargeCursor
+
+    no_tariff = MeterFactory()
+    other_utility_meter = MeterFactory(
+        utility=__import__("tests.meters.factories", fromlist=["egypt"]).egypt()
+    )
+    flat_tariff(other_utility_meter.utility, rate="0.010")
+    for meter in (no_tariff, other_utility_meter):
+        ingest(meter, DAY, [1000] * 4)
+
+    charging.charges_run(limit=1)  # a full pass: only the first (tariff-less) day, which fails
+    charging.charges_run(limit=1)
+    charging.charges_run(limit=1)
+
+    assert balance(other_utility_meter.account) == Decimal("-0.04")
+    assert ChargeCursor.objects.exists()
+    flat_tariff(no_tariff.utility, rate="0.005")
+    charging.charges_rewind()
+    charging.charges_run()
+    assert balance(no_tariff.account) == Decimal("-0.020")

@@ -72,4 +72,9 @@ def test_anonymous_gets_401(make_api):
 def test_the_categories_are_listed(make_api):
     body = make_api(UserFactory()).get("/api/v1/notification-categories/").json()
     urgent = {c["code"] for c in body if c["urgent"]}
-    assert urgent == {"zero_balance", "disconnection_pending", "outage_unplanned", "outage_unplanned_eta"}
+    assert urgent == {
+        "zero_balance",
+        "disconnection_pending",
+        "outage_unplanned",
+        "outage_unplanned_eta",
+    }

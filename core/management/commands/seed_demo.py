@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,10 +11,14 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import ConsumerAccount, User, Utility
+from billing.ledger import ledger_post
+from billing.models import BillingPolicy, LedgerEntry, Tariff, TariffPeriod, TariffSlab
 from core.phone import phone_normalize
 from meters.demo import demo_day_values, demo_grid
 from meters.models import Meter, MeterAssignment
 from meters.services import readings_ingest
+from outages.models import StandardsPolicy
+from servicerequests.seed import request_types_seed
 
 UTILITIES = [
     {
@@ -127,6 +131,66 @@ CONSUMERS = {
 
 DEMO_DAYS = 45
 
+# Tariffs as each regime publishes them (rounded): Kuwait's 2 fils a kWh for homes; Egypt's
+# progressive residential slabs (postpaid) and a flat prepaid rate; Saudi Arabia's 18 halalas;
+# Madhya Pradesh with a time-of-day surcharge in the evening peak.
+TARIFFS = {
+    "kw-mew": [
+        {
+            "payment_mode": "prepaid",
+            "kind": "flat",
+            "flat_rate": "0.002",
+            "fixed_daily_charge": "0.000",
+        }
+    ],
+    "eg-nedc": [
+        {
+            "payment_mode": "prepaid",
+            "kind": "flat",
+            "flat_rate": "1.35",
+            "fixed_daily_charge": "0.00",
+        },
+        {
+            "payment_mode": "postpaid",
+            "kind": "progressive",
+            "fixed_daily_charge": "0.30",
+            "slabs": [
+                (0, "0.68"),
+                (50, "0.78"),
+                (100, "0.95"),
+                (200, "1.55"),
+                (350, "1.95"),
+                (650, "2.10"),
+                (1000, "2.23"),
+            ],
+        },
+    ],
+    "sa-sec": [
+        {
+            "payment_mode": "prepaid",
+            "kind": "flat",
+            "flat_rate": "0.18",
+            "fixed_daily_charge": "0.00",
+        }
+    ],
+    "in-mpcz": [
+        {
+            "payment_mode": "prepaid",
+            "kind": "tou",
+            "flat_rate": "6.30",
+            "fixed_daily_charge": "2.00",
+            "periods": [("evening peak", "18:00", "22:00", "6.93")],
+        }
+    ],
+}
+EMERGENCY_CREDIT = {"kw-mew": "0.500", "eg-nedc": "20.00", "sa-sec": "10.00", "in-mpcz": "50.00"}
+OPENING_TOPUP = {
+    "kw-mew": "10.000",
+    "eg-nedc": "2500.00",
+    "sa-sec": "1000.00",
+    "in-mpcz": "12000.00",
+}
+
 
 class Command(BaseCommand):
     help = "Load demo utilities, consumers with meters and 45 days of readings, and a staff login. Safe to run again."
@@ -137,6 +201,10 @@ class Command(BaseCommand):
         for values in UTILITIES:
             utility, _ = Utility.objects.update_or_create(code=values["code"], defaults=values)
             transformers = demo_grid(utility=utility, transformers=2)
+            self._billing(utility)
+            request_types_seed(utility=utility, connection_standard=utility.code == "sa-sec")
+            if utility.code == "sa-sec":  # the Saudi regulator's guaranteed standards
+                StandardsPolicy.objects.get_or_create(utility=utility)
             for number, (consumer_id, mobile, name, address) in enumerate(CONSUMERS[utility.code]):
                 account, _ = ConsumerAccount.objects.update_or_create(
                     utility=utility,
@@ -163,6 +231,17 @@ class Command(BaseCommand):
                     MeterAssignment.objects.create(
                         meter=meter, account=account, start=meter.installed_at
                     )
+                    if utility.code == "eg-nedc" and number == 0:  # one postpaid household in Egypt
+                        Meter.objects.filter(pk=meter.pk).update(
+                            payment_mode=Meter.PaymentMode.POSTPAID
+                        )
+                ledger_post(
+                    account=account,
+                    kind=LedgerEntry.Kind.TOPUP,
+                    amount=Decimal(OPENING_TOPUP[utility.code]),
+                    key=f"demo-opening:{account.pk}",
+                    description="Opening balance (demo)",
+                )
             meters = list(
                 Meter.objects.filter(utility=utility, serial__startswith=f"{utility.country}M")
             )
@@ -196,3 +275,27 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(f"Staff login: admin / {password}")
+
+    def _billing(self, utility: Utility) -> None:
+        BillingPolicy.objects.update_or_create(
+            utility=utility, defaults={"emergency_credit": Decimal(EMERGENCY_CREDIT[utility.code])}
+        )
+        for spec in TARIFFS[utility.code]:
+            tariff, created = Tariff.objects.get_or_create(
+                utility=utility,
+                payment_mode=spec["payment_mode"],
+                valid_from=date(2025, 1, 1),
+                defaults={
+                    "name": f"{utility.code} {spec['payment_mode']} residential",
+                    "kind": spec["kind"],
+                    "flat_rate": Decimal(spec["flat_rate"]) if "flat_rate" in spec else None,
+                    "fixed_daily_charge": Decimal(spec["fixed_daily_charge"]),
+                },
+            )
+            if created:
+                for start, rate in spec.get("slabs", []):
+                    TariffSlab.objects.create(tariff=tariff, from_kwh=start, rate=Decimal(rate))
+                for name, start, end, rate in spec.get("periods", []):
+                    TariffPeriod.objects.create(
+                        tariff=tariff, name=name, start=start, end=end, rate=Decimal(rate)
+                    )

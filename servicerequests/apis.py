@@ -1,0 +1,351 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.money import money_quantize
+from servicerequests import attachments, estimates, selectors, services
+from servicerequests.models import ServiceRequest
+
+
+def _money(value, utility) -> str | None:
+    if value is None:
+        return None
+    return str(money_quantize(value, minor_unit=utility.currency_minor_unit))
+
+
+def _local(value, zone) -> str | None:
+    return value.astimezone(zone).isoformat() if value else None
+
+
+def _language(context) -> str:
+    return getattr(context.get("user"), "language", "en") or "en"
+
+
+class RequestTypeSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.SerializerMethodField()
+    fields = serializers.JSONField(help_text="Field specs: name, type, required, choices, label.")
+    takes_estimate = serializers.BooleanField()
+    regulated = serializers.SerializerMethodField()
+    max_attachments = serializers.IntegerField()
+
+    def get_name(self, obj) -> str:
+        return obj.name_in(_language(self.context))
+
+    def get_regulated(self, obj) -> bool:
+        return bool(obj.standard)
+
+
+class RequestSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    account_id = serializers.IntegerField()
+    consumer_id = serializers.CharField(source="account.consumer_id")
+    type = serializers.CharField(source="type.code")
+    type_name = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    status_label = serializers.SerializerMethodField()
+    created_at = serializers.SerializerMethodField()
+    deadline_at = serializers.SerializerMethodField(
+        help_text="End of the last working day allowed, local time."
+    )
+    overdue = serializers.SerializerMethodField()
+    estimate = serializers.SerializerMethodField()
+
+    def get_type_name(self, obj) -> str:
+        return obj.type.name_in(_language(self.context))
+
+    def get_status_label(self, obj) -> str:
+        return services.status_label(obj.status, _language(self.context))
+
+    def get_created_at(self, obj) -> str:
+        return _local(obj.created_at, obj.utility.zone)
+
+    def get_deadline_at(self, obj) -> str | None:
+        return _local(obj.deadline_at, obj.utility.zone)
+
+    def get_overdue(self, obj) -> bool:
+        return obj.is_overdue()
+
+    def get_estimate(self, obj) -> dict | None:
+        if obj.estimate_amount is None:
+            return None
+        return {
+            "amount": _money(obj.estimate_amount, obj.utility),
+            "currency": obj.utility.currency,
+            "note": obj.estimate_note,
+            "issued_at": _local(obj.estimate_issued_at, obj.utility.zone),
+            "payable": obj.status == ServiceRequest.Status.ESTIMATE_ISSUED,
+            "payment_status": obj.estimate_topup.status if obj.estimate_topup else None,
+            "paid_at": _local(obj.paid_at, obj.utility.zone),
+        }
+
+
+class RequestDetailSerializer(RequestSerializer):
+    details = serializers.JSONField()
+    description = serializers.CharField()
+    deadline_working_days = serializers.IntegerField(allow_null=True)
+    clock_started_at = serializers.SerializerMethodField()
+    completed_at = serializers.SerializerMethodField()
+    timezone = serializers.CharField(source="utility.timezone")
+    timeline = serializers.SerializerMethodField()
+    attachments = serializers.SerializerMethodField()
+
+    def get_clock_started_at(self, obj) -> str | None:
+        return _local(obj.clock_started_at, obj.utility.zone)
+
+    def get_completed_at(self, obj) -> str | None:
+        return _local(obj.completed_at, obj.utility.zone)
+
+    def get_timeline(self, obj) -> list[dict]:
+        language = _language(self.context)
+        user = self.context.get("user")
+        return [
+            {
+                "at": _local(event.at, obj.utility.zone),
+                "kind": event.kind,
+                "from_status": event.from_status or None,
+                "to_status": event.to_status or None,
+                "status_label": services.status_label(event.to_status, language)
+                if event.to_status
+                else None,
+                "text": event.text,
+                "by": "staff"
+                if event.by_staff
+                else ("you" if user is not None and event.actor_id == user.pk else "consumer"),
+            }
+            for event in selectors.request_timeline(request=obj)
+        ]
+
+    def get_attachments(self, obj) -> list[dict]:
+        return [AttachmentSerializer(a).data for a in obj.attachments.all()]
+
+
+class AttachmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="original_name")
+    content_type = serializers.CharField()
+    size = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, obj) -> str:
+        return f"/api/v1/service-requests/{obj.request_id}/attachments/{obj.pk}/"
+
+
+def _detail(request, obj, code=200) -> Response:
+    obj = selectors.request_get_for_user(user=request.user, request_id=obj.pk)
+    return Response(RequestDetailSerializer(obj, context={"user": request.user}).data, status=code)
+
+
+# --- Per account: what can be asked, and whom to call -------------------------------------------
+
+
+class RequestTypeListApi(APIView):
+    @extend_schema(
+        responses=RequestTypeSerializer(many=True),
+        summary="Service requests this account's utility takes online, with their fields",
+    )
+    def get(self, request, account_id: int):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        types = selectors.request_types_for_account(account=account)
+        return Response(
+            RequestTypeSerializer(types, many=True, context={"user": request.user}).data
+        )
+
+
+class HelplineApi(APIView):
+    @extend_schema(responses={200: dict}, summary="The utility's helpline and opening hours")
+    def get(self, request, account_id: int):
+        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        return Response(selectors.helpline_for_account(account=account))
+
+
+# --- Requests -----------------------------------------------------------------------------------
+
+
+class RequestListApi(APIView):
+    class ListQuery(serializers.Serializer):
+        account = serializers.IntegerField(required=False)
+        status = serializers.ChoiceField(choices=ServiceRequest.Status.choices, required=False)
+
+    class CreateInput(serializers.Serializer):
+        account = serializers.IntegerField()
+        type = serializers.CharField(max_length=40)
+        details = serializers.JSONField(required=False, default=dict)
+        description = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=services.TEXT_MAX
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("account", int),
+            OpenApiParameter("status", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=RequestSerializer(many=True),
+        summary="My service requests and complaints, newest first",
+    )
+    def get(self, request):
+        query = self.ListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = selectors.requests_for_user(
+            user=request.user,
+            account_id=query.validated_data.get("account"),
+            status=query.validated_data.get("status"),
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(
+            RequestSerializer(page, many=True, context={"user": request.user}).data
+        )
+
+    @extend_schema(
+        request=CreateInput,
+        responses={201: RequestDetailSerializer},
+        summary="Open a service request or file a complaint",
+    )
+    def post(self, request):
+        data = self.CreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        created = services.request_create(
+            user=request.user,
+            account_id=data.validated_data["account"],
+            type_code=data.validated_data["type"],
+            details=data.validated_data["details"],
+            description=data.validated_data["description"],
+        )
+        return _detail(request, created, code=status.HTTP_201_CREATED)
+
+
+class RequestDetailApi(APIView):
+    @extend_schema(
+        responses=RequestDetailSerializer,
+        summary="One request: status, deadline, estimate, timeline and attachments",
+    )
+    def get(self, request, request_id: int):
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        return Response(RequestDetailSerializer(obj, context={"user": request.user}).data)
+
+
+class TextInput(serializers.Serializer):
+    text = serializers.CharField(max_length=services.TEXT_MAX)
+
+
+class CommentApi(APIView):
+    @extend_schema(
+        request=TextInput, responses={201: RequestDetailSerializer}, summary="Add a comment"
+    )
+    def post(self, request, request_id: int):
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        data = TextInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.request_comment_add(
+            user=request.user, request=obj, text=data.validated_data["text"]
+        )
+        return _detail(request, obj, code=status.HTTP_201_CREATED)
+
+
+class CancelApi(APIView):
+    class CancelInput(serializers.Serializer):
+        reason = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=services.TEXT_MAX
+        )
+
+    @extend_schema(
+        request=CancelInput,
+        responses=RequestDetailSerializer,
+        summary="Cancel a request that is still open and unpaid",
+    )
+    def post(self, request, request_id: int):
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        data = self.CancelInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.request_cancel(
+            user=request.user, request=obj, reason=data.validated_data["reason"]
+        )
+        return _detail(request, obj)
+
+
+class EstimatePayApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            201: inline_serializer(
+                "EstimatePaymentStarted",
+                {
+                    "topup_id": serializers.UUIDField(),
+                    "amount": serializers.CharField(),
+                    "currency": serializers.CharField(),
+                    "status": serializers.CharField(),
+                    "payment_url": serializers.URLField(),
+                },
+            )
+        },
+        summary="Pay the cost estimate: returns the hosted payment page (again, while pending)",
+    )
+    def post(self, request, request_id: int):
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        topup, url, created = estimates.estimate_pay_start(request=obj, user=request.user)
+        return Response(
+            {
+                "topup_id": str(topup.pk),
+                "amount": _money(topup.amount, obj.utility),
+                "currency": topup.currency,
+                "status": topup.status,
+                "payment_url": url,
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class AttachmentListApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        },
+        responses={201: AttachmentSerializer},
+        summary="Attach a photo (JPEG, PNG) or a PDF document",
+    )
+    def post(self, request, request_id: int):
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        # Refuse an oversize body before it is read and spooled to disk.
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.SERVICE_REQUEST_ATTACHMENT_MAX_BYTES + 64 * 1024:
+            raise attachments.too_large()
+        attachment = attachments.attachment_add(
+            user=request.user, request=obj, upload=request.FILES.get("file")
+        )
+        return Response(AttachmentSerializer(attachment).data, status=status.HTTP_201_CREATED)
+
+
+class AttachmentDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes}, summary="Download")
+    def get(self, request, request_id: int, attachment_id: int):
+        attachment = selectors.attachment_get_for_user(
+            user=request.user, request_id=request_id, attachment_id=attachment_id
+        )
+        return attachment_response(attachment)
+
+
+def attachment_response(attachment) -> FileResponse:
+    response = FileResponse(
+        attachment.file.open("rb"),
+        content_type=attachment.content_type,
+        as_attachment=True,
+        filename=attachment.original_name,
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

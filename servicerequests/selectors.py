@@ -1,0 +1,92 @@
+"""Reads for service requests. Every consumer read is scoped to the accounts the user has a live
+link to: another consumer's request, or staff through the consumer API, is simply not found."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import ConsumerAccount, User
+from accounts.selectors import accounts_for_user
+from core.errors import NotFound
+from core.workdays import is_working_day
+from servicerequests.models import (
+    Attachment,
+    OpeningHours,
+    RequestEvent,
+    RequestType,
+    ServiceRequest,
+)
+
+
+def account_get_for_user(*, user: User, account_id: int) -> ConsumerAccount:
+    account = accounts_for_user(user=user).select_related("utility").filter(pk=account_id).first()
+    if account is None:
+        raise NotFound("You have no such account.", code="account_not_found")
+    return account
+
+
+def request_types_for_account(*, account: ConsumerAccount) -> QuerySet[RequestType]:
+    return RequestType.objects.filter(utility_id=account.utility_id, is_active=True)
+
+
+def requests_for_user(
+    *, user: User, account_id: int | None = None, status: str | None = None
+) -> QuerySet[ServiceRequest]:
+    requests = ServiceRequest.objects.filter(
+        account__in=accounts_for_user(user=user)
+    ).select_related("type", "utility", "account", "estimate_topup")
+    if account_id is not None:
+        requests = requests.filter(account_id=account_id)
+    if status:
+        requests = requests.filter(status=status)
+    return requests.order_by("-created_at", "-id")
+
+
+def request_get_for_user(*, user: User, request_id: int) -> ServiceRequest:
+    request = requests_for_user(user=user).filter(pk=request_id).first()
+    if request is None:
+        raise NotFound("You have no such service request.", code="request_not_found")
+    return request
+
+
+def request_timeline(*, request: ServiceRequest) -> QuerySet[RequestEvent]:
+    return request.events.filter(visible_to_consumer=True).order_by("at", "id")
+
+
+def attachment_get_for_user(*, user: User, request_id: int, attachment_id: int) -> Attachment:
+    request = request_get_for_user(user=user, request_id=request_id)
+    attachment = request.attachments.filter(pk=attachment_id).first()
+    if attachment is None:
+        raise NotFound("This request has no such attachment.", code="attachment_not_found")
+    return attachment
+
+
+def helpline_for_account(*, account: ConsumerAccount, now: datetime | None = None) -> dict:
+    """The utility's helpline and service-centre hours, and whether it is open now (local time;
+    closed on public holidays of the utility's country)."""
+    utility = account.utility
+    local = (now or timezone.now()).astimezone(utility.zone)
+    hours = list(OpeningHours.objects.filter(utility=utility))
+    holiday = not is_working_day(local.date(), country=utility.country, weekend=())
+    open_now = not holiday and any(
+        row.weekday == local.weekday() and row.opens <= local.time() < row.closes for row in hours
+    )
+    return {
+        "utility": utility.code,
+        "name": utility.name,
+        "helpline": utility.helpline,
+        "timezone": utility.timezone,
+        "open_now": open_now,
+        "public_holiday_today": holiday,
+        "opening_hours": [
+            {
+                "weekday": row.weekday,
+                "opens": row.opens.strftime("%H:%M"),
+                "closes": row.closes.strftime("%H:%M"),
+            }
+            for row in hours
+        ],
+    }
