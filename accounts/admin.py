@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from accounts import services
 from accounts.forms import ConsumerImportForm
 from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
+from core.admin import UtilityScopedAdmin, scope_queryset
 
 
 @admin.register(User)
@@ -19,7 +20,7 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(Utility)
-class UtilityAdmin(admin.ModelAdmin):
+class UtilityAdmin(UtilityScopedAdmin):
     list_display = ["code", "name", "country", "timezone", "currency", "helpline", "is_active"]
     search_fields = ["code", "name"]
     list_filter = ["country", "is_active"]
@@ -54,7 +55,7 @@ class AccountLinkInline(admin.TabularInline):
 
 
 @admin.register(ConsumerAccount)
-class ConsumerAccountAdmin(admin.ModelAdmin):
+class ConsumerAccountAdmin(UtilityScopedAdmin):
     list_display = ["consumer_id", "utility", "name", "registered_mobile", "status", "updated_at"]
     list_filter = ["utility", "status"]
     search_fields = ["consumer_id", "name", "registered_mobile", "premises_address"]
@@ -79,6 +80,9 @@ class ConsumerAccountAdmin(admin.ModelAdmin):
             return redirect(reverse("admin:index"))
         report = None
         form = ConsumerImportForm(request.POST or None, request.FILES or None)
+        form.fields["utility"].queryset = scope_queryset(
+            form.fields["utility"].queryset, request.user
+        )
         if request.method == "POST" and form.is_valid():
             utility = form.cleaned_data["utility"]
             rows, errors = services.consumer_accounts_read_csv(
@@ -89,6 +93,12 @@ class ConsumerAccountAdmin(admin.ModelAdmin):
             else:
                 report = services.consumer_accounts_import(utility=utility, rows=rows)
             if report.ok:
+                self.audit(
+                    request,
+                    utility,
+                    "import-consumers",
+                    {"created": report.created, "updated": report.updated},
+                )
                 self.message_user(
                     request,
                     f"Imported into {utility}: {report.created} created, {report.updated} updated, "
@@ -112,7 +122,7 @@ class ConsumerAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccountLink)
-class AccountLinkAdmin(admin.ModelAdmin):
+class AccountLinkAdmin(UtilityScopedAdmin):
     list_display = ["id", "user", "account", "created_at", "unlinked_at"]
     list_filter = ["account__utility"]
     search_fields = ["user__phone", "account__consumer_id"]
@@ -121,7 +131,7 @@ class AccountLinkAdmin(admin.ModelAdmin):
 
 
 @admin.register(OneTimeCode)
-class OneTimeCodeAdmin(admin.ModelAdmin):
+class OneTimeCodeAdmin(UtilityScopedAdmin):
     """Read-only: support staff can see that a code was sent and spent, never the code."""
 
     list_display = ["id", "purpose", "phone", "created_at", "attempts", "used_at", "revoked_at"]

@@ -24,10 +24,11 @@ from billing.models import (
     TariffSlab,
     TopUp,
 )
+from core.admin import UtilityScopedAdmin, scope_queryset
 from core.errors import DomainError
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(UtilityScopedAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -90,6 +91,9 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         if not request.user.has_perm("billing.add_ledgerentry") and not request.user.is_superuser:
             return redirect(reverse("admin:index"))
         form = AdjustmentForm(request.POST or None)
+        form.fields["account"].queryset = scope_queryset(
+            form.fields["account"].queryset, request.user
+        )
         if request.method == "POST" and form.is_valid():
             account = form.cleaned_data["account"]
             amount = form.cleaned_data["amount"]
@@ -108,6 +112,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                     created_by=request.user,
                     reason=form.cleaned_data["reason"],
                 )
+                self.audit(request, posting.entry, "adjustment", {"amount": str(amount)})
                 self.message_user(
                     request,
                     f"Posted {amount} to {account}; balance now {posting.entry.balance_after}.",
@@ -164,6 +169,9 @@ class TopUpAdmin(ReadOnlyAdmin):
     def counter_view(self, request):
         """A cashier records a cash payment; the receipt is shown to print and sent by SMS."""
         form = CounterForm(request.POST or None)
+        form.fields["account"].queryset = scope_queryset(
+            form.fields["account"].queryset, request.user
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 topup = payments.counter_payment_record(
@@ -174,6 +182,7 @@ class TopUpAdmin(ReadOnlyAdmin):
             except DomainError as exc:
                 form.add_error("amount", exc.message)
             else:
+                self.audit(request, topup, "counter-payment", {"amount": str(topup.amount)})
                 return TemplateResponse(
                     request,
                     "admin/billing/receipt.html",
@@ -203,7 +212,7 @@ class LinkForm(forms.ModelForm):
 
 
 @admin.register(PaymentLink)
-class PaymentLinkAdmin(admin.ModelAdmin):
+class PaymentLinkAdmin(UtilityScopedAdmin):
     """Call centre: a link for an amount, sent by SMS to the account's registered mobile."""
 
     form = LinkForm
@@ -223,6 +232,7 @@ class PaymentLinkAdmin(admin.ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
             return
         obj.pk = link.pk
+        self.audit(request, link, "add", {"amount": str(link.amount)})
         self.message_user(
             request, f"Payment link sent by SMS to the registered mobile of {obj.account}."
         )
@@ -239,7 +249,7 @@ class PeriodInline(admin.TabularInline):
 
 
 @admin.register(Tariff)
-class TariffAdmin(admin.ModelAdmin):
+class TariffAdmin(UtilityScopedAdmin):
     list_display = [
         "name",
         "utility",
@@ -302,7 +312,9 @@ class ConversionAdmin(ReadOnlyAdmin):
         return request.user.is_staff
 
     def convert_view(self, request, pk: int):
-        conversion = Conversion.objects.select_related("account").get(pk=pk)
+        conversion = self.get_queryset(request).select_related("account").filter(pk=pk).first()
+        if conversion is None:
+            return redirect(reverse("admin:billing_conversion_changelist"))
         form = ConversionForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -314,6 +326,9 @@ class ConversionAdmin(ReadOnlyAdmin):
             except DomainError as exc:
                 form.add_error(None, exc.message)
             else:
+                self.audit(
+                    request, done, "convert-to-prepaid", {"new_meter": done.new_meter.serial}
+                )
                 self.message_user(
                     request, f"{done.account} is prepaid now; {done.arrears} carried as debt."
                 )
@@ -348,7 +363,7 @@ class RelayCommandAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BillingPolicy)
-class BillingPolicyAdmin(admin.ModelAdmin):
+class BillingPolicyAdmin(UtilityScopedAdmin):
     list_display = [
         "utility",
         "emergency_credit",
@@ -359,7 +374,7 @@ class BillingPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(PaymentPartner)
-class PaymentPartnerAdmin(admin.ModelAdmin):
+class PaymentPartnerAdmin(UtilityScopedAdmin):
     list_display = ["name", "utility", "prefix", "is_active", "created_at"]
     fields = ["utility", "name", "is_active", "prefix"]
     readonly_fields = ["prefix"]
@@ -369,6 +384,7 @@ class PaymentPartnerAdmin(admin.ModelAdmin):
             return super().save_model(request, obj, form, change)
         partner, raw = payments.partner_token_create(utility=obj.utility, name=obj.name)
         obj.pk = partner.pk
+        self.audit(request, partner, "add")
         self.message_user(
             request,
             f"Give this token to the partner now; it is not shown again: {raw}",

@@ -25,6 +25,13 @@ UTILITY_PATHS: dict[str, str] = {
     "billing.balance": "account__utility",
     "billing.relaycommand": "account__utility",
     "billing.billingpolicy": "utility",
+    "billing.topup": "account__utility",
+    "billing.paymentlink": "account__utility",
+    "billing.bill": "account__utility",
+    "billing.conversion": "account__utility",
+    "accounts.onetimecode": "account__utility",
+    "meters.meterassignment": "meter__utility",
+    "meters.readingcorrection": "meter__utility",
 }
 
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from core.admin import UtilityScopedAdmin
 from meters import selectors, services
 from meters.models import (
     Feeder,
@@ -22,21 +23,21 @@ from meters.storage import floor_to_interval
 
 
 @admin.register(GridArea)
-class GridAreaAdmin(admin.ModelAdmin):
+class GridAreaAdmin(UtilityScopedAdmin):
     list_display = ["code", "name", "utility"]
     list_filter = ["utility"]
     search_fields = ["code", "name"]
 
 
 @admin.register(Feeder)
-class FeederAdmin(admin.ModelAdmin):
+class FeederAdmin(UtilityScopedAdmin):
     list_display = ["code", "name", "area"]
     list_filter = ["area__utility", "area"]
     search_fields = ["code", "name"]
 
 
 @admin.register(Transformer)
-class TransformerAdmin(admin.ModelAdmin):
+class TransformerAdmin(UtilityScopedAdmin):
     list_display = ["code", "name", "feeder"]
     list_filter = ["feeder__area__utility", "feeder"]
     search_fields = ["code", "name"]
@@ -98,7 +99,7 @@ def _load_chart(meter: Meter) -> str:
 
 
 @admin.register(Meter)
-class MeterAdmin(admin.ModelAdmin):
+class MeterAdmin(UtilityScopedAdmin):
     list_display = [
         "serial",
         "utility",
@@ -134,7 +135,7 @@ class MeterAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServiceToken)
-class ServiceTokenAdmin(admin.ModelAdmin):
+class ServiceTokenAdmin(UtilityScopedAdmin):
     list_display = ["name", "utility", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["utility"]
     fields = ["utility", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
@@ -146,6 +147,7 @@ class ServiceTokenAdmin(admin.ModelAdmin):
             return super().save_model(request, obj, form, change)
         token, raw = services.service_token_create(utility=obj.utility, name=obj.name)
         obj.pk = token.pk
+        self.audit(request, token, "add")
         self.message_user(
             request, f"Copy this token now; it is not shown again: {raw}", messages.WARNING
         )
@@ -157,7 +159,7 @@ class ServiceTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(IngestBatch)
-class IngestBatchAdmin(admin.ModelAdmin):
+class IngestBatchAdmin(UtilityScopedAdmin):
     list_display = [
         "id",
         "utility",
@@ -181,7 +183,7 @@ class IngestBatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReadingCorrection)
-class ReadingCorrectionAdmin(admin.ModelAdmin):
+class ReadingCorrectionAdmin(UtilityScopedAdmin):
     list_display = [
         "meter",
         "interval_start",
