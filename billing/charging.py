@@ -36,7 +36,7 @@ CURSOR_OVERLAP = timedelta(minutes=10)
 PASS_LIMIT = 2000
 
 
-def meter_day_charge(*, meter_id: int, day: date) -> list[Posting]:
+def meter_day_charge(*, meter_id: int, day: date, pricings: dict | None = None) -> list[Posting]:
     """Charge the difference between a prepaid meter's day as it is and as it was charged.
 
     1. Lock the day's ChargedDay row (created empty on first use): two passes over the same day
@@ -46,7 +46,16 @@ def meter_day_charge(*, meter_id: int, day: date) -> list[Posting]:
     3. Price it (flat, time of use, or the month's slabs), post charge and adjustment entries
        keyed by meter, day, version and month, plus the fixed daily charge of each local day
        that now has readings, then store the new copy.
+    `pricings` memoises tariffs for one pass (never longer: a tariff saved between passes counts).
     """
+    pricings = {} if pricings is None else pricings
+
+    def price(on: date) -> Pricing:
+        key = (meter.utility_id, on)
+        if key not in pricings:
+            pricings[key] = tariff_for(utility=utility, payment_mode="prepaid", on=on)
+        return pricings[key]
+
     meter = Meter.objects.select_related("utility").get(pk=meter_id)
     if meter.payment_mode != Meter.PaymentMode.PREPAID or meter.account_id is None:
         return []
@@ -93,10 +102,10 @@ def meter_day_charge(*, meter_id: int, day: date) -> list[Posting]:
         for month, work in sorted(months.items()):
             if not work["new"] and not work["changed"]:
                 continue
-            pricing = tariff_for(utility=utility, payment_mode="prepaid", on=month)
+            pricing = price(month)
             postings += _post_month(meter, month, pricing, work, day, state.version + 1)
         for local_day in sorted(local_days):
-            pricing = tariff_for(utility=utility, payment_mode="prepaid", on=local_day)
+            pricing = price(local_day)
             fixed = pricing.tariff.fixed_daily_charge
             if fixed:
                 start = datetime.combine(local_day, datetime.min.time(), zone)
@@ -229,9 +238,10 @@ def charges_run(
     started = timezone.now()
     pending = charges_pending(limit=limit, shard=shard, shards=shards)
     accounts: set[int] = set()
+    pricings: dict = {}
     for meter_id, day, updated_at in pending:
         try:
-            for posting in meter_day_charge(meter_id=meter_id, day=day):
+            for posting in meter_day_charge(meter_id=meter_id, day=day, pricings=pricings):
                 accounts.add(posting.entry.account_id)
         except DomainError as exc:
             # No tariff yet: set the day aside until its readings change or a tariff is saved.

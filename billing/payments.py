@@ -127,7 +127,8 @@ def topup_start(
 
 
 def _receipt_number(topup: TopUp) -> str:
-    return f"{topup.account.utility.code.upper()}-{timezone.now():%y%m%d}-{secrets.token_hex(4).upper()}"
+    # At most 26 characters whatever the utility's code: 10 of it, the date, 8 random hex digits.
+    return f"{topup.account.utility.code[:10].upper()}-{timezone.now():%y%m%d}-{secrets.token_hex(4).upper()}"
 
 
 @dataclass(frozen=True)

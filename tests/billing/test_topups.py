@@ -236,3 +236,18 @@ class TestOwnership:
         topup = TopUp.objects.get()
         response = make_api(link.user).get(f"/api/v1/accounts/{mine.account_id}/topups/{topup.pk}/")
         assert response.status_code == 404
+
+
+def test_a_receipt_number_fits_whatever_the_utility_code(db):
+    from billing.payments import topup_confirm
+    from tests.accounts.factories import ConsumerAccountFactory, UtilityFactory
+
+    account = ConsumerAccountFactory(
+        utility=UtilityFactory(code="a-very-long-utility-code-of-32ch")
+    )
+    topup = TopUp.objects.create(
+        account=account, amount=Decimal("1.000"), currency="KWD", channel="app"
+    )
+    receipt = topup_confirm(topup=topup).topup.receipt_number
+    assert receipt.startswith("A-VERY-LON-") and len(receipt) <= 26
+    assert TopUp.objects.get(pk=topup.pk).receipt_number == receipt
