@@ -193,10 +193,22 @@ def ledger_check() -> list[tuple[int, Decimal, Decimal]]:
     return wrong
 
 
+def _money_text(nano: int, minor: int) -> str:
+    """An amount held in billionths of the major unit, rounded half up to the minor unit, as text."""
+    step = 10 ** (9 - minor)
+    units = (nano + step // 2) // step if nano >= 0 else -((-nano + step // 2) // step)
+    if not minor:
+        return str(units)
+    sign = "-" if units < 0 else ""
+    units = abs(units)
+    return f"{sign}{units // 10**minor}.{units % 10**minor:0{minor}d}"
+
+
 def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | None] | None:
     """The price of each bucket's energy under the meter's tariff, or None without a tariff.
 
-    Flat and time-of-use tariffs price each quarter-hour exactly. Under progressive slabs a
+    Flat and time-of-use tariffs price each quarter-hour exactly (in integers: Wh × the rate in
+    millionths is billionths of the currency, rounded once per bucket). Under progressive slabs a
     bucket's share of the month depends on everything else that month, so each kWh is priced at
     the average rate its month has reached in this series; the bill itself is exact.
     """
@@ -208,47 +220,52 @@ def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | N
     if not pricings:
         return None
     zone = utility.zone
-    exponent = Decimal(1).scaleb(-utility.currency_minor_unit)
+    minor = utility.currency_minor_unit
+    values, quality = series.values, series.quality
     month_average: dict[date, Decimal] = {}
     out: list[str | None] = []
+    current: tuple[date, date] | None = None  # the local day range the current pricing covers
+    pricing = None
     for i0, i1 in spans:
-        if not any(q in PRESENT for q in series.quality[i0:i1]):
+        if quality[i0:i1].count(0) + quality[i0:i1].count(3) == i1 - i0:
             out.append(None)
             continue
         first_local = (series.start + i0 * INTERVAL).astimezone(zone)
-        pricing = pricing_on(pricings, first_local.date())
+        day = first_local.date()
+        if current is None or not (current[0] <= day <= current[1]):
+            pricing = pricing_on(pricings, day)
+            current = (
+                (day, day)
+                if pricing is None
+                else (pricing.tariff.valid_from, pricing.tariff.valid_to or date.max)
+            )
         if pricing is None:
             out.append(None)
             continue
         kind = pricing.tariff.kind
         if kind == "flat" or (kind == "tou" and not pricing.periods):
-            wh = sum(series.values[i0:i1])
-            cost = Decimal(wh) * (pricing.tariff.flat_rate or 0) / WH_PER_KWH
+            rate = int((pricing.tariff.flat_rate or 0) * 1_000_000)
+            wh = sum(values[i0:i1])
+            out.append(_money_text(wh * rate, minor))
         elif kind == "tou":
-            cost = (
-                sum(
-                    (
-                        Decimal(series.values[i])
-                        * pricing.rate_at((series.start + i * INTERVAL).astimezone(zone).time())
-                        for i in range(i0, i1)
-                        if series.quality[i] in PRESENT
-                    ),
-                    Decimal(0),
-                )
-                / WH_PER_KWH
-            )
+            nano = 0
+            for i in range(i0, i1):
+                if quality[i] in PRESENT:
+                    local = (series.start + i * INTERVAL).astimezone(zone).time()
+                    nano += values[i] * int(pricing.rate_at(local) * 1_000_000)
+            out.append(_money_text(nano, minor))
         else:
-            month = first_local.date().replace(day=1)
+            month = day.replace(day=1)
             if month not in month_average:
                 month_wh = sum(
-                    series.values[i]
+                    values[i]
                     for i in range(len(series))
-                    if series.quality[i] in PRESENT
+                    if quality[i] in PRESENT
                     and (series.start + i * INTERVAL).astimezone(zone).date().replace(day=1)
                     == month
                 )
                 kwh = Decimal(month_wh) / WH_PER_KWH
                 month_average[month] = pricing.month_cost(kwh) / kwh if kwh else Decimal(0)
-            cost = Decimal(sum(series.values[i0:i1])) / WH_PER_KWH * month_average[month]
-        out.append(f"{cost.quantize(exponent, rounding=ROUND_HALF_UP):f}")
+            nano = int(Decimal(sum(values[i0:i1])) * month_average[month] * 1_000_000)
+            out.append(_money_text(nano, minor))
     return out

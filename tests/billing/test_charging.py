@@ -177,3 +177,43 @@ def test_days_without_a_tariff_do_not_hold_up_the_others(db):
     charging.charges_rewind()
     charging.charges_run()
     assert balance(no_tariff.account) == Decimal("-0.020")
+
+
+def test_a_charge_that_crosses_the_low_balance_level_alerts_the_consumer_once(
+    meter, django_capture_on_commit_callbacks
+):
+    """Charged by the Celery task (eager here), then the balance check alerts every linked user."""
+    from billing.tasks import charge_shard
+    from notifications.models import Notification
+
+    link = AccountLinkFactory(account=meter.account)
+    flat_tariff(meter.utility, rate="0.100")
+    ledger_post(
+        account=meter.account, kind="topup", amount=Decimal("2.500"), key="t", description="top-up"
+    )
+    ingest(
+        meter, DAY, [1000] * 8
+    )  # 0.800 KWD: the balance drops to 1.700, under the 2.000 default level
+
+    with django_capture_on_commit_callbacks(execute=True):
+        charge_shard(0, 1)
+        charge_shard(0, 1)  # a second pass charges nothing and alerts nothing more
+
+    alerts = Notification.objects.filter(user=link.user, category="low_balance")
+    assert alerts.count() == 1
+    assert "1.700" in alerts.get().body
+
+
+def test_interval_costs_follow_time_of_use(make_api, meter):
+    tou_tariff(meter.utility, base="0.004", peak="0.010")  # peak 12:00-17:00 local
+    ingest(meter, DAY + timedelta(hours=12) - 2 * Q, [500] * 4)  # 11:30 to 12:30 local
+    api = make_api(AccountLinkFactory(account=meter.account).user)
+    body = api.get(
+        f"/api/v1/meters/{meter.pk}/consumption/",
+        {
+            "period_from": "2026-11-02T11:30:00+03:00",
+            "period_to": "2026-11-02T12:30:00+03:00",
+            "group_by": "interval",
+        },
+    ).json()
+    assert [b["cost"] for b in body["buckets"]] == ["0.002", "0.002", "0.005", "0.005"]

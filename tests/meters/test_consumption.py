@@ -308,3 +308,21 @@ def services_unlink(link):
     from accounts.services import link_remove
 
     link_remove(user=link.user, link_id=link.pk)
+
+
+def test_intervals_across_a_fall_back_carry_their_own_offsets(owner_api):
+    meter = MeterFactory(utility=egypt())
+    fill(meter, datetime(2026, 10, 29, 20, 30, tzinfo=UTC), 6)
+    body = get(
+        owner_api(meter),
+        meter,
+        period_from="2026-10-29T23:30:00+03:00",
+        period_to="2026-10-29T23:30:00+02:00",
+        group_by="interval",
+    )
+    assert [b["start"] for b in body["buckets"]] == [
+        "2026-10-29T23:30:00+03:00",
+        "2026-10-29T23:45:00+03:00",
+        "2026-10-29T23:00:00+02:00",
+        "2026-10-29T23:15:00+02:00",
+    ]
