@@ -25,11 +25,21 @@ def charge_shard(shard: int, shards: int) -> int:
     """Charge what changed in one shard of the meters; then check each touched account. A shard
     with more work than one pass takes queues itself again."""
     count, accounts = charging.charges_run(shard=shard, shards=shards)
-    for account_id in accounts:
-        account_balance_changed.delay(account_id, None)
+    ordered = sorted(accounts)
+    for start in range(0, len(ordered), 200):
+        accounts_balance_changed.delay(ordered[start : start + 200])
     if count >= charging.PASS_LIMIT:
         charge_shard.delay(shard, shards)
     return count
+
+
+@shared_task(acks_late=True)
+def accounts_balance_changed(account_ids: list[int]) -> None:
+    """After a charging pass: the balance checks of its accounts, 200 to a task."""
+    from billing import services
+
+    for account_id in account_ids:
+        services.account_balance_changed(account_id=account_id)
 
 
 @shared_task(acks_late=True)
