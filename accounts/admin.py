@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from accounts import services
 from accounts.forms import ConsumerImportForm
 from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
-from core.admin import UtilityScopedAdmin, scope_queryset
+from core.admin import HistoryInline, UtilityScopedAdmin, scope_queryset
 
 
 @admin.register(User)
@@ -43,15 +43,9 @@ class UtilityAdmin(UtilityScopedAdmin):
     )
 
 
-class AccountLinkInline(admin.TabularInline):
+class AccountLinkInline(HistoryInline):
     model = AccountLink
-    extra = 0
     fields = ["user", "verified_mobile", "created_at", "unlinked_at"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ConsumerAccount)

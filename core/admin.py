@@ -110,6 +110,20 @@ def audit_record(
     )
 
 
+class HistoryInline(admin.TabularInline):
+    """Rows shown beside their object as its history: read-only, nothing added or deleted here.
+    Subclasses set `model` and `fields`."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class UtilityScopedAdmin(admin.ModelAdmin):
     """Use instead of admin.ModelAdmin for anything that belongs to a utility.
 

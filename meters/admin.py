@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from core.admin import UtilityScopedAdmin
+from core.admin import HistoryInline, UtilityScopedAdmin
 from meters import selectors, services
 from meters.models import (
     Feeder,
@@ -43,15 +43,9 @@ class TransformerAdmin(UtilityScopedAdmin):
     search_fields = ["code", "name"]
 
 
-class AssignmentInline(admin.TabularInline):
+class AssignmentInline(HistoryInline):
     model = MeterAssignment
-    extra = 0
     fields = ["account", "start", "end"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 def _load_chart(meter: Meter) -> str:

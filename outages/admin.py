@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.models import RelayCommand
-from core.admin import UtilityScopedAdmin, staff_utility_ids
+from core.admin import HistoryInline, UtilityScopedAdmin, staff_utility_ids
 from core.errors import DomainError
 from outages import selectors, services, standards
 from outages.models import (
@@ -93,16 +93,10 @@ class OutageForm(forms.ModelForm):
         return data
 
 
-class EventInline(admin.TabularInline):
+class EventInline(HistoryInline):
     model = OutageEvent
-    extra = 0
     fields = ["at", "action", "actor", "changes", "note"]
-    readonly_fields = fields
-    can_delete = False
     verbose_name_plural = "History"
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class PublishForm(forms.Form):

@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from core.admin import UtilityScopedAdmin
+from core.admin import HistoryInline, UtilityScopedAdmin
 from core.errors import DomainError
 from servicerequests import services
 from servicerequests.apis import attachment_response
@@ -87,27 +87,15 @@ class OverdueFilter(admin.SimpleListFilter):
         return queryset
 
 
-class EventInline(admin.TabularInline):
+class EventInline(HistoryInline):
     model = RequestEvent
-    extra = 0
     fields = ["at", "kind", "from_status", "to_status", "actor", "text", "visible_to_consumer"]
-    readonly_fields = fields
-    can_delete = False
     verbose_name_plural = "Timeline"
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class AttachmentInline(admin.TabularInline):
+class AttachmentInline(HistoryInline):
     model = Attachment
-    extra = 0
     fields = ["download", "content_type", "size", "uploaded_by", "created_at"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="File")
     def download(self, obj):

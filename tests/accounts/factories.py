@@ -53,3 +53,21 @@ class AccountLinkFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     account = factory.SubFactory(ConsumerAccountFactory)
     verified_mobile = factory.SelfAttribute("account.registered_mobile")
+
+
+# Saudi Arabia as tests use it: the regulator's guaranteed standards apply there.
+SAUDI = {
+    "code": "sa-sec",
+    "name": "Saudi Electricity Company",
+    "country": "SA",
+    "timezone": "Asia/Riyadh",
+    "currency": "SAR",
+    "currency_minor_unit": 2,
+    "helpline": "933",
+    "languages": ["ar", "en"],
+    "default_language": "ar",
+    "weekend_days": [4, 5],
+    "week_starts_on": 6,
+    "outage_notice_hours": 48,
+    "min_topup": "10.00",
+}

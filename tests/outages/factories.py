@@ -9,23 +9,8 @@ from accounts.models import Utility
 from meters.models import Feeder, GridArea, Transformer
 from outages import services
 from outages.models import Outage, StandardsPolicy
-from tests.accounts.factories import AccountLinkFactory, UserFactory, UtilityFactory
+from tests.accounts.factories import SAUDI, AccountLinkFactory, UserFactory, UtilityFactory
 from tests.meters.factories import MeterFactory
-
-SAUDI = {
-    "code": "sa-sec",
-    "name": "Saudi Electricity Company",
-    "country": "SA",
-    "timezone": "Asia/Riyadh",
-    "currency": "SAR",
-    "currency_minor_unit": 2,
-    "helpline": "933",
-    "languages": ["ar", "en"],
-    "default_language": "ar",
-    "weekend_days": [4, 5],
-    "week_starts_on": 6,
-    "outage_notice_hours": 48,
-}
 
 
 def saudi(policy: bool = True) -> Utility:

@@ -8,26 +8,12 @@ from outages.models import StandardsPolicy
 from servicerequests.models import RequestType, ServiceRequest
 from servicerequests.seed import request_types_seed
 from tests.accounts.factories import (
+    SAUDI,
     AccountLinkFactory,
     ConsumerAccountFactory,
     UserFactory,
     UtilityFactory,
 )
-
-SAUDI = {
-    "code": "sa-sec",
-    "name": "Saudi Electricity Company",
-    "country": "SA",
-    "timezone": "Asia/Riyadh",
-    "currency": "SAR",
-    "currency_minor_unit": 2,
-    "helpline": "933",
-    "languages": ["ar", "en"],
-    "default_language": "ar",
-    "weekend_days": [4, 5],
-    "week_starts_on": 6,
-    "min_topup": "10.00",
-}
 
 
 def saudi() -> Utility:
