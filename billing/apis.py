@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from billing import payments, selectors
 from billing.models import PaymentPartner
 from core.errors import DomainError, NotFound
+from core.timebuckets import local_moment_parse
 
 
 def _money(value, account) -> str:
@@ -53,17 +54,7 @@ class EntrySerializer(serializers.Serializer):
 
 
 def _moment(raw: str | None, zone, field: str) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        if len(raw) == 10:
-            return datetime.combine(datetime.fromisoformat(raw).date(), datetime.min.time(), zone)
-        moment = datetime.fromisoformat(raw)
-        return moment if moment.tzinfo else moment.replace(tzinfo=zone)
-    except ValueError:
-        raise DomainError.for_field(
-            field, "Use a date (2026-11-01) or an ISO time.", code="bad_period"
-        ) from None
+    return local_moment_parse(raw, zone, field=field) if raw else None
 
 
 class StatementApi(APIView):

@@ -19,6 +19,22 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), zone).astimezone(UTC)
 
 
+def local_moment_parse(raw: str, zone: ZoneInfo, *, field: str) -> datetime:
+    """A period edge from a client: a date is that local midnight, a time without an offset is
+    local, a time with one is taken as given. Refused with a field error otherwise."""
+    from core.errors import DomainError
+
+    try:
+        if len(raw) == 10:
+            return local_midnight(date.fromisoformat(raw), zone)
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise DomainError.for_field(
+            field, "Use a date (2026-11-21) or an ISO time with offset.", code="bad_period"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
 def local_date_bounds(start: date, end: date, zone: ZoneInfo) -> list[datetime]:
     """UTC instants of local midnights from `start` to `end` inclusive."""
     return [local_midnight(start + timedelta(days=n), zone) for n in range((end - start).days + 1)]

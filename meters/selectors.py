@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from core.errors import DomainError, NotFound
-from core.timebuckets import GROUPS, bucket_bounds, local_date_bounds, local_midnight
+from core.timebuckets import GROUPS, bucket_bounds, local_date_bounds, local_moment_parse
 from meters.models import Meter, MeterDay
 from meters.storage import INTERVAL, Quality, Series, floor_to_interval
 
@@ -80,8 +80,8 @@ def period_parse(
         )
     if not raw_from or not raw_to:
         raise DomainError("Give both period_from and period_to.", code="period_required")
-    start = _moment(raw_from, zone, "period_from")
-    end = _moment(raw_to, zone, "period_to")
+    start = floor_to_interval(local_moment_parse(raw_from, zone, field="period_from"))
+    end = floor_to_interval(local_moment_parse(raw_to, zone, field="period_to"))
     if end <= start:
         raise DomainError("period_to must be after period_from.", code="period_reversed")
     if end - start > timedelta(days=MAX_PERIOD_DAYS[group_by]):
@@ -90,20 +90,6 @@ def period_parse(
             code="period_too_long",
         )
     return Period(start=start, end=end, zone=zone)
-
-
-def _moment(raw: str, zone: ZoneInfo, field: str) -> datetime:
-    try:
-        if len(raw) == 10:
-            return local_midnight(date.fromisoformat(raw), zone)
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise DomainError.for_field(
-            field, "Use a date (2026-11-21) or an ISO time with offset.", code="bad_period"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return floor_to_interval(moment)
 
 
 def meter_series(*, meter_id: int, start: datetime, end: datetime) -> Series:
