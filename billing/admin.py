@@ -24,19 +24,12 @@ from billing.models import (
     TariffSlab,
     TopUp,
 )
-from core.admin import UtilityScopedAdmin, scope_queryset
+from core.admin import ReadOnlyMixin, UtilityScopedAdmin, scope_queryset
 from core.errors import DomainError
 
 
-class ReadOnlyAdmin(UtilityScopedAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyMixin, UtilityScopedAdmin):
+    pass
 
 
 class AdjustmentForm(forms.Form):

@@ -110,6 +110,19 @@ def audit_record(
     )
 
 
+class ReadOnlyMixin:
+    """For records written only by the system (ledgers, audit trails, bills): staff look, never edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class HistoryInline(admin.TabularInline):
     """Rows shown beside their object as its history: read-only, nothing added or deleted here.
     Subclasses set `model` and `fields`."""
@@ -231,18 +244,9 @@ class StaffMembershipAdmin(UtilityScopedAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(UtilityScopedAdmin):
+class AuditEntryAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     list_display = ["at", "actor", "action", "model", "object_repr", "utility"]
     list_filter = ["action", "model", "utility"]
     search_fields = ["object_repr", "object_id", "actor__username", "action"]
     date_hierarchy = "at"
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

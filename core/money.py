@@ -55,7 +55,8 @@ def money_parse(
     return amount.quantize(minor_unit_exponent(minor_unit))
 
 
-def _locale(language: str, country: str) -> Locale:
+def locale_for(language: str, country: str) -> Locale:
+    """Babel's locale for a reader's language in a utility's country (ar_KW), else the language, else English."""
     for tag in (f"{language}_{country}", language):
         try:
             return Locale.parse(tag)
@@ -68,7 +69,7 @@ def money_format(
     amount: Decimal, *, currency: str, minor_unit: int, language: str, country: str
 ) -> str:
     """`Decimal("1.5")`, KWD, ar, KW → `1.500 د.ك.`: the currency's own decimals, the reader's language."""
-    locale = _locale(language, country)
+    locale = locale_for(language, country)
     # Our minor unit is data (the utility's row), so the pattern carries it rather than CLDR's table.
     pattern = locale.currency_formats["standard"].pattern.split(";")[0]
     decimals = "0" * minor_unit

@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from babel.core import Locale, UnknownLocaleError
 from babel.dates import format_skeleton, format_time
 
 from core.errors import DomainError
-from core.money import money_format
+from core.money import locale_for, money_format
 from notifications import categories as c
 
 if TYPE_CHECKING:
@@ -255,15 +254,6 @@ class Rendered:
     body: str
 
 
-def _locale(language: str, country: str) -> Locale:
-    for tag in (f"{language}_{country}", language):
-        try:
-            return Locale.parse(tag)
-        except (UnknownLocaleError, ValueError):
-            continue
-    return Locale.parse("en")
-
-
 def days_phrase(days: Decimal | int | float, *, language: str) -> str:
     """`2` → "2 days" / "يومين" / "2 दिन": a whole number of days, never fewer than one."""
     value = Decimal(str(days))
@@ -300,7 +290,7 @@ def _format_value(key: str, value: Any, *, language: str, utility: Utility | Non
         if value.tzinfo is None:
             raise DomainError(f"The time {key!r} must be timezone-aware.")
         zone = utility.zone if utility else UTC
-        locale = _locale(language, country)
+        locale = locale_for(language, country)
         date_text = format_skeleton("MMMMEEEEd", value, tzinfo=zone, locale=locale)
         time_text = format_time(value, "short", tzinfo=zone, locale=locale)
         text = locale.datetime_formats["long"].format(time_text, date_text)

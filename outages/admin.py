@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.models import RelayCommand
-from core.admin import HistoryInline, UtilityScopedAdmin, staff_utility_ids
+from core.admin import HistoryInline, ReadOnlyMixin, UtilityScopedAdmin, staff_utility_ids
 from core.errors import DomainError
 from outages import selectors, services, standards
 from outages.models import (
@@ -522,7 +522,7 @@ class ReminderScheduleAdmin(UtilityScopedAdmin):
 
 
 @admin.register(Compensation)
-class CompensationAdmin(UtilityScopedAdmin):
+class CompensationAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     list_display = [
         "id",
         "account",
@@ -541,15 +541,6 @@ class CompensationAdmin(UtilityScopedAdmin):
     date_hierarchy = "failure_at"
     readonly_fields = [f.name for f in Compensation._meta.fields]
     actions = ["file_exemption"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="File a force-majeure exemption for this event")
     def file_exemption(self, request, queryset):
