@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import authentication, exceptions, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
@@ -256,6 +257,18 @@ class PartnerAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return "Bearer"
+
+
+class PartnerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = PartnerAuthentication
+    name = "paymentPartnerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A payment-partner token (pp_…).",
+        }
 
 
 class PaymentCodeApi(APIView):

@@ -132,19 +132,19 @@ class NotificationReadApi(APIView):
 
 
 class NotificationReadAllApi(APIView):
-    class Output(serializers.Serializer):
+    class ReadAllResult(serializers.Serializer):
         marked = serializers.IntegerField()
 
-    @extend_schema(request=None, responses=Output, summary="Mark all my notifications read")
+    @extend_schema(request=None, responses=ReadAllResult, summary="Mark all my notifications read")
     def post(self, request):
         return Response({"marked": services.notifications_mark_all_read(user=request.user)})
 
 
 class UnreadCountApi(APIView):
-    class Output(serializers.Serializer):
+    class UnreadCount(serializers.Serializer):
         unread = serializers.IntegerField()
 
-    @extend_schema(responses=Output, summary="How many notifications are unread")
+    @extend_schema(responses=UnreadCount, summary="How many notifications are unread")
     def get(self, request):
         return Response({"unread": selectors.unread_count(user=request.user)})
 
