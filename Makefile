@@ -40,6 +40,7 @@ test: $(BIN)/.installed $(GREENBUTTON)/node_modules/.package-lock.json
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
