@@ -42,6 +42,49 @@ def _create_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def bench_utility(*, code: str, name: str, **extra):
+    """A Kuwait-like utility of the benchmark's own (created on first use)."""
+    from accounts.models import Utility
+
+    defaults = dict(
+        name=name,
+        country="KW",
+        timezone="Asia/Kuwait",
+        currency="KWD",
+        currency_minor_unit=3,
+        languages=["ar", "en"],
+        weekend_days=[4, 5],
+        **extra,
+    )
+    return Utility.objects.get_or_create(code=code, defaults=defaults)[0]
+
+
+def celery_worker(*, queue: str, hostname: str, env: dict) -> subprocess.Popen:
+    """One real Celery worker process (solo pool) on `queue`; the caller terminates it."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+            "--hostname",
+            hostname,
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+
+
 def raw_connection():
     import psycopg
 

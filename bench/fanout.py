@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 ACCESS_TOKEN = "bench-access-token"
 
+from _support import celery_worker  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -166,28 +168,7 @@ def start_workers(args, base_url: str, queue: str) -> list[subprocess.Popen]:
         "LOG_LEVEL": "WARNING",
     }
     return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--queues",
-                queue,
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-                "--hostname",
-                f"bench-{n}-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        celery_worker(queue=queue, hostname=f"bench-{n}-{os.getpid()}@%h", env=env)
         for n in range(args.workers)
     ]
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import requests
-from _support import raw_connection, running_server, setup_django
+from _support import bench_utility, raw_connection, running_server, setup_django
 
 BENCH_DAY = date(2026, 1, 15)
 
@@ -36,22 +36,10 @@ def main() -> None:
     args = parser.parse_args()
 
     setup_django()
-    from accounts.models import Utility
     from meters.demo import demo_day_values, demo_meters
     from meters.services import service_token_create
 
-    utility, _ = Utility.objects.get_or_create(
-        code="bench",
-        defaults=dict(
-            name="Bench utility",
-            country="KW",
-            timezone="Asia/Kuwait",
-            currency="KWD",
-            currency_minor_unit=3,
-            languages=["ar", "en"],
-            weekend_days=[4, 5],
-        ),
-    )
+    utility = bench_utility(code="bench", name="Bench utility")
     print(f"preparing {args.meters} meters …", flush=True)
     meters = demo_meters(utility=utility, count=args.meters, prefix="BN")[: args.meters]
     _, token = service_token_create(utility=utility, name="bench")

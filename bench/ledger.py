@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +19,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 import requests
-from _support import ROOT, raw_connection, running_server, setup_django
+from _support import bench_utility, celery_worker, raw_connection, running_server, setup_django
 
 RATE = Decimal("0.005")
 TOPUP = Decimal("1.250")
@@ -42,7 +40,7 @@ def main() -> None:
     setup_django()
     from django.db import models
 
-    from accounts.models import AccountLink, User, Utility
+    from accounts.models import AccountLink, User
     from accounts.services import tokens_issue
     from billing.gateway import GATEWAYS
     from billing.models import Balance, ChargedDay, LedgerEntry, Tariff
@@ -52,18 +50,8 @@ def main() -> None:
     from meters.services import readings_ingest
 
     # A utility of its own each run: ledgers are append-only, so a run never reuses another's accounts.
-    utility, _ = Utility.objects.get_or_create(
-        code=f"bench-l-{int(time.time())}",
-        defaults=dict(
-            name="Ledger bench",
-            country="KW",
-            timezone="Asia/Kuwait",
-            currency="KWD",
-            currency_minor_unit=3,
-            languages=["ar", "en"],
-            weekend_days=[4, 5],
-            min_topup=Decimal("1.000"),
-        ),
+    utility = bench_utility(
+        code=f"bench-l-{int(time.time())}", name="Ledger bench", min_topup=Decimal("1.000")
     )
     Tariff.objects.get_or_create(
         utility=utility,
@@ -100,30 +88,8 @@ def main() -> None:
         )
         clients.append((tokens_issue(user=user).access, mine))
 
-    worker_env = {**os.environ}
     workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--queues",
-                os.environ["CELERY_QUEUE"],
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel",
-                "WARNING",
-                "--hostname",
-                f"bench{n}@%h",
-            ],
-            cwd=ROOT,
-            env=worker_env,
-        )
+        celery_worker(queue=os.environ["CELERY_QUEUE"], hostname=f"bench{n}@%h", env={**os.environ})
         for n in range(args.workers)
     ]
     sim = GATEWAYS["simulated"]

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import requests
-from _support import percentile, raw_connection, running_server, setup_django
+from _support import bench_utility, percentile, raw_connection, running_server, setup_django
 
 END = date(2026, 11, 1)  # local dates: the year ends here
 
@@ -66,23 +66,12 @@ def main() -> None:
     args = parser.parse_args()
 
     setup_django()
-    from accounts.models import AccountLink, User, Utility
+    from accounts.models import AccountLink, User
     from accounts.services import tokens_issue
     from meters.demo import demo_day_values, demo_meters
     from meters.services import readings_ingest
 
-    utility, _ = Utility.objects.get_or_create(
-        code="bench-q",
-        defaults=dict(
-            name="Bench utility",
-            country="KW",
-            timezone="Asia/Kuwait",
-            currency="KWD",
-            currency_minor_unit=3,
-            languages=["ar", "en"],
-            weekend_days=[4, 5],
-        ),
-    )
+    utility = bench_utility(code="bench-q", name="Bench utility")
     meter = demo_meters(utility=utility, count=1, prefix="QB")[0]
     first_day = END - timedelta(
         days=456
