@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -159,19 +159,60 @@ class UtilityListApi(APIView):
         return Response(self.UtilitySerializer(selectors.utilities_active(), many=True).data)
 
 
+class LinkedMeterSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The meter id for /meters/{id}/ calls.")
+    serial = serializers.CharField()
+    current = serializers.BooleanField(help_text="The account holds the meter now.")
+
+
+def _link_meters(link) -> list[dict]:
+    """The meters the account held within the holder's period (assignments are prefetched)."""
+    since = link.visible_from
+    seen: dict[int, dict] = {}
+    for assignment in sorted(link.account.meter_assignments.all(), key=lambda a: a.start):
+        if since and assignment.end is not None and assignment.end <= since:
+            continue
+        meter = assignment.meter
+        current = assignment.end is None and link.unlinked_at is None
+        seen[meter.pk] = {"id": meter.pk, "serial": meter.serial, "current": current}
+    return list(seen.values())
+
+
 class LinkOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
+    account = serializers.IntegerField(
+        source="account_id", help_text="The account id for /accounts/{id}/ calls."
+    )
     utility = serializers.CharField(source="account.utility.code")
     utility_name = serializers.CharField(source="account.utility.name")
     consumer_id = serializers.CharField(source="account.consumer_id")
     name = serializers.CharField(source="account.name")
     premises_address = serializers.CharField(source="account.premises_address")
     status = serializers.CharField(source="account.status")
+    access = serializers.SerializerMethodField(
+        help_text="full: see and act; read_only: a closed account's own history."
+    )
     registered_mobile = serializers.SerializerMethodField()
     linked_at = serializers.DateTimeField(source="created_at")
+    ended_at = serializers.DateTimeField(source="unlinked_at", allow_null=True)
+    visible_from = serializers.DateTimeField(
+        allow_null=True,
+        help_text="The earliest moment of the account shown to you (null: from its start).",
+    )
+    meters = serializers.SerializerMethodField()
+
+    def get_access(self, link) -> str:
+        return "full" if link.unlinked_at is None else "read_only"
 
     def get_registered_mobile(self, link) -> str:
-        return phone_mask(link.account.registered_mobile)
+        # A closed account's number may since be another person's: show the one this user proved.
+        return phone_mask(
+            link.verified_mobile if link.unlinked_at else link.account.registered_mobile
+        )
+
+    @extend_schema_field(LinkedMeterSerializer(many=True))
+    def get_meters(self, link) -> list[dict]:
+        return _link_meters(link)
 
 
 class LinkListApi(APIView):
@@ -220,7 +261,10 @@ class LinkDetailApi(APIView):
             LinkOutputSerializer(selectors.link_get(user=request.user, link_id=link_id)).data
         )
 
-    @extend_schema(responses={204: None}, summary="Unlink an account")
+    @extend_schema(
+        responses={204: None},
+        summary="Unlink an account (or hide a closed one): you stop seeing it at once",
+    )
     def delete(self, request, link_id: int):
         services.link_remove(user=request.user, link_id=link_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -126,9 +126,16 @@ class ConsumerAccount(models.Model):
     utility = models.ForeignKey(Utility, on_delete=models.PROTECT, related_name="consumer_accounts")
     consumer_id = models.CharField(max_length=32)
     registered_mobile = models.CharField("registered mobile (E.164)", max_length=16)
+    registered_mobile_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the registered mobile last changed; empty: it is the account's first. "
+        "Its holder sees the account from then on, never what the previous holder lived through.",
+    )
     name = models.CharField(max_length=200)
     premises_address = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -145,15 +152,33 @@ class ConsumerAccount(models.Model):
 
 
 class AccountLink(models.Model):
-    """A user's proven right to see and act on a consumer account. Unlinking keeps the row for audit."""
+    """A user's proven right to see and act on a consumer account, true for a period.
+
+    It holds while the account's registered mobile is the one its holder proved: a number change
+    ends it. Unlinking ends it too. Closing the account ends it as well but leaves the holder a
+    read-only view of the account's own history (its final statement, its bills). Ended rows are
+    kept for audit. See docs/tenancy.md.
+    """
+
+    class EndReason(models.TextChoices):
+        UNLINKED = "unlinked", "Unlinked by the user"
+        MOBILE_CHANGED = "mobile_changed", "The registered mobile changed"
+        ACCOUNT_CLOSED = "account_closed", "The account was closed"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_links")
     account = models.ForeignKey(ConsumerAccount, on_delete=models.CASCADE, related_name="links")
     verified_mobile = models.CharField(
         max_length=16, help_text="The registered mobile the confirming code went to."
     )
+    visible_from = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The earliest moment of the account its holder sees: when the proven number "
+        "became the registered mobile (empty: from the account's start).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
-    unlinked_at = models.DateTimeField(null=True, blank=True)
+    unlinked_at = models.DateTimeField("ended at", null=True, blank=True)
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

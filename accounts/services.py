@@ -8,7 +8,7 @@ import io
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -284,13 +284,32 @@ def link_start(
 
 
 def link_confirm(*, user: User, challenge_id: object, code: str) -> AccountLink:
+    """Turn a right code into a link, if the number it went to is still the account's.
+
+    A code sent before a number change went to the old holder: it links nothing (the number
+    change also revokes it, this is the second guard for a code checked during the change).
+    """
     challenge = otp_verify(
         challenge_id=challenge_id, code=code, purpose=OneTimeCode.Purpose.LINK, user=user
     )
     try:
         with transaction.atomic():
+            # Lock the account: a number change committing between the check and the insert
+            # would otherwise leave a link to the old number that nothing ends.
+            account = ConsumerAccount.objects.select_for_update().get(pk=challenge.account_id)
+            if account.status == ConsumerAccount.Status.CLOSED:
+                raise Conflict("This consumer account is closed.", code="account_closed")
+            if account.registered_mobile != challenge.phone:
+                raise Conflict(
+                    "The account's registered mobile has changed since this code was sent. "
+                    "Start linking again.",
+                    code="mobile_changed",
+                )
             return AccountLink.objects.create(
-                user=user, account_id=challenge.account_id, verified_mobile=challenge.phone
+                user=user,
+                account=account,
+                verified_mobile=challenge.phone,
+                visible_from=account.registered_mobile_since,
             )
     except IntegrityError:  # two confirmations racing: the link exists, which is what was asked
         return AccountLink.objects.get(
@@ -299,11 +318,106 @@ def link_confirm(*, user: User, challenge_id: object, code: str) -> AccountLink:
 
 
 def link_remove(*, user: User, link_id: int) -> None:
-    removed = AccountLink.objects.filter(pk=link_id, user=user, unlinked_at__isnull=True).update(
-        unlinked_at=timezone.now()
+    """Unlink a live link, or put away the read-only link a closed account left: either way the
+    account disappears from the user's app."""
+    now = timezone.now()
+    mine = AccountLink.objects.filter(pk=link_id, user=user)
+    removed = mine.filter(unlinked_at__isnull=True).update(
+        unlinked_at=now, end_reason=AccountLink.EndReason.UNLINKED
+    ) or mine.filter(end_reason=AccountLink.EndReason.ACCOUNT_CLOSED).update(
+        end_reason=AccountLink.EndReason.UNLINKED
     )
     if removed != 1:
         raise NotFound("You have no such link.", code="link_not_found")
+
+
+def _links_end(
+    *, links: Iterable[AccountLink], reason: str, at: datetime, category: str
+) -> list[AccountLink]:
+    """End live links and tell each holder in their inbox (pushed too; never an SMS, which would
+    go to the number that is no longer theirs)."""
+    from notifications.services import alert_create
+
+    ended = []
+    for link in links:
+        AccountLink.objects.filter(pk=link.pk, unlinked_at__isnull=True).update(
+            unlinked_at=at, end_reason=reason
+        )
+        alert_create(
+            user=link.user,
+            category=category,
+            dedupe_key=f"link:{link.pk}:ended",
+            context={
+                "consumer_id": link.account.consumer_id,
+                "account_id": link.account_id,
+                "at": at,
+            },
+            utility=link.account.utility,
+        )
+        ended.append(link)
+    return ended
+
+
+def _live_links(account: ConsumerAccount):
+    return AccountLink.objects.filter(account=account, unlinked_at__isnull=True).select_related(
+        "user", "account__utility"
+    )
+
+
+def account_mobile_change(
+    *, account: ConsumerAccount, mobile: str, at: datetime | None = None
+) -> list[AccountLink]:
+    """Give an account a new registered mobile (E.164, already checked), inside the caller's
+    transaction. Admin edits, CSV imports and the utility's API all come here.
+
+    1. Nothing happens if the number is the same: an unrelated edit keeps every link.
+    2. The new number holds from `at`: its holder, once linked, sees the account from then on.
+    3. Links proven by the old number end at once and their holders are told in their inbox;
+       codes still on their way to the old number are revoked.
+    Returns the ended links.
+    """
+    from notifications import categories
+
+    if mobile == account.registered_mobile:
+        return []
+    at = at or timezone.now()
+    account.registered_mobile = mobile
+    account.registered_mobile_since = at
+    ConsumerAccount.objects.filter(pk=account.pk).update(
+        registered_mobile=mobile, registered_mobile_since=at, updated_at=at
+    )
+    OneTimeCode.objects.filter(
+        account=account,
+        purpose=OneTimeCode.Purpose.LINK,
+        used_at__isnull=True,
+        revoked_at__isnull=True,
+    ).update(revoked_at=at)
+    return _links_end(
+        links=_live_links(account).exclude(verified_mobile=mobile),
+        reason=AccountLink.EndReason.MOBILE_CHANGED,
+        at=at,
+        category=categories.LINK_ENDED,
+    )
+
+
+def account_close(*, account: ConsumerAccount, at: datetime | None = None) -> list[AccountLink]:
+    """Close an account inside the caller's transaction: its links end, each holder keeps a
+    read-only view of the account's own history and is told. Closing twice changes nothing."""
+    from notifications import categories
+
+    at = at or timezone.now()
+    if account.status == ConsumerAccount.Status.CLOSED and account.closed_at:
+        return []
+    account.status, account.closed_at = ConsumerAccount.Status.CLOSED, at
+    ConsumerAccount.objects.filter(pk=account.pk).update(
+        status=account.status, closed_at=at, updated_at=at
+    )
+    return _links_end(
+        links=_live_links(account),
+        reason=AccountLink.EndReason.ACCOUNT_CLOSED,
+        at=at,
+        category=categories.ACCOUNT_CLOSED,
+    )
 
 
 # --- Consumer master data -------------------------------------------------------------------
@@ -438,6 +552,7 @@ def consumer_accounts_import(
             )
         }
         to_create, to_update = [], []
+        now = timezone.now()
         for consumer_id, values in clean.items():
             account = existing.get(consumer_id)
             if account is None:
@@ -445,15 +560,24 @@ def consumer_accounts_import(
                     ConsumerAccount(utility=utility, consumer_id=consumer_id, **values)
                 )
             elif any(getattr(account, k) != v for k, v in values.items()):
-                for key, value in values.items():
-                    setattr(account, key, value)
-                account.updated_at = timezone.now()
+                # A new number or a closing is a fact with consequences (links end, holders
+                # are told), so it goes through the same services as any other edit.
+                account_mobile_change(account=account, mobile=values["registered_mobile"], at=now)
+                if values["status"] == ConsumerAccount.Status.CLOSED:
+                    account_close(account=account, at=now)
+                for key in ("name", "premises_address", "status"):
+                    setattr(account, key, values[key])
+                if account.status != ConsumerAccount.Status.CLOSED:
+                    account.closed_at = None
+                account.updated_at = now
                 to_update.append(account)
             else:
                 report.unchanged += 1
         ConsumerAccount.objects.bulk_create(to_create, batch_size=1000)
         ConsumerAccount.objects.bulk_update(
-            to_update, [*IMPORT_COLUMNS[1:], "updated_at"], batch_size=1000
+            to_update,
+            ["name", "premises_address", "status", "closed_at", "updated_at"],
+            batch_size=1000,
         )
     report.created, report.updated = len(to_create), len(to_update)
     return report

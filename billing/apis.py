@@ -12,6 +12,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.selectors import account_get_for_user
 from billing import payments, selectors
 from billing.models import PaymentPartner
 from core.errors import DomainError, NotFound
@@ -28,7 +29,7 @@ def _money(value, account) -> str:
 class BalanceApi(APIView):
     @extend_schema(responses={200: dict}, summary="Balance, and how long it will last")
     def get(self, request, account_id: int):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id)
         body = selectors.balance_summary(account=account)
         body["payment_code"] = payments.payment_code_for(account)
         return Response(body)
@@ -73,7 +74,7 @@ class StatementApi(APIView):
         summary="Statement: every movement with its running balance, newest first",
     )
     def get(self, request, account_id: int):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id)
         zone = account.utility.zone
         start = _moment(request.query_params.get("period_from"), zone, "period_from")
         end = _moment(request.query_params.get("period_to"), zone, "period_to")
@@ -118,7 +119,7 @@ class TopUpListApi(APIView):
 
     @extend_schema(responses=TopUpSerializer(many=True), summary="Top-up history")
     def get(self, request, account_id: int):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(
             selectors.topups_for_account(account=account).select_related("account__utility"),
@@ -142,7 +143,7 @@ class TopUpListApi(APIView):
         summary="Top up: returns the hosted payment page; the webhook credits the account",
     )
     def post(self, request, account_id: int):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id, acting=True)
         data = self.TopUpInput(data=request.data)
         data.is_valid(raise_exception=True)
 
@@ -171,7 +172,7 @@ class TopUpListApi(APIView):
 class TopUpDetailApi(APIView):
     @extend_schema(responses=TopUpSerializer, summary="One top-up and its receipt")
     def get(self, request, account_id: int, topup_id: str):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id)
         topup = (
             selectors.topups_for_account(account=account)
             .filter(pk=topup_id)
@@ -186,7 +187,7 @@ class TopUpDetailApi(APIView):
 class BillListApi(APIView):
     @extend_schema(responses={200: dict}, summary="Postpaid bills")
     def get(self, request, account_id: int):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id)
         return Response(
             [
                 {

@@ -18,15 +18,25 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import ConsumerAccount
 from billing.ledger import Posting, ledger_post
 from billing.models import Balance, ChargeCursor, ChargedDay, ChargeMonth, LedgerEntry, Tariff
 from billing.tariffs import WH_PER_KWH, Pricing, tariff_for
 from core.errors import DomainError
 from core.money import money_quantize
-from meters.models import Meter, MeterDay
-from meters.storage import EMPTY_QUALITY, EMPTY_VALUES, INTERVAL, PRESENT, slot_start, values_unpack
+from meters.models import Meter, MeterAssignment, MeterDay
+from meters.storage import (
+    EMPTY_QUALITY,
+    EMPTY_VALUES,
+    INTERVAL,
+    PRESENT,
+    slot_start,
+    values_pack,
+    values_unpack,
+)
 
 logger = logging.getLogger(__name__)
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -36,16 +46,39 @@ CURSOR_OVERLAP = timedelta(minutes=10)
 PASS_LIMIT = 2000
 
 
+def _holders(meter_id: int, day: date) -> list[MeterAssignment]:
+    """The tenancies of the meter that touch this UTC day, oldest first."""
+    day_start = datetime.combine(day, datetime.min.time(), UTC)
+    return list(
+        MeterAssignment.objects.filter(meter_id=meter_id, start__lt=day_start + timedelta(days=1))
+        .filter(Q(end__isnull=True) | Q(end__gt=day_start))
+        .select_related("account__utility")
+        .order_by("start")
+    )
+
+
+def _holder_at(holders: list[MeterAssignment], moment: datetime) -> MeterAssignment | None:
+    for holder in holders:
+        if holder.start <= moment and (holder.end is None or moment < holder.end):
+            return holder
+    return None
+
+
 def meter_day_charge(*, meter_id: int, day: date, pricings: dict | None = None) -> list[Posting]:
     """Charge the difference between a prepaid meter's day as it is and as it was charged.
 
-    1. Lock the day's ChargedDay row (created empty on first use): two passes over the same day
-       queue here rather than both charging the same new intervals.
-    2. Compare slot by slot with the current readings; group new and corrected energy by local
-       month (a UTC day can straddle two).
-    3. Price it (flat, time of use, or the month's slabs), post charge and adjustment entries
-       keyed by meter, day, version and month, plus the fixed daily charge of each local day
-       that now has readings, then store the new copy.
+    1. Find the accounts that held the meter during the day: each interval is charged to the
+       account that held the meter when it began (money follows the interval's time, so a late
+       correction for a day before a move-out goes to the old account, never the new tenant).
+    2. Lock those accounts' Balance rows (ascending ids), then the day's ChargedDay row (created
+       empty on first use): two passes over the same day queue here rather than both charging
+       the same new intervals.
+    3. Compare slot by slot with the current readings; group new and corrected energy by account
+       and local month (a UTC day can straddle two).
+    4. Price it (flat, time of use, or the month's slabs), post charge and adjustment entries
+       keyed by meter, day, version, account and month, plus the fixed daily charge of each local
+       day that now has readings, then store the new copy. An interval no account held (a vacant
+       meter) is left out of the copy, so a move-in dated back over it still charges it.
     `pricings` memoises tariffs for one pass (never longer: a tariff saved between passes counts).
     """
     pricings = {} if pricings is None else pricings
@@ -57,15 +90,18 @@ def meter_day_charge(*, meter_id: int, day: date, pricings: dict | None = None) 
         return pricings[key]
 
     meter = Meter.objects.select_related("utility").get(pk=meter_id)
-    if meter.payment_mode != Meter.PaymentMode.PREPAID or meter.account_id is None:
+    holders = _holders(meter_id, day)
+    if meter.payment_mode != Meter.PaymentMode.PREPAID or not holders:
         return []
     utility, zone = meter.utility, meter.utility.zone
     postings: list[Posting] = []
     with transaction.atomic():
-        # Lock order for every money movement of an account: its Balance row first. A top-up
-        # and a charge taking their locks in different orders could deadlock.
-        Balance.objects.get_or_create(account_id=meter.account_id)
-        Balance.objects.select_for_update().get(account_id=meter.account_id)
+        # Lock order for every money movement of an account: its Balance row first (several in
+        # ascending id). A top-up and a charge taking their locks in different orders could deadlock.
+        account_ids = sorted({h.account_id for h in holders})
+        for account_id in account_ids:
+            Balance.objects.get_or_create(account_id=account_id)
+        list(Balance.objects.select_for_update().filter(account_id__in=account_ids).order_by("pk"))
         ChargedDay.objects.get_or_create(
             meter_id=meter_id,
             day=day,
@@ -80,48 +116,58 @@ def meter_day_charge(*, meter_id: int, day: date, pricings: dict | None = None) 
         if row is None or row[2] <= state.charged_at:
             return []
         new_values, new_quality = values_unpack(bytes(row[0])), bytes(row[1])
-        old_values, old_quality = values_unpack(bytes(state.values)), bytes(state.quality)
+        old_values, old_quality = values_unpack(bytes(state.values)), bytearray(state.quality)
+        copy_values = values_unpack(bytes(state.values))
 
-        # month → {"new": [(slot, wh)], "changed": [(slot, delta_wh)]}
-        months: dict[date, dict[str, list]] = defaultdict(lambda: {"new": [], "changed": []})
-        local_days: set[date] = set()
+        # (account, month) → {"new": [(local, wh)], "changed": [(local, delta_wh)]}
+        months: dict[tuple[int, date], dict[str, list]] = defaultdict(
+            lambda: {"new": [], "changed": []}
+        )
+        local_days: set[tuple[int, date]] = set()
+        accounts = {h.account_id: h.account for h in holders}
         for slot in range(96):
+            moment = slot_start(day, slot)
+            holder = _holder_at(holders, moment)
+            if holder is None:  # nobody held the meter: keep the slot uncharged in the copy
+                continue
             was, now_present = old_quality[slot] in PRESENT, new_quality[slot] in PRESENT
+            copy_values[slot], old_quality[slot] = new_values[slot], new_quality[slot]
             before = old_values[slot] if was else 0
             after = new_values[slot] if now_present else 0
             if not was and not now_present:
                 continue
-            local = slot_start(day, slot).astimezone(zone)
-            month = local.date().replace(day=1)
+            local = moment.astimezone(zone)
+            key = (holder.account_id, local.date().replace(day=1))
             if not was:
-                months[month]["new"].append((local, after))
-                local_days.add(local.date())
+                months[key]["new"].append((local, after))
+                local_days.add((holder.account_id, local.date()))
             elif after != before:
-                months[month]["changed"].append((local, after - before))
+                months[key]["changed"].append((local, after - before))
 
-        for month, work in sorted(months.items()):
+        for (account_id, month), work in sorted(months.items()):
             if not work["new"] and not work["changed"]:
                 continue
-            pricing = price(month)
-            postings += _post_month(meter, month, pricing, work, day, state.version + 1)
-        for local_day in sorted(local_days):
+            postings += _post_month(
+                meter, accounts[account_id], month, price(month), work, day, state.version + 1
+            )
+        for account_id, local_day in sorted(local_days):
             pricing = price(local_day)
             fixed = pricing.tariff.fixed_daily_charge
             if fixed:
                 start = datetime.combine(local_day, datetime.min.time(), zone)
                 postings.append(
                     ledger_post(
-                        account=meter.account,
+                        account=accounts[account_id],
                         kind=LedgerEntry.Kind.FIXED_CHARGE,
                         amount=-fixed,
-                        key=f"fixed:{meter.account_id}:{local_day.isoformat()}",
+                        key=f"fixed:{account_id}:{local_day.isoformat()}",
                         description=f"Fixed charge for {local_day:%d %b %Y}",
                         period_start=start,
                         period_end=start + timedelta(days=1),
                         meta={"tariff": pricing.tariff.pk},
                     )
                 )
-        state.values, state.quality = bytes(row[0]), new_quality
+        state.values, state.quality = values_pack(copy_values), bytes(old_quality)
         state.version += 1
         state.charged_at = row[2]
         state.save()
@@ -129,10 +175,16 @@ def meter_day_charge(*, meter_id: int, day: date, pricings: dict | None = None) 
 
 
 def _post_month(
-    meter: Meter, month: date, pricing: Pricing, work: dict, day: date, version: int
+    meter: Meter,
+    account: ConsumerAccount,
+    month: date,
+    pricing: Pricing,
+    work: dict,
+    day: date,
+    version: int,
 ) -> list[Posting]:
-    account = meter.account
     minor = meter.utility.currency_minor_unit
+    closed = account.status == ConsumerAccount.Status.CLOSED
     ChargeMonth.objects.get_or_create(account=account, month=month)
     state = ChargeMonth.objects.select_for_update().get(account=account, month=month)
     new_wh = sum(wh for _, wh in work["new"])
@@ -170,12 +222,16 @@ def _post_month(
             continue
         kwh = Decimal(wh) / WH_PER_KWH
         label = "Energy" if kind == LedgerEntry.Kind.ENERGY_CHARGE else "Correction of energy"
+        if closed:
+            # Readings for the tenancy that arrive after the move-out adjust its final statement.
+            kind = LedgerEntry.Kind.ENERGY_ADJUSTMENT
+            label = f"After the final statement: {label.lower()}"
         postings.append(
             ledger_post(
                 account=account,
                 kind=kind,
                 amount=-amount,
-                key=f"energy:{meter.pk}:{day.isoformat()}:{version}:{month:%Y-%m}:{suffix}",
+                key=f"energy:{meter.pk}:{day.isoformat()}:{version}:{account.pk}:{month:%Y-%m}:{suffix}",
                 description=f"{label}, {kwh.normalize():f} kWh, meter {meter.serial}",
                 period_start=period_start,
                 period_end=period_end,
@@ -205,7 +261,8 @@ def charges_pending(
             "SELECT md.meter_id, md.day, md.updated_at FROM meters_meterday md "
             "JOIN meters_meter m ON m.id = md.meter_id "
             "LEFT JOIN billing_chargedday cd ON cd.meter_id = md.meter_id AND cd.day = md.day "
-            "WHERE md.updated_at >= %s AND m.payment_mode = 'prepaid' AND m.account_id IS NOT NULL "
+            "WHERE md.updated_at >= %s AND m.payment_mode = 'prepaid' "
+            "AND EXISTS (SELECT 1 FROM meters_meterassignment a WHERE a.meter_id = md.meter_id) "
             "AND (cd.meter_id IS NULL OR (md.updated_at > cd.charged_at "
             "AND (cd.blocked_at IS NULL OR md.updated_at > cd.blocked_at))) AND md.meter_id %% %s = %s "
             "ORDER BY md.updated_at LIMIT %s",

@@ -9,10 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from accounts.models import ConsumerAccount, User
+from accounts.models import ConsumerAccount
 from billing.models import Balance, Bill, LedgerEntry, TopUp
 from billing.relay import policy_for
-from core.errors import DomainError, NotFound
+from core.errors import DomainError
 
 SPEND_KINDS = (
     LedgerEntry.Kind.ENERGY_CHARGE,
@@ -21,17 +21,6 @@ SPEND_KINDS = (
 )
 SPEND_WINDOW_DAYS = 28
 MAX_PROJECTION_DAYS = 365
-
-
-def account_get_for_user(*, user: User, account_id: int) -> ConsumerAccount:
-    account = (
-        ConsumerAccount.objects.select_related("utility")
-        .filter(pk=account_id, links__user=user, links__unlinked_at__isnull=True)
-        .first()
-    )
-    if account is None:
-        raise NotFound("You have no such account.", code="account_not_found")
-    return account
 
 
 def daily_spend(
@@ -108,7 +97,8 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
                 day += timedelta(days=1)
             days_left = counted.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
     last = (
-        TopUp.objects.filter(account=account, status=TopUp.Status.SUCCEEDED)
+        topups_for_account(account=account)
+        .filter(status=TopUp.Status.SUCCEEDED)
         .order_by("-paid_at")
         .first()
     )
@@ -148,6 +138,13 @@ def _money(value: Decimal, minor: int) -> str:
     return f"{Decimal(value).quantize(Decimal(1).scaleb(-minor)):f}"
 
 
+def _since(queryset: QuerySet, account: ConsumerAccount, moment: str) -> QuerySet:
+    """Only what happened from the reader's `visible_from` on (set by
+    accounts.selectors.accounts_for_user): a new holder never reads the previous one's history."""
+    since = getattr(account, "visible_from", None)
+    return queryset.filter(**{f"{moment}__gte": since}) if since else queryset
+
+
 def statement(
     *,
     account: ConsumerAccount,
@@ -155,7 +152,7 @@ def statement(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> QuerySet[LedgerEntry]:
-    entries = LedgerEntry.objects.filter(account=account)
+    entries = _since(LedgerEntry.objects.filter(account=account), account, "created_at")
     if kinds:
         unknown = set(kinds) - set(LedgerEntry.Kind.values)
         if unknown:
@@ -171,11 +168,13 @@ def statement(
 
 
 def topups_for_account(*, account: ConsumerAccount) -> QuerySet[TopUp]:
-    return TopUp.objects.filter(account=account).order_by("-created_at")
+    return _since(TopUp.objects.filter(account=account), account, "created_at").order_by(
+        "-created_at"
+    )
 
 
 def bills_for_account(*, account: ConsumerAccount) -> QuerySet[Bill]:
-    return Bill.objects.filter(account=account).order_by("-month")
+    return _since(Bill.objects.filter(account=account), account, "issued_at").order_by("-month")
 
 
 def ledger_check() -> list[tuple[int, Decimal, Decimal]]:
@@ -227,7 +226,7 @@ def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | N
     current: tuple[date, date] | None = None  # the local day range the current pricing covers
     pricing = None
     for i0, i1 in spans:
-        if quality[i0:i1].count(0) + quality[i0:i1].count(3) == i1 - i0:
+        if not any(q in PRESENT for q in quality[i0:i1]):
             out.append(None)
             continue
         first_local = (series.start + i0 * INTERVAL).astimezone(zone)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import IsAuthenticated
@@ -144,22 +145,65 @@ def _json_batch(body: bytes) -> dict:
 # ---- Consumers ---------------------------------------------------------------------------------
 
 
+class TenancySerializer(serializers.Serializer):
+    account = serializers.IntegerField(help_text="The account id for /accounts/{id}/ calls.")
+    consumer_id = serializers.CharField()
+    start = serializers.DateTimeField(help_text="In the utility's zone.")
+    end = serializers.DateTimeField(allow_null=True, help_text="Null while it runs.")
+    current = serializers.BooleanField()
+
+
 class MeterSerializer(serializers.Serializer):
+    """A meter as its reader may see it: the live state only while the reader holds it now; a
+    meter of a closed account shows its history's bounds and nothing of its next tenant."""
+
     id = serializers.IntegerField()
     serial = serializers.CharField()
     utility = serializers.CharField(source="utility.code")
-    consumer_id = serializers.CharField(source="account.consumer_id")
+    account = serializers.SerializerMethodField()
+    consumer_id = serializers.SerializerMethodField()
+    current = serializers.SerializerMethodField()
+    tenancies = serializers.SerializerMethodField()
     payment_mode = serializers.CharField()
-    status = serializers.CharField()
-    relay = serializers.CharField()
+    status = serializers.SerializerMethodField()
+    relay = serializers.SerializerMethodField()
     rated_capacity_kw = serializers.DecimalField(max_digits=8, decimal_places=2)
-    last_reading_at = serializers.DateTimeField()
-    last_communication_at = serializers.DateTimeField()
+    last_reading_at = serializers.SerializerMethodField()
+    last_communication_at = serializers.SerializerMethodField()
     communication = serializers.SerializerMethodField()
     grid = serializers.SerializerMethodField()
 
-    def get_communication(self, meter) -> str:
-        return selectors.communication_health(meter=meter)
+    @staticmethod
+    def _current(meter) -> bool:
+        return any(t.current for t in meter.tenancies)
+
+    def get_account(self, meter) -> int:
+        return meter.tenancies[-1].account_id
+
+    def get_consumer_id(self, meter) -> str:
+        return meter.tenancies[-1].consumer_id
+
+    def get_current(self, meter) -> bool:
+        return self._current(meter)
+
+    @extend_schema_field(TenancySerializer(many=True))
+    def get_tenancies(self, meter) -> list[dict]:
+        return selectors.tenancies_body(meter)
+
+    def get_status(self, meter) -> str | None:
+        return meter.status if self._current(meter) else None
+
+    def get_relay(self, meter) -> str | None:
+        return meter.relay if self._current(meter) else None
+
+    def get_last_reading_at(self, meter) -> datetime | None:
+        return meter.last_reading_at if self._current(meter) else None
+
+    def get_last_communication_at(self, meter) -> datetime | None:
+        return meter.last_communication_at if self._current(meter) else None
+
+    def get_communication(self, meter) -> str | None:
+        return selectors.communication_health(meter=meter) if self._current(meter) else None
 
     def get_grid(self, meter) -> dict | None:
         t = meter.transformer
@@ -239,7 +283,7 @@ class ExportApi(APIView):
         if kind not in ("csv", "greenbutton"):
             raise DomainError.for_field("format", "Use csv or greenbutton.", code="unknown_format")
         period = _period(request, meter, "day")
-        series = selectors.meter_series(meter_id=meter.pk, start=period.start, end=period.end)
+        series = selectors.meter_series_for_user(meter=meter, start=period.start, end=period.end)
         stem = f"{meter.serial}_{period.start.astimezone(period.zone):%Y%m%d}"
         if kind == "csv":
             response = StreamingHttpResponse(

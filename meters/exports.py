@@ -70,7 +70,9 @@ def green_button(meter: Meter, series: Series, zone: ZoneInfo) -> bytes:
     delta data), and one IntervalBlock per local day. Missing intervals are left out, not zeroed;
     estimated ones carry a ReadingQuality."""
     now = timezone.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    base = f"/espi/1_1/resource/RetailCustomer/{meter.account_id}/UsagePoint/{meter.pk}"
+    # The reader's own account (their newest tenancy of the meter), never whoever holds it now.
+    account_id = meter.tenancies[-1].account_id if getattr(meter, "tenancies", None) else 0
+    base = f"/espi/1_1/resource/RetailCustomer/{account_id}/UsagePoint/{meter.pk}"
     feed = ET.Element(f"{{{ATOM}}}feed")
     _sub(
         feed,

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import AccountLink, User
 from core.errors import DomainError, NotFound
 from core.timebuckets import GROUPS, bucket_bounds, local_date_bounds, local_moment_parse
-from meters.models import Meter, MeterDay
+from meters.models import Meter, MeterAssignment, MeterDay
 from meters.storage import INTERVAL, Quality, Series, floor_to_interval
 
 # The longest period each grouping answers, in days: enough for any screen of the app, small
@@ -25,32 +25,85 @@ COMMUNICATION_OK = timedelta(hours=1)
 COMMUNICATION_LATE = timedelta(hours=24)
 
 
-def meters_for_user(*, user: User) -> QuerySet[Meter]:
-    """Meters on accounts this user has linked, proven by code."""
-    return (
-        Meter.objects.filter(account__links__user=user, account__links__unlinked_at__isnull=True)
-        .exclude(status=Meter.Status.REMOVED)
-        .select_related("account__utility", "transformer__feeder__area")
-        .distinct()
-        .order_by("account__consumer_id", "serial")
+@dataclass(frozen=True)
+class Tenancy:
+    """A stretch of a meter's life that a user may see: the tenancy of one of the user's accounts,
+    cut to the user's own period of that account (a link's visible_from)."""
+
+    account_id: int
+    consumer_id: str
+    start: datetime
+    end: datetime | None  # None: still running
+    current: bool  # running, and the user's link to the account is live
+
+
+def _tenancies(*, user: User, meter_id: int | None = None) -> dict[int, list[Tenancy]]:
+    """The user's tenancies by meter, from one query over assignments and the user's links."""
+    rows = (
+        MeterAssignment.objects.filter(
+            Q(account__links__unlinked_at__isnull=True)
+            | Q(account__links__end_reason=AccountLink.EndReason.ACCOUNT_CLOSED),
+            account__links__user=user,
+            **({"meter_id": meter_id} if meter_id is not None else {}),
+        )
+        .order_by("start")
+        .values_list(
+            "meter_id",
+            "account_id",
+            "account__consumer_id",
+            "start",
+            "end",
+            "account__links__visible_from",
+            "account__links__unlinked_at",
+        )
     )
+    out: dict[int, list[Tenancy]] = {}
+    for meter, account, consumer_id, start, end, visible_from, link_ended in rows:
+        if visible_from and visible_from > start:
+            start = visible_from
+        if end is not None and end <= start:
+            continue
+        tenancy = Tenancy(account, consumer_id, start, end, end is None and link_ended is None)
+        out.setdefault(meter, []).append(tenancy)
+    return out
+
+
+def meters_for_user(*, user: User) -> list[Meter]:
+    """Meters the user may see, each with its `tenancies`: those on accounts the user holds now,
+    and those of closed accounts the user held (read-only, up to the move-out)."""
+    tenancies = _tenancies(user=user)
+    meters = list(
+        Meter.objects.filter(pk__in=tenancies).select_related(
+            "utility", "transformer__feeder__area"
+        )
+    )
+    for meter in meters:
+        meter.tenancies = tenancies[meter.pk]
+    meters.sort(key=lambda m: (m.tenancies[-1].consumer_id, m.serial))
+    return meters
 
 
 def meter_get_for_user(*, user: User, meter_id: int, with_grid: bool = False) -> Meter:
-    """One of the user's meters. Two primary-key probes rather than the list's join: this runs
-    before every consumption query."""
-    # No DISTINCT needed: a user has at most one live link to an account (a unique constraint).
-    related = ["utility", "account", "transformer__feeder__area"] if with_grid else ["utility"]
+    """One of the user's meters, with its `tenancies` (see meters_for_user): every consumer read
+    of the meter is cut to them."""
+    tenancies = _tenancies(user=user, meter_id=meter_id).get(meter_id)
+    related = ["utility", "transformer__feeder__area"] if with_grid else ["utility"]
     meter = (
-        Meter.objects.select_related(*related)
-        .order_by()
-        .exclude(status=Meter.Status.REMOVED)
-        .filter(pk=meter_id, account__links__user=user, account__links__unlinked_at__isnull=True)
-        .first()
+        Meter.objects.select_related(*related).filter(pk=meter_id).first() if tenancies else None
     )
     if meter is None:
         raise NotFound("You have no such meter.", code="meter_not_found")
+    meter.tenancies = tenancies
     return meter
+
+
+def meter_windows(meter: Meter) -> list[tuple[datetime, datetime | None]]:
+    return [(t.start, t.end) for t in meter.tenancies]
+
+
+def meter_series_for_user(*, meter: Meter, start: datetime, end: datetime) -> Series:
+    """A consumer's view of the readings: intervals outside their tenancies are OUTSIDE."""
+    return meter_series(meter_id=meter.pk, start=start, end=end).keep_only(meter_windows(meter))
 
 
 def communication_health(*, meter: Meter, now: datetime | None = None) -> str:
@@ -121,15 +174,19 @@ def meter_series(*, meter_id: int, start: datetime, end: datetime) -> Series:
 
 
 def _summary(series: Series, i0: int, i1: int) -> dict:
+    """Counts over [i0, i1). Intervals outside the reader's tenancy are neither expected nor
+    missing: they are counted apart, so a gap before a move-in never reads as lost data."""
     quality = series.quality[i0:i1]
     absent, missing = quality.count(Quality.ABSENT), quality.count(Quality.MISSING)
-    present = len(quality) - absent - missing
+    outside = quality.count(Quality.OUTSIDE)
+    present = len(quality) - absent - missing - outside
     return {
         "energy_wh": sum(series.values[i0:i1]) if present else None,
-        "expected_intervals": len(quality),
+        "expected_intervals": len(quality) - outside,
         "present_intervals": present,
         "estimated_intervals": quality.count(Quality.ESTIMATED),
         "missing_intervals": absent + missing,
+        "outside_intervals": outside,
     }
 
 
@@ -147,10 +204,11 @@ def consumption(
         "present_intervals": 0,
         "estimated_intervals": 0,
         "missing_intervals": 0,
+        "outside_intervals": 0,
     }
     spans: list[tuple[int, int]] = []
     if end > period.start:
-        series = meter_series(meter_id=meter.pk, start=period.start, end=end)
+        series = meter_series_for_user(meter=meter, start=period.start, end=end)
         if group_by == "interval":
             buckets = _interval_buckets(series, period.zone)
             spans = [(i, i + 1) for i in range(len(series))]
@@ -165,7 +223,9 @@ def consumption(
                 i0, i1 = series.index_of(left), series.index_of(min(right, end))
                 spans.append((i0, i1))
                 bucket = _summary(series, i0, i1)
-                bucket["complete"] = bucket["present_intervals"] == (right - left) // INTERVAL
+                bucket["complete"] = bucket["present_intervals"] == (
+                    right - left
+                ) // INTERVAL - bucket["outside_intervals"] and bool(bucket["expected_intervals"])
                 buckets.append({"start": labels[n], "end": labels[n + 1], **bucket})
         costs = _costs(meter, series, spans)
         if costs is not None:
@@ -180,9 +240,25 @@ def consumption(
         "group_by": group_by,
         "unit": "Wh",
         "currency": utility.currency,
+        "tenancies": tenancies_body(meter),
         "total": total,
         "buckets": buckets,
     }
+
+
+def tenancies_body(meter: Meter) -> list[dict]:
+    """The reader's periods of the meter, in the utility's zone: what lies outside is not theirs."""
+    zone = meter.utility.zone
+    return [
+        {
+            "account": t.account_id,
+            "consumer_id": t.consumer_id,
+            "start": t.start.astimezone(zone).isoformat(),
+            "end": None if t.end is None else t.end.astimezone(zone).isoformat(),
+            "current": t.current,
+        }
+        for t in meter.tenancies
+    ]
 
 
 def _costs(meter: Meter, series: Series, spans: list[tuple[int, int]]) -> list[str | None] | None:
@@ -267,6 +343,7 @@ def pattern(*, meter: Meter, period: Period, now: datetime | None = None) -> dic
         "period_from": period.start.astimezone(zone).isoformat(),
         "period_to": period.end.astimezone(zone).isoformat(),
         "unit": "Wh",
+        "tenancies": tenancies_body(meter),
         "profile": [
             {
                 "time": f"{slot // 4:02d}:{slot % 4 * 15:02d}",
@@ -319,7 +396,7 @@ def _day_stats(
     out = {"days": days, "peak": None, "total": None}
     if end <= start:
         return out
-    series = meter_series(meter_id=meter.pk, start=start, end=end)
+    series = meter_series_for_user(meter=meter, start=start, end=end)
     out["total"] = _summary(series, 0, len(series))
     first, last = start.astimezone(zone).date(), (end - INTERVAL).astimezone(zone).date()
     edges = local_date_bounds(first, last + timedelta(days=1), zone)
@@ -330,7 +407,7 @@ def _day_stats(
         values, quality = series.values[i0:i1], series.quality[i0:i1]
         nominal = int((right - left) / INTERVAL)
         if not detail:
-            present = len(quality) - quality.count(Quality.ABSENT) - quality.count(Quality.MISSING)
+            present = quality.count(Quality.ACTUAL) + quality.count(Quality.ESTIMATED)
             days.append(
                 {
                     "date": first + timedelta(days=number),

@@ -22,6 +22,8 @@ class Quality(IntEnum):
     ACTUAL = 1
     ESTIMATED = 2
     MISSING = 3  # the head-end reported that the meter has no value for it
+    # Never stored: an interval outside the reader's tenancy, masked when a consumer reads.
+    OUTSIDE = 4
 
     @property
     def label(self) -> str:
@@ -102,3 +104,27 @@ class Series:
 
     def index_of(self, moment: datetime) -> int:
         return int((moment - self.start).total_seconds()) // INTERVAL_SECONDS
+
+    def keep_only(self, windows: list[tuple[datetime, datetime | None]]) -> Series:
+        """Mark every interval outside the half-open windows as OUTSIDE (its value zeroed): what a
+        reader sees of a meter is bounded by their own tenancy of it."""
+        count = len(self)
+        inside = bytearray(count)
+
+        def first_at_or_after(moment: datetime) -> int:  # an interval belongs where it starts
+            return -(-int((moment - self.start).total_seconds()) // INTERVAL_SECONDS)
+
+        for start, end in windows:
+            i0 = max(0, first_at_or_after(start))
+            i1 = count if end is None else min(count, first_at_or_after(end))
+            if i1 > i0:
+                inside[i0:i1] = b"\x01" * (i1 - i0)
+        if all(inside):
+            return self
+        quality = bytearray(self.quality)
+        for i in range(count):
+            if not inside[i]:
+                quality[i] = Quality.OUTSIDE
+                self.values[i] = 0
+        self.quality = bytes(quality)
+        return self

@@ -35,6 +35,8 @@ OUTAGE_CANCELLED = "outage_cancelled"
 OUTAGE_UNPLANNED_ETA = "outage_unplanned_eta"
 COMPENSATION_CREDITED = "compensation_credited"
 SERVICE_REQUEST_UPDATE = "service_request_update"
+LINK_ENDED = "link_ended"
+ACCOUNT_CLOSED = "account_closed"
 
 CATEGORIES: dict[str, Category] = {
     c.code: c
@@ -70,6 +72,13 @@ CATEGORIES: dict[str, Category] = {
             timedelta(days=3),
             "A service request or complaint changed status",
         ),
+        Category(
+            LINK_ENDED,
+            False,
+            timedelta(days=3),
+            "An account link ended: its registered mobile changed",
+        ),
+        Category(ACCOUNT_CLOSED, False, timedelta(days=3), "An account was closed (moving out)"),
     ]
 }
 

@@ -226,6 +226,40 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "खाता {consumer_id} के लिए आपके अनुरोध {request_id} ({request_type}) की स्थिति अब है: {status}।",
         ),
     },
+    c.LINK_ENDED: {
+        "en": (
+            "Account {consumer_id} is no longer linked",
+            "The utility changed the registered mobile of account {consumer_id} on {at}, so it has "
+            "been removed from your app. If the account is still yours, link it again with the new "
+            "number or call the helpline.",
+        ),
+        "ar": (
+            "لم يعد الحساب رقم {consumer_id} مربوطًا",
+            "غيّرت الجهة رقم الجوال المسجّل للحساب رقم {consumer_id} في {at}، لذلك أُزيل من تطبيقك. "
+            "إن كان الحساب لا يزال لك فاربطه من جديد بالرقم الجديد أو اتصل بخدمة العملاء.",
+        ),
+        "hi": (
+            "खाता {consumer_id} अब जुड़ा नहीं है",
+            "बिजली कंपनी ने {at} को खाता {consumer_id} का पंजीकृत मोबाइल बदल दिया, इसलिए इसे आपके ऐप से "
+            "हटा दिया गया है। अगर खाता अब भी आपका है, तो नए नंबर से फिर जोड़ें या हेल्पलाइन पर कॉल करें।",
+        ),
+    },
+    c.ACCOUNT_CLOSED: {
+        "en": (
+            "Account {consumer_id} is closed",
+            "Account {consumer_id} was closed on {at}. Its final statement and bills stay readable "
+            "in the app.",
+        ),
+        "ar": (
+            "أُغلق الحساب رقم {consumer_id}",
+            "أُغلق الحساب رقم {consumer_id} في {at}. يبقى كشف الحساب الختامي والفواتير متاحًا للاطلاع في "
+            "التطبيق.",
+        ),
+        "hi": (
+            "खाता {consumer_id} बंद हो गया है",
+            "खाता {consumer_id} {at} को बंद कर दिया गया। इसका अंतिम विवरण और बिल ऐप में देखे जा सकते हैं।",
+        ),
+    },
 }
 
 # Where the app opens when the alert is tapped; filled from the context's ids.
@@ -244,6 +278,8 @@ DEEP_LINKS: dict[str, str] = {
     c.OUTAGE_UNPLANNED_ETA: "smartmeter://outages/{outage_id}",
     c.COMPENSATION_CREDITED: "smartmeter://accounts/{account_id}",
     c.SERVICE_REQUEST_UPDATE: "smartmeter://service-requests/{request_id}",
+    c.LINK_ENDED: "smartmeter://accounts",
+    c.ACCOUNT_CLOSED: "smartmeter://accounts/{account_id}/statement",
 }
 INBOX_LINK = "smartmeter://notifications"
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import F, Q, QuerySet
 
 from accounts.models import AccountLink, User
+from accounts.selectors import visible_to
 from core.errors import NotFound
 from meters.models import Meter
 from outages.models import AffectedMeter, Compensation, Outage, ReminderSchedule
@@ -120,13 +121,26 @@ def outages_reminder_due(*, now: datetime) -> list[Outage]:
     return due
 
 
+def _held_now(user: User, meter_path: str) -> Q:
+    """The meter is on an account the user holds now (an open tenancy and a live link)."""
+    tenancy = f"{meter_path}__assignments"
+    return Q(
+        **{
+            f"{tenancy}__end__isnull": True,
+            f"{tenancy}__account__links__user": user,
+            f"{tenancy}__account__links__unlinked_at__isnull": True,
+        }
+    )
+
+
 def outages_for_user(*, user: User) -> QuerySet[Outage]:
-    """Upcoming and active outages touching the user's linked meters, soonest first."""
+    """Upcoming and active outages touching the meters the user holds now, soonest first: the
+    snapshot taken at publishing does not decide, so a tenant who moved in since is told and
+    one who moved out is not."""
     return (
         Outage.objects.filter(
+            _held_now(user, "affected__meter"),
             status__in=[Outage.Status.PUBLISHED, Outage.Status.IN_PROGRESS],
-            affected__account__links__user=user,
-            affected__account__links__unlinked_at=None,
         )
         .select_related("utility")
         .distinct()
@@ -134,15 +148,19 @@ def outages_for_user(*, user: User) -> QuerySet[Outage]:
     )
 
 
+def _touches_user(user: User) -> Q:
+    """An outage on a meter the user holds now, or one that touched the user's account (the
+    publish-time snapshot) within the user's own period of it."""
+    return _held_now(user, "affected__meter") | visible_to(
+        user, account_path="affected__account", moment="planned_end"
+    )
+
+
 def outage_get_for_user(*, user: User, outage_id: int) -> Outage:
-    """A published (or later) outage that touches one of the user's linked meters."""
+    """A published (or later) outage that touches one of the user's meters in the user's period."""
     outage = (
         Outage.objects.exclude(status=Outage.Status.DRAFT)
-        .filter(
-            pk=outage_id,
-            affected__account__links__user=user,
-            affected__account__links__unlinked_at=None,
-        )
+        .filter(_touches_user(user), pk=outage_id)
         .select_related("utility")
         .first()
     )
@@ -154,7 +172,9 @@ def outage_get_for_user(*, user: User, outage_id: int) -> Outage:
 def outage_meters_for_user(*, user: User, outage: Outage) -> QuerySet[AffectedMeter]:
     return (
         AffectedMeter.objects.filter(
-            outage=outage, account__links__user=user, account__links__unlinked_at=None
+            _held_now(user, "meter")
+            | visible_to(user, account_path="account", moment="outage__planned_end"),
+            outage=outage,
         )
         .select_related("meter", "account")
         .distinct()
@@ -164,7 +184,7 @@ def outage_meters_for_user(*, user: User, outage: Outage) -> QuerySet[AffectedMe
 
 def compensations_for_user(*, user: User) -> QuerySet[Compensation]:
     return (
-        Compensation.objects.filter(account__links__user=user, account__links__unlinked_at=None)
+        Compensation.objects.filter(visible_to(user, moment="failure_at"))
         .select_related("account", "utility")
         .distinct()
         .order_by("-failure_at", "-id")

@@ -9,6 +9,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.selectors import account_get_for_user
 from core.money import money_quantize
 from servicerequests import attachments, estimates, selectors, services
 from servicerequests.models import ServiceRequest
@@ -153,7 +154,7 @@ class RequestTypeListApi(APIView):
         summary="Service requests this account's utility takes online, with their fields",
     )
     def get(self, request, account_id: int):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id)
         types = selectors.request_types_for_account(account=account)
         return Response(
             RequestTypeSerializer(types, many=True, context={"user": request.user}).data
@@ -163,7 +164,7 @@ class RequestTypeListApi(APIView):
 class HelplineApi(APIView):
     @extend_schema(responses={200: dict}, summary="The utility's helpline and opening hours")
     def get(self, request, account_id: int):
-        account = selectors.account_get_for_user(user=request.user, account_id=account_id)
+        account = account_get_for_user(user=request.user, account_id=account_id)
         return Response(selectors.helpline_for_account(account=account))
 
 

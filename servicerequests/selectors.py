@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, User
-from accounts.selectors import accounts_for_user
+from accounts.selectors import visible_to
 from core.errors import NotFound
 from core.workdays import is_working_day
 from servicerequests.models import (
@@ -21,13 +21,6 @@ from servicerequests.models import (
 )
 
 
-def account_get_for_user(*, user: User, account_id: int) -> ConsumerAccount:
-    account = accounts_for_user(user=user).select_related("utility").filter(pk=account_id).first()
-    if account is None:
-        raise NotFound("You have no such account.", code="account_not_found")
-    return account
-
-
 def request_types_for_account(*, account: ConsumerAccount) -> QuerySet[RequestType]:
     return RequestType.objects.filter(utility_id=account.utility_id, is_active=True)
 
@@ -35,9 +28,11 @@ def request_types_for_account(*, account: ConsumerAccount) -> QuerySet[RequestTy
 def requests_for_user(
     *, user: User, account_id: int | None = None, status: str | None = None
 ) -> QuerySet[ServiceRequest]:
-    requests = ServiceRequest.objects.filter(
-        account__in=accounts_for_user(user=user)
-    ).select_related("type", "utility", "account", "estimate_topup")
+    requests = (
+        ServiceRequest.objects.filter(visible_to(user))
+        .distinct()
+        .select_related("type", "utility", "account", "estimate_topup")
+    )
     if account_id is not None:
         requests = requests.filter(account_id=account_id)
     if status:

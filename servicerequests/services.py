@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AccountLink, User
-from accounts.selectors import accounts_for_user
+from accounts.selectors import account_get_for_user
 from core.errors import Conflict, DomainError, NotFound
 from core.money import money_parse
 from notifications import categories as c
@@ -244,9 +244,7 @@ def request_create(
     2. The details are checked against the type's field specs (all errors at once).
     3. The request, its first timeline entry, and (for types without an estimate) its clock.
     """
-    account = accounts_for_user(user=user).select_related("utility").filter(pk=account_id).first()
-    if account is None:
-        raise NotFound("You have no such account.", code="account_not_found")
+    account = account_get_for_user(user=user, account_id=account_id, acting=True)
     request_type = RequestType.objects.filter(
         utility=account.utility, code=type_code, is_active=True
     ).first()

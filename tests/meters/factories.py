@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import factory
@@ -18,6 +19,8 @@ class MeterFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(ConsumerAccountFactory, utility=factory.SelfAttribute("..utility"))
     serial = factory.Sequence(lambda n: f"KWM{n:07d}")
     rated_capacity_kw = Decimal("15.00")
+    # Installed (and the account's tenancy begun) well before any reading a test stores.
+    installed_at = datetime(2020, 1, 1, tzinfo=UTC)
 
     @factory.post_generation
     def assignment(obj, create, extracted, **kwargs):

@@ -111,6 +111,7 @@ def test_india_buckets_follow_half_hour_offset(owner_api):
             "present_intervals": 96,
             "estimated_intervals": 0,
             "missing_intervals": 0,
+            "outside_intervals": 0,
             "complete": True,
         }
     ]
@@ -157,6 +158,7 @@ def test_a_gap_shows_as_missing_never_as_zero(owner_api):
         "present_intervals": 2,
         "estimated_intervals": 0,
         "missing_intervals": 2,
+        "outside_intervals": 0,
         "complete": False,
     }
 
