@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts import services
-from accounts.forms import ConsumerImportForm
+from accounts.forms import ConsumerAccountForm, ConsumerImportForm
 from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
 from core.admin import HistoryInline, UtilityScopedAdmin, scope_queryset
 
@@ -45,7 +46,7 @@ class UtilityAdmin(UtilityScopedAdmin):
 
 class AccountLinkInline(HistoryInline):
     model = AccountLink
-    fields = ["user", "verified_mobile", "created_at", "unlinked_at"]
+    fields = ["user", "verified_mobile", "visible_from", "created_at", "unlinked_at", "end_reason"]
 
 
 @admin.register(ConsumerAccount)
@@ -54,9 +55,28 @@ class ConsumerAccountAdmin(UtilityScopedAdmin):
     list_filter = ["utility", "status"]
     search_fields = ["consumer_id", "name", "registered_mobile", "premises_address"]
     list_select_related = ["utility"]
-    readonly_fields = ["created_at", "updated_at"]
+    form = ConsumerAccountForm
+    readonly_fields = ["registered_mobile_since", "closed_at", "created_at", "updated_at"]
     inlines = [AccountLinkInline]
     change_list_template = "admin/accounts/consumeraccount/change_list.html"
+
+    def save_model(self, request, obj, form, change):
+        """A new registered mobile ends the old number's links (their holders are told); closing
+        ends every link. Both go through the services every other path uses. To settle the money
+        of a tenant leaving, use Move out (Billing → Moves)."""
+        with transaction.atomic():
+            if change:
+                before = ConsumerAccount.objects.select_for_update().get(pk=obj.pk)
+                services.account_mobile_change(account=before, mobile=obj.registered_mobile)
+                if obj.status == ConsumerAccount.Status.CLOSED:
+                    services.account_close(account=before)
+                elif before.status == ConsumerAccount.Status.CLOSED:
+                    before.closed_at = None
+                obj.registered_mobile_since, obj.closed_at = (
+                    before.registered_mobile_since,
+                    before.closed_at,
+                )
+            super().save_model(request, obj, form, change)
 
     def get_urls(self):
         own = [

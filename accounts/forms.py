@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from django import forms
 
-from accounts.models import Utility
+from accounts.models import ConsumerAccount, Utility
+from core.errors import DomainError
+from core.phone import phone_normalize
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
@@ -21,3 +23,29 @@ class ConsumerImportForm(forms.Form):
         if upload.size > MAX_IMPORT_BYTES:
             raise forms.ValidationError("The file is larger than 20 MB; split it.")
         return upload
+
+
+class ConsumerAccountForm(forms.ModelForm):
+    """The admin's account form: the registered mobile is read as a mobile of the utility's country
+    and kept in E.164, the form the links compare."""
+
+    class Meta:
+        model = ConsumerAccount
+        fields = [
+            "utility",
+            "consumer_id",
+            "registered_mobile",
+            "name",
+            "premises_address",
+            "status",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        utility, raw = cleaned.get("utility"), cleaned.get("registered_mobile")
+        if utility and raw:
+            try:
+                cleaned["registered_mobile"] = phone_normalize(raw=raw, region=utility.country)
+            except DomainError as exc:
+                self.add_error("registered_mobile", exc.message)
+        return cleaned

@@ -6,18 +6,18 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import ConsumerAccount, User
+from accounts.models import ConsumerAccount
 from billing.ledger import ledger_post
 from billing.models import Balance, Bill, Conversion, LedgerEntry, Tariff
 from billing.relay import policy_for
 from billing.tariffs import WH_PER_KWH, tariff_for
-from core.errors import Conflict, DomainError
+from core.errors import DomainError
 from core.money import money_quantize
-from meters.models import Meter
+from meters.models import Meter, MeterAssignment
 from meters.selectors import meter_series
-from meters.services import meter_assign
 from meters.storage import INTERVAL, PRESENT
 
 
@@ -35,8 +35,15 @@ def bill_issue(*, account: ConsumerAccount, month: date, issued_on: date | None 
     start, end = _month_bounds(month, zone)
     pricing = tariff_for(utility=utility, payment_mode="postpaid", on=month)
     wh, tou_cost = 0, Decimal(0)
-    for meter in Meter.objects.filter(account=account, payment_mode=Meter.PaymentMode.POSTPAID):
-        series = meter_series(meter_id=meter.pk, start=start, end=end)
+    # The account's own tenancies of postpaid meters within the month: a meter that moved to
+    # another tenant mid-month bills each tenant for their part of it.
+    tenancies = MeterAssignment.objects.filter(
+        account=account, meter__payment_mode=Meter.PaymentMode.POSTPAID, start__lt=end
+    ).filter(Q(end__isnull=True) | Q(end__gt=start))
+    for tenancy in tenancies:
+        series = meter_series(meter_id=tenancy.meter_id, start=start, end=end).keep_only(
+            [(tenancy.start, tenancy.end)]
+        )
         for index, (value, quality) in enumerate(zip(series.values, series.quality, strict=True)):
             if quality in PRESENT:
                 wh += value
@@ -51,7 +58,18 @@ def bill_issue(*, account: ConsumerAccount, month: date, issued_on: date | None 
     )
     minor = utility.currency_minor_unit
     energy = money_quantize(energy_exact, minor_unit=minor)
-    fixed = money_quantize(pricing.tariff.fixed_daily_charge * (end - start).days, minor_unit=minor)
+    # The fixed charge is for the local days the account held a meter: a tenant who moved in or
+    # out mid-month pays for their days only.
+    held_days = {
+        day
+        for day in (
+            month + timedelta(days=n) for n in range(end.date().toordinal() - month.toordinal())
+        )
+        for tenancy in tenancies
+        if tenancy.start < datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+        and (tenancy.end is None or tenancy.end > datetime.combine(day, datetime.min.time(), zone))
+    }
+    fixed = money_quantize(pricing.tariff.fixed_daily_charge * len(held_days), minor_unit=minor)
     issued_on = issued_on or timezone.now().astimezone(zone).date()
     with transaction.atomic():
         bill, created = Bill.objects.get_or_create(
@@ -163,77 +181,3 @@ def bills_daily(*, today: date | None = None) -> int:
     fines_apply(today=today or timezone.now().date())
     arrears_flag()
     return issued
-
-
-def conversion_carry_out(
-    *, conversion: Conversion, new_meter_serial: str, staff: User
-) -> Conversion:
-    """Replace the postpaid meter by a prepaid one and carry the arrears as debt.
-
-    1. Lock the conversion: a double submit converts once.
-    2. Remove the old meters (status removed, assignment closed) and install the prepaid meter.
-    3. Move what the account owes (its negative balance) into debt: a DEBT_TRANSFER entry brings
-       the balance to zero and the debt is then recovered as a share of each top-up. Open bills
-       are settled by the transfer.
-    """
-    new_meter_serial = (new_meter_serial or "").strip()
-    if not new_meter_serial:
-        raise DomainError.for_field(
-            "new_meter_serial", "Give the prepaid meter's serial.", code="serial_required"
-        )
-    with transaction.atomic():
-        conversion = (
-            Conversion.objects.select_for_update()
-            .select_related("account__utility")
-            .get(pk=conversion.pk)
-        )
-        if conversion.status != Conversion.Status.FLAGGED:
-            raise Conflict("This conversion has already been carried out.", code="conversion_done")
-        account = conversion.account
-        if Meter.objects.filter(utility=account.utility, serial=new_meter_serial).exists():
-            raise DomainError.for_field(
-                "new_meter_serial", "A meter with this serial already exists.", code="serial_taken"
-            )
-        now = timezone.now()
-        old = list(Meter.objects.filter(account=account).exclude(status=Meter.Status.REMOVED))
-        capacity = old[0].rated_capacity_kw if old else Decimal("15")
-        transformer = old[0].transformer if old else None
-        for meter in old:
-            meter_assign(meter=meter, account=None, at=now)
-            Meter.objects.filter(pk=meter.pk).update(
-                status=Meter.Status.REMOVED, relay=Meter.Relay.OPEN
-            )
-        new_meter = Meter.objects.create(
-            utility=account.utility,
-            serial=new_meter_serial,
-            payment_mode=Meter.PaymentMode.PREPAID,
-            rated_capacity_kw=capacity,
-            transformer=transformer,
-            installed_at=now,
-        )
-        meter_assign(meter=new_meter, account=account, at=now)
-        balance, _ = Balance.objects.get_or_create(account=account)
-        arrears = max(Decimal(0), -balance.amount)
-        if arrears:
-            ledger_post(
-                account=account,
-                kind=LedgerEntry.Kind.DEBT_TRANSFER,
-                amount=arrears,
-                key=f"conversion:{conversion.pk}",
-                description="Arrears carried as debt on conversion to prepaid",
-                created_by=staff,
-                debt_change=arrears,
-                meta={"conversion": conversion.pk},
-            )
-        Bill.objects.filter(account=account, status=Bill.Status.UNPAID).update(
-            status=Bill.Status.TRANSFERRED
-        )
-        conversion.status, conversion.done_at, conversion.done_by = (
-            Conversion.Status.DONE,
-            now,
-            staff,
-        )
-        conversion.old_meter = old[0] if old else None
-        conversion.new_meter, conversion.arrears = new_meter, arrears
-        conversion.save()
-    return conversion

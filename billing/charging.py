@@ -317,3 +317,41 @@ def charges_run(
         name=_cursor_name(shard, shards), defaults={"position": position}
     )
     return len(pending), accounts
+
+
+def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime) -> list[Posting]:
+    """Give back what `account` was charged for the meter's intervals from `after` on (a move-out
+    dated before readings already charged): the energy is refunded to it, the slots are cleared
+    from the charged copy, and the days are marked for charging again, to the next holder.
+    Runs in the caller's transaction, with the account's Balance row locked first."""
+    meter = Meter.objects.select_related("utility").get(pk=meter_id)
+    zone = meter.utility.zone
+    postings: list[Posting] = []
+    Balance.objects.select_for_update().get(account=account)
+    states = ChargedDay.objects.select_for_update().filter(
+        meter_id=meter_id, day__gte=after.astimezone(UTC).date()
+    )
+    for state in states.order_by("day"):
+        values, quality = values_unpack(bytes(state.values)), bytearray(state.quality)
+        months: dict[date, dict[str, list]] = defaultdict(lambda: {"new": [], "changed": []})
+        for slot in range(96):
+            moment = slot_start(state.day, slot)
+            if moment < after or quality[slot] not in PRESENT:
+                continue
+            local = moment.astimezone(zone)
+            months[local.date().replace(day=1)]["changed"].append((local, -values[slot]))
+            values[slot], quality[slot] = 0, 0
+        if not months:
+            continue
+        for month, work in sorted(months.items()):
+            pricing = tariff_for(utility=meter.utility, payment_mode="prepaid", on=month)
+            postings += _post_month(
+                meter, account, month, pricing, work, state.day, state.version + 1
+            )
+        state.values, state.quality = values_pack(values), bytes(quality)
+        state.version += 1
+        state.charged_at = (
+            EPOCH  # charge the day again: its cleared slots belong to the next holder
+        )
+        state.save()
+    return postings

@@ -30,6 +30,8 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Staff adjustment"
         SERVICE_CHARGE = "service_charge", "Service charge (a paid cost estimate)"
+        CREDIT_TRANSFER = "credit_transfer", "Credit carried between accounts (moving)"
+        DEBT_WRITE_OFF = "debt_write_off", "Debt written off"
 
     account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -166,6 +168,17 @@ class BillingPolicy(models.Model):
         **MONEY, default=10000, help_text="The largest single top-up accepted."
     )
     payment_link_hours = models.PositiveSmallIntegerField(default=24)
+
+    class MoveOutCredit(models.TextChoices):
+        REFUND = "refund", "Refund it to the consumer"
+        CARRY = "carry", "Carry it to the consumer's new account"
+
+    move_out_credit = models.CharField(
+        max_length=8,
+        choices=MoveOutCredit.choices,
+        default=MoveOutCredit.REFUND,
+        help_text="What happens to a prepaid balance left at move-out, unless staff choose otherwise.",
+    )
 
     class Meta:
         verbose_name_plural = "billing policies"
@@ -491,6 +504,14 @@ class Conversion(models.Model):
     new_meter = models.ForeignKey(
         "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    new_account = models.ForeignKey(
+        ConsumerAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The prepaid account that replaced the postpaid contract.",
+    )
     arrears = models.DecimalField(**MONEY, default=0)
 
     class Meta:
@@ -502,3 +523,56 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.get_status_display()}"
+
+
+class Move(models.Model):
+    """A tenancy's end or start on a meter, as staff or the utility's systems recorded it, with
+    what became of the money: the audit record of every move-out and move-in."""
+
+    class Kind(models.TextChoices):
+        MOVE_OUT = "move_out", "Move-out"
+        MOVE_IN = "move_in", "Move-in"
+
+    class Credit(models.TextChoices):
+        NONE = "", "Nothing left"
+        REFUND = "refund", "Refunded"
+        CARRY = "carry", "Carried to the new account"
+
+    class Debt(models.TextChoices):
+        NONE = "", "No debt"
+        CARRY = "carry", "Carried to the new account"
+        WRITE_OFF = "write_off", "Written off"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="moves")
+    meters = models.ManyToManyField("meters.Meter", related_name="+")
+    at = models.DateTimeField(help_text="The tenancy ends (move-out) or begins (move-in) here.")
+    credit = models.CharField(max_length=8, choices=Credit.choices, blank=True)
+    credit_amount = models.DecimalField(**MONEY, default=0)
+    debt = models.CharField(max_length=10, choices=Debt.choices, blank=True)
+    debt_amount = models.DecimalField(**MONEY, default=0)
+    carried_to = models.ForeignKey(
+        ConsumerAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    final_statement = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    source = models.CharField(max_length=10, help_text="admin or api")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # An account closes once: a retried move-out finds this row instead of a second one.
+            models.UniqueConstraint(
+                fields=["account"], condition=models.Q(kind="move_out"), name="one_move_out"
+            ),
+            models.UniqueConstraint(
+                fields=["account"], condition=models.Q(kind="move_in"), name="one_move_in"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.account} at {self.at:%Y-%m-%d %H:%M}"

@@ -29,6 +29,7 @@ UTILITY_PATHS: dict[str, str] = {
     "billing.paymentlink": "account__utility",
     "billing.bill": "account__utility",
     "billing.conversion": "account__utility",
+    "billing.move": "account__utility",
     "accounts.onetimecode": "account__utility",
     "meters.meterassignment": "meter__utility",
     "meters.readingcorrection": "meter__utility",

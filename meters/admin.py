@@ -115,17 +115,17 @@ class MeterAdmin(UtilityScopedAdmin):
     def load_last_7_days(self, obj):
         return mark_safe(_load_chart(obj)) if obj.pk else "-"  # noqa: S308 - built with format_html
 
+    def get_readonly_fields(self, request, obj=None):
+        # A tenant changes by Move out and Move in (Billing → Moves), which settle the money and
+        # tell the people concerned; the account here only sets a new meter's first tenancy.
+        if obj is not None:
+            return ["account", *self.readonly_fields]
+        return self.readonly_fields
+
     def save_model(self, request, obj, form, change):
-        # The account moves through meter_assign so that the history stays whole.
-        new_account = obj.account
-        if change and "account" in form.changed_data:
-            obj.account = Meter.objects.get(pk=obj.pk).account
-            super().save_model(request, obj, form, change)
-            services.meter_assign(meter=obj, account=new_account)
-            return
         super().save_model(request, obj, form, change)
-        if not change and new_account is not None:
-            MeterAssignment.objects.create(meter=obj, account=new_account, start=obj.installed_at)
+        if not change and obj.account_id is not None:
+            MeterAssignment.objects.create(meter=obj, account=obj.account, start=obj.installed_at)
 
 
 @admin.register(ServiceToken)

@@ -1,4 +1,4 @@
-"""Writes for meters: ingesting readings from head-ends, service tokens, meter assignment."""
+"""Writes for meters: ingesting readings from head-ends, service tokens."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import ConsumerAccount, Utility
-from core.errors import DomainError
+from accounts.models import Utility
 from meters.ingest import MeterInfo, Parsed, Rejection, parse_blocks, parse_readings
 from meters.models import (
     IngestBatch,
     Meter,
-    MeterAssignment,
     MeterDay,
     ReadingCorrection,
     ServiceToken,
@@ -271,27 +269,3 @@ def _touch_meters(newest: dict[int, datetime], now: datetime) -> None:
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def meter_assign(
-    *, meter: Meter, account: ConsumerAccount | None, at: datetime | None = None
-) -> Meter:
-    """Move a meter to another account (or to none), closing the open assignment.
-
-    The history answers "which account did this meter serve on that day": bills and charges
-    follow it, so a meter moved to a new tenant never charges the previous one.
-    """
-    at = at or timezone.now()
-    if account is not None and account.utility_id != meter.utility_id:
-        raise DomainError("The account belongs to another utility.", code="wrong_utility")
-    with transaction.atomic():
-        # Lock the meter: two staff members reassigning it at once would leave two open rows.
-        meter = Meter.objects.select_for_update().get(pk=meter.pk)
-        if meter.account_id == (account.pk if account else None):
-            return meter
-        MeterAssignment.objects.filter(meter=meter, end__isnull=True).update(end=at)
-        if account is not None:
-            MeterAssignment.objects.create(meter=meter, account=account, start=at)
-        meter.account = account
-        meter.save(update_fields=["account"])
-    return meter

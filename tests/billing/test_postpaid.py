@@ -7,12 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from billing import bills
+from accounts.models import AccountLink, ConsumerAccount
+from billing import bills, moves
 from billing.models import Balance, Bill, Conversion, LedgerEntry, TopUp
 from billing.payments import topup_confirm
 from meters import services as meter_services
 from meters.models import Meter
-from tests.accounts.factories import UserFactory
+from tests.accounts.factories import AccountLinkFactory, UserFactory
 from tests.billing.factories import policy, progressive_tariff
 from tests.meters.factories import MeterFactory, egypt
 
@@ -111,26 +112,46 @@ def test_two_unpaid_bills_flag_the_account_for_prepaid_and_staff_convert_it(mete
     flagged = Conversion.objects.get(account=meter.account)
     assert flagged.status == "flagged" and flagged.reason == "2 unpaid bills"
     staff = UserFactory(is_staff=True)
-    done = bills.conversion_carry_out(conversion=flagged, new_meter_serial="EG-PRE-1", staff=staff)
+    holder = AccountLinkFactory(account=meter.account)
+    done = moves.conversion_carry_out(
+        conversion=flagged, new_meter_serial="EG-PRE-1", new_consumer_id="EG-9001", staff=staff
+    )
 
-    assert done.status == "done" and done.arrears == owed
+    # The postpaid contract ends: its final bills (the months since September) are issued and
+    # everything it owed is carried as debt to the new prepaid account.
+    old_account, new_account = ConsumerAccount.objects.get(pk=meter.account_id), done.new_account
+    assert old_account.status == "closed"
+    final_bills = sum(
+        Bill.objects.filter(account=old_account, month__gte=date(2026, 10, 1)).values_list(
+            "amount", flat=True
+        )
+    )
+    assert final_bills > 0
+    assert done.status == "done" and done.arrears == owed + final_bills
     old = Meter.objects.get(serial="EG-POST-1")
     new = Meter.objects.get(serial="EG-PRE-1")
     assert (old.status, old.account_id) == ("removed", None)
-    assert (new.payment_mode, new.account_id) == ("prepaid", meter.account_id)
-    balance = Balance.objects.get(account=meter.account)
-    assert (balance.amount, balance.debt) == (Decimal("0"), owed)
+    assert (new.payment_mode, new.account_id) == ("prepaid", new_account.pk)
+    assert new_account.consumer_id == "EG-9001"
+    assert new_account.registered_mobile == old_account.registered_mobile
+    assert Balance.objects.get(account=old_account).amount == 0
+    balance = Balance.objects.get(account=new_account)
+    assert (balance.amount, balance.debt) == (Decimal("0"), done.arrears)
     assert set(Bill.objects.values_list("status", flat=True)) == {"transferred"}
+    # The holder keeps the old contract's bills (read-only) and has the new account linked.
+    links = {link.account_id: link for link in AccountLink.objects.filter(user=holder.user)}
+    assert links[old_account.pk].end_reason == "account_closed"
+    assert links[new_account.pk].unlinked_at is None
 
     # Each top-up now repays a quarter of itself towards the debt.
     topup = TopUp.objects.create(
-        account=meter.account, amount=Decimal("100.00"), currency="EGP", channel="app"
+        account=new_account, amount=Decimal("100.00"), currency="EGP", channel="app"
     )
     topup_confirm(topup=topup)
     balance.refresh_from_db()
-    assert (balance.amount, balance.debt) == (Decimal("75.00"), owed - Decimal("25.00"))
+    assert (balance.amount, balance.debt) == (Decimal("75.00"), done.arrears - Decimal("25.00"))
     with pytest.raises(Exception, match="already"):
-        bills.conversion_carry_out(conversion=flagged, new_meter_serial="EG-PRE-2", staff=staff)
+        moves.conversion_carry_out(conversion=flagged, new_meter_serial="EG-PRE-2", staff=staff)
 
 
 def test_a_payment_settles_the_oldest_bill_first(meter):

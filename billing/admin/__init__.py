@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.models import ConsumerAccount
-from billing import bills, charging, payments
+from billing import charging, moves, payments
 from billing.ledger import ledger_post
 from billing.models import (
     Bill,
@@ -282,6 +282,11 @@ class ConversionForm(forms.Form):
     new_meter_serial = forms.CharField(
         max_length=40, help_text="The serial of the prepaid meter installed."
     )
+    new_consumer_id = forms.CharField(
+        max_length=32,
+        required=False,
+        help_text="The prepaid account's consumer ID. Empty: the postpaid one followed by P.",
+    )
 
 
 @admin.register(Conversion)
@@ -311,9 +316,10 @@ class ConversionAdmin(ReadOnlyAdmin):
         form = ConversionForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                done = bills.conversion_carry_out(
+                done = moves.conversion_carry_out(
                     conversion=conversion,
                     new_meter_serial=form.cleaned_data["new_meter_serial"],
+                    new_consumer_id=form.cleaned_data["new_consumer_id"],
                     staff=request.user,
                 )
             except DomainError as exc:
@@ -323,7 +329,9 @@ class ConversionAdmin(ReadOnlyAdmin):
                     request, done, "convert-to-prepaid", {"new_meter": done.new_meter.serial}
                 )
                 self.message_user(
-                    request, f"{done.account} is prepaid now; {done.arrears} carried as debt."
+                    request,
+                    f"{done.account} is closed; prepaid account {done.new_account.consumer_id} "
+                    f"holds meter {done.new_meter.serial} with {done.arrears} carried as debt.",
                 )
                 return redirect(reverse("admin:billing_conversion_changelist"))
         return TemplateResponse(
@@ -383,3 +391,6 @@ class PaymentPartnerAdmin(UtilityScopedAdmin):
             f"Give this token to the partner now; it is not shown again: {raw}",
             messages.WARNING,
         )
+
+
+from billing.admin import moves as moves_admin  # noqa: E402, F401  (registers the moves admin)
