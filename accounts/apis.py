@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -11,6 +11,7 @@ from accounts import selectors, services
 from accounts.models import Language, OneTimeCode
 from core.http import client_ip
 from core.phone import phone_mask
+from meters.auth import ServiceTokenAuthentication
 
 
 def _challenge_body(challenge: OneTimeCode) -> dict:
@@ -268,3 +269,44 @@ class LinkDetailApi(APIView):
     def delete(self, request, link_id: int):
         services.link_remove(user=request.user, link_id=link_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- The utility's systems ------------------------------------------------------------------
+
+
+class UtilityAccountApi(APIView):
+    """The utility's customer system keeps consumer master data current, with its service token.
+    A new registered mobile ends the links its old number proved, at once, and tells their
+    holders; the new holder links with a code as usual."""
+
+    authentication_classes = [ServiceTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    class AccountInput(serializers.Serializer):
+        registered_mobile = serializers.CharField(max_length=32, required=False)
+        name = serializers.CharField(max_length=200, required=False)
+        premises_address = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+
+    class AccountOutput(serializers.Serializer):
+        id = serializers.IntegerField()
+        consumer_id = serializers.CharField()
+        registered_mobile = serializers.CharField()
+        registered_mobile_since = serializers.DateTimeField(allow_null=True)
+        name = serializers.CharField()
+        premises_address = serializers.CharField()
+        status = serializers.CharField()
+        links_ended = serializers.IntegerField()
+
+    @extend_schema(
+        request=AccountInput,
+        responses=AccountOutput,
+        summary="Change a consumer account's master data (utility systems)",
+    )
+    def patch(self, request, consumer_id: str):
+        data = self.AccountInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        account, ended = services.consumer_account_update(
+            utility=request.user.utility, consumer_id=consumer_id, **data.validated_data
+        )
+        account.links_ended = len(ended)
+        return Response(self.AccountOutput(account).data)

@@ -422,6 +422,47 @@ def account_close(*, account: ConsumerAccount, at: datetime | None = None) -> li
 
 # --- Consumer master data -------------------------------------------------------------------
 
+
+def consumer_account_update(
+    *,
+    utility: Utility,
+    consumer_id: str,
+    registered_mobile: str | None = None,
+    name: str | None = None,
+    premises_address: str | None = None,
+) -> tuple[ConsumerAccount, list[AccountLink]]:
+    """Change one account's master data, as the utility's systems send it. A new number is read
+    in the utility's country and ends the old number's links (account_mobile_change); a closed
+    account's data is history and is not changed. Returns the account and the ended links."""
+    mobile = (
+        phone_normalize(raw=registered_mobile, region=utility.country)
+        if registered_mobile is not None
+        else None
+    )
+    with transaction.atomic():
+        # Lock the account: a link being confirmed at the same moment sees one number or the other.
+        account = (
+            ConsumerAccount.objects.select_for_update()
+            .filter(utility=utility, consumer_id=consumer_id)
+            .first()
+        )
+        if account is None:
+            raise NotFound("No account has this consumer ID.", code="unknown_consumer")
+        if account.status == ConsumerAccount.Status.CLOSED:
+            raise Conflict("This account is closed.", code="account_closed")
+        ended = account_mobile_change(account=account, mobile=mobile) if mobile else []
+        changed = [
+            key
+            for key, value in (("name", name), ("premises_address", premises_address))
+            if value is not None and getattr(account, key) != value
+        ]
+        for key in changed:
+            setattr(account, key, name if key == "name" else premises_address)
+        if changed:
+            account.save(update_fields=[*changed, "updated_at"])
+    return account, ended
+
+
 IMPORT_COLUMNS = ("consumer_id", "registered_mobile", "name", "premises_address", "status")
 IMPORT_REQUIRED = ("consumer_id", "registered_mobile", "name")
 

@@ -15,4 +15,9 @@ urlpatterns = [
     path("links/", apis.LinkListApi.as_view(), name="links"),
     path("links/confirm/", apis.LinkConfirmApi.as_view(), name="links-confirm"),
     path("links/<int:link_id>/", apis.LinkDetailApi.as_view(), name="link-detail"),
+    path(
+        "utility/accounts/<str:consumer_id>/",
+        apis.UtilityAccountApi.as_view(),
+        name="utility-account",
+    ),
 ]

@@ -574,5 +574,8 @@ class Move(models.Model):
             ),
         ]
 
+    # Set by billing.moves when a retried request finds the move already made.
+    replayed = False
+
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.account} at {self.at:%Y-%m-%d %H:%M}"

@@ -269,6 +269,7 @@ def move_out(
         )
         done = Move.objects.filter(account=account, kind=Move.Kind.MOVE_OUT).first()
         if done is not None:
+            done.replayed = True
             return done
         if account.status == ConsumerAccount.Status.CLOSED:
             raise Conflict("This account is already closed.", code="account_closed")
@@ -354,9 +355,12 @@ def move_in(
         meter = Meter.objects.select_for_update().select_related("utility").get(pk=meter.pk)
         existing = ConsumerAccount.objects.filter(utility=utility, consumer_id=consumer_id).first()
         if existing is not None:
-            done = Move.objects.filter(account=existing, kind=Move.Kind.MOVE_IN, meters=meter)
-            if done.exists():
-                return done.first()
+            done = Move.objects.filter(
+                account=existing, kind=Move.Kind.MOVE_IN, meters=meter
+            ).first()
+            if done is not None:
+                done.replayed = True
+                return done
             raise Conflict(
                 "An account with this consumer ID already exists.", code="consumer_id_taken"
             )

@@ -186,9 +186,12 @@ def ledger_check() -> list[tuple[int, Decimal, Decimal]]:
         .values_list("account", "total")
     )
     wrong = []
+    # Amounts have at most 3 decimals; SQLite sums them as floats, so its total is rounded back.
+    cent = Decimal("0.001")
     for account_id, amount in Balance.objects.values_list("account", "amount"):
-        if sums.get(account_id, Decimal(0)) != amount:
-            wrong.append((account_id, amount, sums.get(account_id, Decimal(0))))
+        total = Decimal(sums.get(account_id) or 0).quantize(cent)
+        if total != amount:
+            wrong.append((account_id, amount, total))
     return wrong
 
 

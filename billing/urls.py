@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing import apis
+from billing.apis import utility
 
 urlpatterns = [
     path("accounts/<int:account_id>/balance/", apis.BalanceApi.as_view(), name="account-balance"),
@@ -25,4 +26,6 @@ urlpatterns = [
         apis.PaymentCodePayApi.as_view(),
         name="payment-code-pay",
     ),
+    path("utility/move-outs/", utility.MoveOutApi.as_view(), name="utility-move-out"),
+    path("utility/move-ins/", utility.MoveInApi.as_view(), name="utility-move-in"),
 ]

@@ -393,4 +393,4 @@ class PaymentPartnerAdmin(UtilityScopedAdmin):
         )
 
 
-from billing.admin import moves as moves_admin  # noqa: E402, F401  (registers the moves admin)
+from billing.admin import tenancy  # noqa: E402, F401  (registers the moves admin)
