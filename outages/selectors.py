@@ -39,9 +39,9 @@ def outage_meters(*, outage: Outage) -> QuerySet[Meter]:
 
 
 def _account_ids(*, outage: Outage):
-    if outage.status == Outage.Status.DRAFT:
-        return outage_scope_meters(outage=outage).exclude(account=None).values("account_id")
-    return outage.affected.exclude(account=None).values("account_id")
+    """Accounts to tell: those holding the outage's meters now (a published outage's snapshot
+    named who held them then; a tenant who has moved in since is told, one who left is not)."""
+    return outage_meters(outage=outage).exclude(account=None).values("account_id")
 
 
 def outage_user_ids(*, outage: Outage) -> QuerySet:

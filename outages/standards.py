@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import AccountLink, ConsumerAccount, Utility
@@ -24,6 +25,7 @@ from core.errors import Conflict, DomainError
 from core.money import money_quantize
 from core.timebuckets import local_midnight
 from core.workdays import utility_working_deadline
+from meters.models import MeterAssignment
 from notifications import categories as c
 from notifications.services import alert_create
 from outages.models import (
@@ -153,7 +155,16 @@ def compensation_record(
 
 
 def _outage_accounts(outage: Outage) -> list[ConsumerAccount]:
-    ids = outage.affected.exclude(account=None).values("account_id").distinct()
+    """The accounts that held the affected meters when the outage began: a tenant who moved in
+    after the notice but before the outage lived through it and is owed; one who left is not."""
+    began = outage.actual_start or outage.planned_start
+    ids = (
+        MeterAssignment.objects.filter(
+            meter_id__in=outage.affected.values("meter_id"), start__lte=began
+        )
+        .filter(Q(end__isnull=True) | Q(end__gt=began))
+        .values("account_id")
+    )
     return list(ConsumerAccount.objects.filter(pk__in=ids).order_by("pk"))
 
 

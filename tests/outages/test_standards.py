@@ -362,3 +362,31 @@ def test_the_exemption_deadline_is_10_saudi_working_days():
 
     assert compensation.exemption_deadline == datetime(2026, 12, 17, 21, 0, tzinfo=UTC)
     assert compensation.pay_by == compensation.failure_at + timedelta(days=30)
+
+
+def test_compensation_goes_to_whoever_held_the_meter_when_the_outage_began():
+    """Published to one tenant; a new tenant moved in before it began, lived through it, is owed."""
+    from billing import moves
+
+    transformer = transformer_of(saudi())
+    meter, _ = consumer_on(transformer)
+    old_account = meter.account
+    start = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)  # a Thursday, 09:00 in Riyadh
+    outage = _planned(transformer, start=start, hours=9)
+    services.outage_publish(outage_id=outage.pk, now=start - timedelta(days=3))
+    moves.move_out(account=old_account, at=start - timedelta(days=1))
+    new_account = moves.move_in(
+        meter=meter,
+        consumer_id="SA-NEW-1",
+        registered_mobile="+966501234567",
+        name="New tenant",
+        at=start - timedelta(days=1),
+    ).account
+    services.outage_start(outage_id=outage.pk, at=start, now=start)
+    services.outage_restore(
+        outage_id=outage.pk, at=start + timedelta(hours=9), now=start + timedelta(hours=9)
+    )
+
+    [compensation] = _compensations(Standard.RESTORATION)
+    assert compensation.account == new_account and compensation.amount == Decimal("350.00")
+    assert not Compensation.objects.filter(account=old_account).exists()
