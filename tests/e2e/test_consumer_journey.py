@@ -1,4 +1,5 @@
-"""A consumer's first day, over real HTTP: sign in, link two accounts, unlink one, register a phone."""
+"""A consumer's first day, over real HTTP: sign in, link two accounts, find every id from the links
+alone, unlink one, register a phone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from accounts.models import AccountLink
 from notifications.models import Device
 from tests.accounts.factories import ConsumerAccountFactory, UtilityFactory
 from tests.conftest import CODE
+from tests.meters.factories import MeterFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,6 +30,7 @@ def test_sign_in_link_two_accounts_unlink_one_and_register_a_device(live_server,
     parents = ConsumerAccountFactory(
         utility=utility, consumer_id="10020040", registered_mobile="+96566002345"
     )
+    meters = {a.consumer_id: MeterFactory(utility=utility, account=a) for a in (home, parents)}
     http = requests.Session()
     url = live_server.url + "/api/v1"
 
@@ -72,6 +75,20 @@ def test_sign_in_link_two_accounts_unlink_one_and_register_a_device(live_server,
 
     listed = http.get(f"{url}/links/").json()
     assert [item["consumer_id"] for item in listed] == ["10020030", "10020040"]
+    # Every id the other calls need comes from the links list: no guessing.
+    for item in listed:
+        assert item["access"] == "full"
+        balance = http.get(f"{url}/accounts/{item['account']}/balance/")
+        assert balance.status_code == 200
+        assert balance.json()["consumer_id"] == item["consumer_id"]
+        [meter] = item["meters"]
+        assert meter["serial"] == meters[item["consumer_id"]].serial and meter["current"]
+        usage = http.get(
+            f"{url}/meters/{meter['id']}/consumption/",
+            params={"period_from": "2026-11-01", "period_to": "2026-11-02"},
+        )
+        assert usage.status_code == 200
+        assert usage.json()["tenancies"][0]["account"] == item["account"]
 
     assert http.delete(f"{url}/links/{linked[1]['id']}/").status_code == 204
     assert [item["consumer_id"] for item in http.get(f"{url}/links/").json()] == ["10020030"]
