@@ -332,7 +332,12 @@ def link_remove(*, user: User, link_id: int) -> None:
 
 
 def _links_end(
-    *, links: Iterable[AccountLink], reason: str, at: datetime, category: str
+    *,
+    links: Iterable[AccountLink],
+    reason: str,
+    at: datetime,
+    category: str,
+    context: dict | None = None,
 ) -> list[AccountLink]:
     """End live links and tell each holder in their inbox (pushed too; never an SMS, which would
     go to the number that is no longer theirs)."""
@@ -351,6 +356,7 @@ def _links_end(
                 "consumer_id": link.account.consumer_id,
                 "account_id": link.account_id,
                 "at": at,
+                **(context or {}),
             },
             utility=link.account.utility,
         )
@@ -400,9 +406,16 @@ def account_mobile_change(
     )
 
 
-def account_close(*, account: ConsumerAccount, at: datetime | None = None) -> list[AccountLink]:
+def account_close(
+    *,
+    account: ConsumerAccount,
+    at: datetime | None = None,
+    category: str | None = None,
+    context: dict | None = None,
+) -> list[AccountLink]:
     """Close an account inside the caller's transaction: its links end, each holder keeps a
-    read-only view of the account's own history and is told. Closing twice changes nothing."""
+    read-only view of the account's own history and is told (by `category` with `context`, a
+    move-out's final statement say; plainly otherwise). Closing twice changes nothing."""
     from notifications import categories
 
     at = at or timezone.now()
@@ -416,7 +429,8 @@ def account_close(*, account: ConsumerAccount, at: datetime | None = None) -> li
         links=_live_links(account),
         reason=AccountLink.EndReason.ACCOUNT_CLOSED,
         at=at,
-        category=categories.ACCOUNT_CLOSED,
+        category=category or categories.ACCOUNT_CLOSED,
+        context=context,
     )
 
 

@@ -314,8 +314,40 @@ def move_out(
         )
         move.final_statement = _final_statement(account, tenancies)
         move.save()
-        account_close(account=account)
+        _tell_moved_out(account=account, move=move)
     return move
+
+
+def _tell_moved_out(*, account: ConsumerAccount, move: Move) -> None:
+    """Close the account, its holders told in the app with the final statement, and the tenant's
+    registered mobile by SMS (a tenant without the app hears too)."""
+    from notifications import categories
+    from notifications.tasks import send_sms
+
+    utility = account.utility
+    minor = Decimal(1).scaleb(-utility.currency_minor_unit)
+    credit_amount, debt_amount = Decimal(move.credit_amount), Decimal(move.debt_amount)
+    credit = f"{credit_amount.quantize(minor)} {utility.currency}"
+    debt = f"{debt_amount.quantize(minor)} {utility.currency}"
+    if move.source == "conversion":  # the consumer stays; the contract changes
+        account_close(account=account)
+        body = (
+            f"{utility.name}: postpaid account {account.consumer_id} is closed and replaced by "
+            f"prepaid account {move.carried_to.consumer_id}; {debt} carried as debt."
+        )
+    else:
+        account_close(
+            account=account,
+            category=categories.MOVED_OUT,
+            context={"credit": credit_amount, "debt": debt_amount},
+        )
+        body = (
+            f"{utility.name}: account {account.consumer_id} is closed "
+            f"({move.at.astimezone(utility.zone):%d %b %Y %H:%M}). Credit refunded or carried: "
+            f"{credit}; debt carried or written off: {debt}."
+        )
+    mobile = account.registered_mobile
+    transaction.on_commit(lambda: send_sms.delay(mobile, body))
 
 
 def move_in(

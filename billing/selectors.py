@@ -73,7 +73,8 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
     remaining = amount + (
         policy.emergency_credit if amount > -policy.emergency_credit else Decimal(0)
     )
-    if average and average > 0:
+    # A closed account is spent no more: there is nothing to project.
+    if average and average > 0 and account.status != ConsumerAccount.Status.CLOSED:
         if remaining <= 0:
             days_left, depletion = Decimal(0), today
         else:

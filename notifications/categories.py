@@ -37,6 +37,7 @@ COMPENSATION_CREDITED = "compensation_credited"
 SERVICE_REQUEST_UPDATE = "service_request_update"
 LINK_ENDED = "link_ended"
 ACCOUNT_CLOSED = "account_closed"
+MOVED_OUT = "moved_out"
 
 CATEGORIES: dict[str, Category] = {
     c.code: c
@@ -78,7 +79,8 @@ CATEGORIES: dict[str, Category] = {
             timedelta(days=3),
             "An account link ended: its registered mobile changed",
         ),
-        Category(ACCOUNT_CLOSED, False, timedelta(days=3), "An account was closed (moving out)"),
+        Category(ACCOUNT_CLOSED, False, timedelta(days=3), "An account was closed"),
+        Category(MOVED_OUT, False, timedelta(days=3), "Final statement on moving out"),
     ]
 }
 

@@ -244,6 +244,26 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "हटा दिया गया है। अगर खाता अब भी आपका है, तो नए नंबर से फिर जोड़ें या हेल्पलाइन पर कॉल करें।",
         ),
     },
+    c.MOVED_OUT: {
+        "en": (
+            "Final statement for account {consumer_id}",
+            "Account {consumer_id} was closed on {at} when you moved out. Credit returned to you or "
+            "carried to your new account: {credit}. Debt carried or written off: {debt}. The final "
+            "statement stays readable in the app.",
+        ),
+        "ar": (
+            "كشف الحساب الختامي للحساب رقم {consumer_id}",
+            "أُغلق الحساب رقم {consumer_id} في {at} عند انتقالك. الرصيد المعاد إليك أو المنقول إلى حسابك "
+            "الجديد: {credit}. الدين المنقول أو المُعفى منه: {debt}. يبقى كشف الحساب الختامي متاحًا في "
+            "التطبيق.",
+        ),
+        "hi": (
+            "खाता {consumer_id} का अंतिम विवरण",
+            "आपके घर छोड़ने पर खाता {consumer_id} {at} को बंद कर दिया गया। आपको लौटाया गया या नए खाते में "
+            "ले जाया गया बैलेंस: {credit}। आगे ले जाया गया या माफ़ किया गया बकाया: {debt}। अंतिम विवरण ऐप "
+            "में देखा जा सकता है।",
+        ),
+    },
     c.ACCOUNT_CLOSED: {
         "en": (
             "Account {consumer_id} is closed",
@@ -280,6 +300,7 @@ DEEP_LINKS: dict[str, str] = {
     c.SERVICE_REQUEST_UPDATE: "smartmeter://service-requests/{request_id}",
     c.LINK_ENDED: "smartmeter://accounts",
     c.ACCOUNT_CLOSED: "smartmeter://accounts/{account_id}/statement",
+    c.MOVED_OUT: "smartmeter://accounts/{account_id}/statement",
 }
 INBOX_LINK = "smartmeter://notifications"
 

@@ -58,7 +58,7 @@ def balance(account) -> Decimal:
     return Balance.objects.get(account=account).amount
 
 
-def test_move_out_and_move_in_end_to_end_with_a_refund(make_api, headend, meter):
+def test_move_out_and_move_in_end_to_end_with_a_refund(make_api, headend, meter, sms_outbox):
     old = meter.account
     old_user = AccountLinkFactory(account=old).user
     credit(old, "5.000", "t1")
@@ -79,7 +79,12 @@ def test_move_out_and_move_in_end_to_end_with_a_refund(make_api, headend, meter)
     assert old.status == "closed" and old.closed_at is not None
     link = AccountLink.objects.get(account=old)
     assert link.end_reason == "account_closed"
-    assert Notification.objects.get(user=old_user, category="account_closed")
+    told = Notification.objects.get(user=old_user, category="moved_out")
+    assert "4.760 KWD" in told.body or "4.760" in told.body
+    assert any(
+        m.to == old.registered_mobile and "Credit refunded or carried: 4.760 KWD" in m.body
+        for m in sms_outbox
+    )
 
     moved_in = headend.post(
         "/api/v1/utility/move-ins/",
