@@ -13,7 +13,9 @@ price the month's running total whatever order the readings arrive in.
 from __future__ import annotations
 
 import logging
+from array import array
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -21,8 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import ConsumerAccount
-from billing.ledger import Posting, ledger_post
+from accounts.models import ConsumerAccount, Utility
 from billing.models import Balance, ChargeCursor, ChargedDay, ChargeMonth, LedgerEntry, Tariff
 from billing.tariffs import WH_PER_KWH, Pricing, tariff_for
 from core.errors import DomainError
@@ -46,202 +47,445 @@ CURSOR_OVERLAP = timedelta(minutes=10)
 PASS_LIMIT = 2000
 
 
-def _holders(meter_id: int, day: date) -> list[MeterAssignment]:
-    """The tenancies of the meter that touch this UTC day, oldest first."""
-    day_start = datetime.combine(day, datetime.min.time(), UTC)
-    return list(
-        MeterAssignment.objects.filter(meter_id=meter_id, start__lt=day_start + timedelta(days=1))
-        .filter(Q(end__isnull=True) | Q(end__gt=day_start))
-        .select_related("account__utility")
+@dataclass
+class _Month:
+    """What one pass adds to an (account, local month): new energy and corrections, priced."""
+
+    new_wh: int = 0
+    new_nano: int = 0  # cost in billionths of the currency (flat and time of use)
+    changed_wh: int = 0
+    changed_nano: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+    def add(self, local: datetime, wh: int, nano: int, *, new: bool) -> None:
+        if new:
+            self.new_wh += wh
+            self.new_nano += nano
+        else:
+            self.changed_wh += wh
+            self.changed_nano += nano
+        if self.first is None or local < self.first:
+            self.first = local
+        if self.last is None or local > self.last:
+            self.last = local
+
+
+class _Prices:
+    """Tariffs for one pass, looked up once per utility and day (never longer: a tariff saved
+    between passes counts), with integer rates: millionths of the currency per kWh, so that
+    Wh × rate is billionths exactly."""
+
+    def __init__(self) -> None:
+        self._pricing: dict[tuple[int, date], Pricing | DomainError] = {}
+        self._rates: dict[tuple[int, int, date], list[int]] = {}
+
+    def pricing(self, utility: Utility, on: date) -> Pricing:
+        key = (utility.pk, on)
+        if key not in self._pricing:
+            try:
+                self._pricing[key] = tariff_for(utility=utility, payment_mode="prepaid", on=on)
+            except DomainError as exc:
+                self._pricing[key] = exc
+        found = self._pricing[key]
+        if isinstance(found, DomainError):
+            raise found
+        return found
+
+    def slot_rates(self, pricing: Pricing, calendar: _Calendar) -> list[int]:
+        """The rate of each slot of a UTC day under a flat or time-of-use tariff."""
+        key = (pricing.tariff.pk, calendar.zone_key, calendar.day)
+        if key not in self._rates:
+            self._rates[key] = [
+                int(pricing.rate_at(local.time()) * MICRO) for local in calendar.locals
+            ]
+        return self._rates[key]
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """The local time, day and month of each quarter-hour of a UTC day in one zone (a DST day
+    maps its intervals one by one)."""
+
+    day: date
+    zone_key: str
+    locals: list[datetime]
+    months: list[date]
+
+    @classmethod
+    def of(cls, day: date, utility: Utility, cache: dict) -> _Calendar:
+        key = (day, utility.timezone)
+        if key not in cache:
+            zone = utility.zone
+            locals_ = [slot_start(day, slot).astimezone(zone) for slot in range(96)]
+            cache[key] = cls(
+                day, utility.timezone, locals_, [t.date().replace(day=1) for t in locals_]
+            )
+        return cache[key]
+
+
+MICRO = 1_000_000
+NANO = Decimal(1_000_000_000)
+
+
+def _slab_nano(pricing: Pricing, wh: int) -> int:
+    """A month's total under progressive slabs, in billionths: each Wh at its slab's rate."""
+    cost = 0
+    slabs = pricing.slabs
+    for index, (start, rate) in enumerate(slabs):
+        start_wh = int(start) * 1000
+        if wh <= start_wh:
+            break
+        end_wh = int(slabs[index + 1][0]) * 1000 if index + 1 < len(slabs) else None
+        cost += ((wh if end_wh is None else min(wh, end_wh)) - start_wh) * int(rate * MICRO)
+    return cost
+
+
+def charges_apply(*, keys: list[tuple[int, date]], strict: bool = False) -> tuple[int, set[int]]:
+    """Charge a batch of prepaid meter-days in a few set-wide statements.
+
+    1. Read the batch's meters and the tenancies that touch its days: each interval is charged
+       to the account that held the meter when it began (money follows the interval's time, so
+       a correction for a day before a move-out goes to the old account, never the new tenant).
+    2. Lock the accounts' Balance rows in ascending id (the lock order of every money movement:
+       a top-up takes the same lock first), then the days' ChargedDay rows (made empty on first
+       use). Under those locks re-read the readings: a day a concurrent pass, or the same task
+       delivered twice, has charged since is unchanged now and costs nothing.
+    3. Compare each day slot by slot with its charged copy: a slot absent then and present now is
+       new energy (ENERGY_CHARGE), a changed one a correction (ENERGY_ADJUSTMENT, debit or refund).
+       Group by account and local month; price in integers (flat and time of use per slot,
+       progressive slabs on the month's running total in ChargeMonth).
+    4. Post the rounded running total minus what was posted (so rounding never drifts), plus the
+       fixed charge of each local day that now has readings, once; move the balances; store the
+       new copies. An interval no account held is left out of the copy (a move-in dated back over
+       it charges it later). A day without a tariff is set aside (`strict`: refused).
+    Returns how many meter-days were charged and the accounts whose balance moved.
+    """
+    keys = sorted(set(keys))
+    if not keys:
+        return 0, set()
+    wanted = set(keys)
+    meter_ids = sorted({meter_id for meter_id, _ in keys})
+    days = sorted({day for _, day in keys})
+    meters = {
+        m.pk: m
+        for m in Meter.objects.filter(pk__in=meter_ids, payment_mode=Meter.PaymentMode.PREPAID)
+        .select_related("utility")
+        .only("pk", "serial", "utility")
+    }
+    first = datetime.combine(days[0], datetime.min.time(), UTC)
+    last = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    holders: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
+    for meter_id, account_id, start, end in (
+        MeterAssignment.objects.filter(meter_id__in=list(meters), start__lt=last)
+        .filter(Q(end__isnull=True) | Q(end__gt=first))
         .order_by("start")
+        .values_list("meter_id", "account_id", "start", "end")
+    ):
+        holders[meter_id].append((account_id, start, end))
+    account_ids = sorted({a for tenancies in holders.values() for a, _, _ in tenancies})
+    charged, touched = 0, set()
+    with transaction.atomic():
+        Balance.objects.bulk_create(
+            [Balance(account_id=a) for a in account_ids], ignore_conflicts=True
+        )
+        balances = {
+            b.account_id: b
+            for b in Balance.objects.select_for_update()
+            .filter(account_id__in=account_ids)
+            .order_by("account_id")
+        }
+        ChargedDay.objects.bulk_create(
+            [
+                ChargedDay(
+                    meter_id=m, day=d, values=EMPTY_VALUES, quality=EMPTY_QUALITY, charged_at=EPOCH
+                )
+                for m, d in keys
+                if m in meters
+            ],
+            ignore_conflicts=True,
+        )
+        states = {
+            (s.meter_id, s.day): s
+            for s in ChargedDay.objects.select_for_update()
+            .filter(meter_id__in=list(meters), day__in=days)
+            .order_by("meter_id", "day")
+            if (s.meter_id, s.day) in wanted
+        }
+        rows = {
+            (m, d): (v, q, u)
+            for m, d, v, q, u in MeterDay.objects.filter(
+                meter_id__in=list(meters), day__in=days
+            ).values_list("meter_id", "day", "values", "quality", "updated_at")
+            if (m, d) in wanted
+        }
+        prices, calendars = _Prices(), {}
+        months: dict[tuple[int, date], dict[tuple[int, date], _Month]] = defaultdict(dict)
+        fixed: dict[tuple[int, date], tuple[Pricing, Utility]] = {}
+        done: list[ChargedDay] = []
+        blocked: list[ChargedDay] = []
+        for key in keys:
+            meter, state, row = meters.get(key[0]), states.get(key), rows.get(key)
+            if meter is None or state is None or row is None or row[2] <= state.charged_at:
+                continue
+            try:
+                work = _day_work(meter, key[1], row, state, holders[key[0]], prices, calendars)
+            except DomainError as exc:
+                if strict:
+                    raise
+                # No tariff yet: set aside until the readings change or a tariff is saved.
+                logger.warning("meter %s day %s not charged: %s", key[0], key[1], exc.message)
+                state.blocked_at = row[2]
+                blocked.append(state)
+                continue
+            day_months, day_fixed = work
+            for group, month in day_months.items():
+                months[group][key] = month
+            fixed.update(day_fixed)
+            state.version += 1
+            state.charged_at = row[2]
+            done.append(state)
+            charged += 1
+        closed = set(
+            ConsumerAccount.objects.filter(
+                pk__in=account_ids, status=ConsumerAccount.Status.CLOSED
+            ).values_list("pk", flat=True)
+        )
+        entries = _post(
+            meters,
+            months,
+            fixed,
+            balances,
+            prices,
+            versions={(s.meter_id, s.day): s.version for s in done},
+            closed=closed,
+        )
+        for entry in entries:
+            touched.add(entry.account_id)
+        LedgerEntry.objects.bulk_create(entries, batch_size=1000)
+        now = timezone.now()
+        moved = [balances[a] for a in sorted(touched)]
+        for balance in moved:
+            balance.updated_at = now
+        _save(Balance, moved, ["amount", "updated_at"])
+        _save(ChargedDay, done, ["values", "quality", "version", "charged_at"])
+        _save(ChargedDay, blocked, ["blocked_at"])
+    return charged, touched
+
+
+def _day_work(meter, day, row, state, tenancies, prices, calendars):
+    """One meter-day's difference from its charged copy, grouped by (account, local month), and
+    the local days that now have readings (for their fixed charge). Updates the copy in place."""
+    utility = meter.utility
+    new_values, new_quality = values_unpack(bytes(row[0])), bytes(row[1])
+    old_values, old_quality = values_unpack(bytes(state.values)), bytearray(state.quality)
+    copy_values = array("i", old_values)
+    calendar = _Calendar.of(day, utility, calendars)
+    months: dict[tuple[int, date], _Month] = {}
+    fixed: dict[tuple[int, date], tuple[Pricing, Utility]] = {}
+    single = (
+        tenancies[0][0]
+        if len(tenancies) == 1
+        and tenancies[0][1] <= slot_start(day, 0)
+        and (tenancies[0][2] is None or tenancies[0][2] >= slot_start(day, 96))
+        else None
+    )
+    for slot in range(96):
+        nq, oq = new_quality[slot], old_quality[slot]
+        nv, ov = new_values[slot], old_values[slot]
+        if nq == oq and nv == ov:
+            continue
+        if single is not None:
+            account_id = single
+        else:
+            moment = slot_start(day, slot)
+            account_id = next(
+                (
+                    a
+                    for a, start, end in tenancies
+                    if start <= moment and (end is None or moment < end)
+                ),
+                None,
+            )
+            if account_id is None:  # nobody held the meter: keep the slot uncharged in the copy
+                continue
+        copy_values[slot], old_quality[slot] = nv, nq
+        was, now_present = oq in PRESENT, nq in PRESENT
+        if not was and not now_present:
+            continue
+        before, after = (ov if was else 0), (nv if now_present else 0)
+        if was and after == before:
+            continue
+        local, month_start = calendar.locals[slot], calendar.months[slot]
+        pricing = prices.pricing(utility, month_start)
+        group = (account_id, month_start)
+        month = months.get(group)
+        if month is None:
+            month = months[group] = _Month()
+        wh = after if not was else after - before
+        nano = 0
+        if pricing.tariff.kind != Tariff.Kind.PROGRESSIVE:
+            nano = wh * prices.slot_rates(pricing, calendar)[slot]
+        month.add(local, wh, nano, new=not was)
+        if not was:
+            fixed_day = local.date()
+            if (account_id, fixed_day) not in fixed:
+                fixed[(account_id, fixed_day)] = (prices.pricing(utility, fixed_day), utility)
+    state.values, state.quality = values_pack(copy_values), bytes(old_quality)
+    return months, fixed
+
+
+def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[LedgerEntry]:
+    """Ledger entries for a pass: per (meter-day, account, month) the charge and the correction,
+    as the month's rounded running total minus what it had posted; then the fixed charges not
+    posted yet. Each entry carries its account's running balance."""
+    groups = sorted(months)
+    ChargeMonth.objects.bulk_create(
+        [ChargeMonth(account_id=a, month=m) for a, m in groups], ignore_conflicts=True
+    )
+    accounts = sorted({a for a, _ in groups})
+    month_starts = sorted({m for _, m in groups})
+    states = {
+        (c.account_id, c.month): c
+        for c in ChargeMonth.objects.select_for_update()
+        .filter(account_id__in=accounts, month__in=month_starts)
+        .order_by("account_id", "month")
+    }
+    entries: list[LedgerEntry] = []
+    changed_states = []
+    for group in groups:
+        account_id, month_start = group
+        state = states[group]
+        changed_states.append(state)
+        exact = int(state.exact_cost * NANO)
+        for (meter_id, day), month in sorted(months[group].items()):
+            meter = meters[meter_id]
+            utility = meter.utility
+            pricing = prices.pricing(utility, month_start)
+            if pricing.tariff.kind == Tariff.Kind.PROGRESSIVE:
+                base = state.wh
+                new_nano = _slab_nano(pricing, base + month.new_wh) - _slab_nano(pricing, base)
+                changed_nano = _slab_nano(
+                    pricing, base + month.new_wh + month.changed_wh
+                ) - _slab_nano(pricing, base + month.new_wh)
+            else:
+                new_nano, changed_nano = month.new_nano, month.changed_nano
+            version = versions[(meter_id, day)]
+            for kind, wh, nano, suffix in (
+                (LedgerEntry.Kind.ENERGY_CHARGE, month.new_wh, new_nano, "c"),
+                (LedgerEntry.Kind.ENERGY_ADJUSTMENT, month.changed_wh, changed_nano, "a"),
+            ):
+                if not wh and not nano:
+                    continue
+                exact += nano
+                state.wh += wh
+                target = money_quantize(
+                    Decimal(exact) / NANO, minor_unit=utility.currency_minor_unit
+                )
+                amount = target - state.posted
+                state.posted = target
+                if not amount:
+                    continue
+                kwh = Decimal(wh) / WH_PER_KWH
+                label = (
+                    "Energy" if kind == LedgerEntry.Kind.ENERGY_CHARGE else "Correction of energy"
+                )
+                if account_id in closed:
+                    # Readings for a tenancy that arrive after its move-out adjust its final statement.
+                    kind = LedgerEntry.Kind.ENERGY_ADJUSTMENT
+                    label = f"After the final statement: {label.lower()}"
+                entries.append(
+                    _entry(
+                        balances[account_id],
+                        utility,
+                        kind=kind,
+                        amount=-amount,
+                        key=f"energy:{meter_id}:{day.isoformat()}:{version}:{account_id}:{month_start:%Y-%m}:{suffix}",
+                        description=f"{label}, {kwh.normalize():f} kWh, meter {meter.serial}",
+                        period_start=month.first,
+                        period_end=month.last + INTERVAL,
+                        kwh=kwh,
+                        rate=(Decimal(nano) / NANO / kwh).quantize(Decimal("0.000001"))
+                        if kwh
+                        else None,
+                        meta={
+                            "tariff": pricing.tariff.pk,
+                            "meter": meter_id,
+                            "utc_day": day.isoformat(),
+                        },
+                    )
+                )
+        state.exact_cost = Decimal(exact) / NANO
+    _save(ChargeMonth, changed_states, ["wh", "exact_cost", "posted"])
+    keys = {
+        f"fixed:{a}:{d.isoformat()}": (a, d)
+        for (a, d), (pricing, _) in fixed.items()
+        if pricing.tariff.fixed_daily_charge
+    }
+    posted = set(LedgerEntry.objects.filter(key__in=list(keys)).values_list("key", flat=True))
+    for key, (account_id, local_day) in sorted(keys.items()):
+        if key in posted:
+            continue
+        pricing, utility = fixed[(account_id, local_day)]
+        start = datetime.combine(local_day, datetime.min.time(), utility.zone)
+        entries.append(
+            _entry(
+                balances[account_id],
+                utility,
+                kind=LedgerEntry.Kind.FIXED_CHARGE,
+                amount=-pricing.tariff.fixed_daily_charge,
+                key=key,
+                description=f"Fixed charge for {local_day:%d %b %Y}",
+                period_start=start,
+                period_end=start + timedelta(days=1),
+                meta={"tariff": pricing.tariff.pk},
+            )
+        )
+    return entries
+
+
+def _entry(balance: Balance, utility: Utility, *, amount: Decimal, **fields) -> LedgerEntry:
+    """A ledger row carrying its account's running balance (the Balance row is locked)."""
+    balance.amount += amount
+    return LedgerEntry(
+        account_id=balance.account_id,
+        amount=amount,
+        balance_after=balance.amount,
+        currency=utility.currency,
+        created_at=timezone.now(),
+        **fields,
     )
 
 
-def _holder_at(holders: list[MeterAssignment], moment: datetime) -> MeterAssignment | None:
-    for holder in holders:
-        if holder.start <= moment and (holder.end is None or moment < holder.end):
-            return holder
-    return None
-
-
-def meter_day_charge(*, meter_id: int, day: date, pricings: dict | None = None) -> list[Posting]:
-    """Charge the difference between a prepaid meter's day as it is and as it was charged.
-
-    1. Find the accounts that held the meter during the day: each interval is charged to the
-       account that held the meter when it began (money follows the interval's time, so a late
-       correction for a day before a move-out goes to the old account, never the new tenant).
-    2. Lock those accounts' Balance rows (ascending ids), then the day's ChargedDay row (created
-       empty on first use): two passes over the same day queue here rather than both charging
-       the same new intervals.
-    3. Compare slot by slot with the current readings; group new and corrected energy by account
-       and local month (a UTC day can straddle two).
-    4. Price it (flat, time of use, or the month's slabs), post charge and adjustment entries
-       keyed by meter, day, version, account and month, plus the fixed daily charge of each local
-       day that now has readings, then store the new copy. An interval no account held (a vacant
-       meter) is left out of the copy, so a move-in dated back over it still charges it.
-    `pricings` memoises tariffs for one pass (never longer: a tariff saved between passes counts).
-    """
-    pricings = {} if pricings is None else pricings
-
-    def price(on: date) -> Pricing:
-        key = (meter.utility_id, on)
-        if key not in pricings:
-            pricings[key] = tariff_for(utility=utility, payment_mode="prepaid", on=on)
-        return pricings[key]
-
-    meter = Meter.objects.select_related("utility").get(pk=meter_id)
-    holders = _holders(meter_id, day)
-    if meter.payment_mode != Meter.PaymentMode.PREPAID or not holders:
-        return []
-    utility, zone = meter.utility, meter.utility.zone
-    postings: list[Posting] = []
-    with transaction.atomic():
-        # Lock order for every money movement of an account: its Balance row first (several in
-        # ascending id). A top-up and a charge taking their locks in different orders could deadlock.
-        account_ids = sorted({h.account_id for h in holders})
-        for account_id in account_ids:
-            Balance.objects.get_or_create(account_id=account_id)
-        list(Balance.objects.select_for_update().filter(account_id__in=account_ids).order_by("pk"))
-        ChargedDay.objects.get_or_create(
-            meter_id=meter_id,
-            day=day,
-            defaults={"values": EMPTY_VALUES, "quality": EMPTY_QUALITY, "charged_at": EPOCH},
+def _save(model, rows: list, fields: list[str]) -> None:
+    """Write back a pass's changed rows: on PostgreSQL one statement per table, joined to arrays
+    of the new values; elsewhere row by row."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        for row in rows:
+            model.objects.filter(pk=row.pk).update(**{f: getattr(row, f) for f in fields})
+        return
+    table = model._meta.db_table
+    pk_columns = [f.column for f in model._meta.pk_fields]
+    columns = [model._meta.get_field(f) for f in fields]
+    names = pk_columns + [c.column for c in columns]
+    types = [f.rel_db_type(connection) for f in model._meta.pk_fields]
+    types += [c.db_type(connection) for c in columns]
+    arrays = [[getattr(row, c) for row in rows] for c in pk_columns]
+    arrays += [
+        [c.get_db_prep_value(getattr(row, c.attname), connection) for row in rows] for c in columns
+    ]
+    selects = ", ".join(f"unnest(%s::{t}[])" for t in types)
+    sets = ", ".join(f'"{c.column}" = v."{c.column}"' for c in columns)
+    joins = " AND ".join(f't."{c}" = v."{c}"' for c in pk_columns)
+    column_list = ", ".join(f'"{n}"' for n in names)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{table}" t SET {sets} FROM (SELECT {selects}) AS v({column_list}) '  # noqa: S608
+            f"WHERE {joins}",
+            arrays,
         )
-        state = ChargedDay.objects.select_for_update().get(pk=(meter_id, day))
-        row = (
-            MeterDay.objects.filter(pk=(meter_id, day))
-            .values_list("values", "quality", "updated_at")
-            .first()
-        )
-        if row is None or row[2] <= state.charged_at:
-            return []
-        new_values, new_quality = values_unpack(bytes(row[0])), bytes(row[1])
-        old_values, old_quality = values_unpack(bytes(state.values)), bytearray(state.quality)
-        copy_values = values_unpack(bytes(state.values))
-
-        # (account, month) → {"new": [(local, wh)], "changed": [(local, delta_wh)]}
-        months: dict[tuple[int, date], dict[str, list]] = defaultdict(
-            lambda: {"new": [], "changed": []}
-        )
-        local_days: set[tuple[int, date]] = set()
-        accounts = {h.account_id: h.account for h in holders}
-        for slot in range(96):
-            moment = slot_start(day, slot)
-            holder = _holder_at(holders, moment)
-            if holder is None:  # nobody held the meter: keep the slot uncharged in the copy
-                continue
-            was, now_present = old_quality[slot] in PRESENT, new_quality[slot] in PRESENT
-            copy_values[slot], old_quality[slot] = new_values[slot], new_quality[slot]
-            before = old_values[slot] if was else 0
-            after = new_values[slot] if now_present else 0
-            if not was and not now_present:
-                continue
-            local = moment.astimezone(zone)
-            key = (holder.account_id, local.date().replace(day=1))
-            if not was:
-                months[key]["new"].append((local, after))
-                local_days.add((holder.account_id, local.date()))
-            elif after != before:
-                months[key]["changed"].append((local, after - before))
-
-        for (account_id, month), work in sorted(months.items()):
-            if not work["new"] and not work["changed"]:
-                continue
-            postings += _post_month(
-                meter, accounts[account_id], month, price(month), work, day, state.version + 1
-            )
-        for account_id, local_day in sorted(local_days):
-            pricing = price(local_day)
-            fixed = pricing.tariff.fixed_daily_charge
-            if fixed:
-                start = datetime.combine(local_day, datetime.min.time(), zone)
-                postings.append(
-                    ledger_post(
-                        account=accounts[account_id],
-                        kind=LedgerEntry.Kind.FIXED_CHARGE,
-                        amount=-fixed,
-                        key=f"fixed:{account_id}:{local_day.isoformat()}",
-                        description=f"Fixed charge for {local_day:%d %b %Y}",
-                        period_start=start,
-                        period_end=start + timedelta(days=1),
-                        meta={"tariff": pricing.tariff.pk},
-                    )
-                )
-        state.values, state.quality = values_pack(copy_values), bytes(old_quality)
-        state.version += 1
-        state.charged_at = row[2]
-        state.save()
-    return postings
-
-
-def _post_month(
-    meter: Meter,
-    account: ConsumerAccount,
-    month: date,
-    pricing: Pricing,
-    work: dict,
-    day: date,
-    version: int,
-) -> list[Posting]:
-    minor = meter.utility.currency_minor_unit
-    closed = account.status == ConsumerAccount.Status.CLOSED
-    ChargeMonth.objects.get_or_create(account=account, month=month)
-    state = ChargeMonth.objects.select_for_update().get(account=account, month=month)
-    new_wh = sum(wh for _, wh in work["new"])
-    changed_wh = sum(delta for _, delta in work["changed"])
-    if pricing.tariff.kind == Tariff.Kind.PROGRESSIVE:
-        base = Decimal(state.wh) / WH_PER_KWH
-        after_new = base + Decimal(new_wh) / WH_PER_KWH
-        after_all = after_new + Decimal(changed_wh) / WH_PER_KWH
-        new_cost = pricing.month_cost(after_new) - pricing.month_cost(base)
-        changed_cost = pricing.month_cost(after_all) - pricing.month_cost(after_new)
-    else:
-        new_cost = (
-            sum((Decimal(wh) * pricing.rate_at(t.time()) for t, wh in work["new"]), Decimal(0))
-            / WH_PER_KWH
-        )
-        changed_cost = (
-            sum((Decimal(d) * pricing.rate_at(t.time()) for t, d in work["changed"]), Decimal(0))
-            / WH_PER_KWH
-        )
-    postings = []
-    moments = [t for t, _ in work["new"] + work["changed"]]
-    period_start, period_end = min(moments), max(moments) + INTERVAL
-    for kind, wh, cost, suffix in (
-        (LedgerEntry.Kind.ENERGY_CHARGE, new_wh, new_cost, "c"),
-        (LedgerEntry.Kind.ENERGY_ADJUSTMENT, changed_wh, changed_cost, "a"),
-    ):
-        if not wh and not cost:
-            continue
-        state.exact_cost += cost
-        state.wh += wh
-        target = money_quantize(state.exact_cost, minor_unit=minor)
-        amount = target - state.posted
-        state.posted = target
-        if not amount:
-            continue
-        kwh = Decimal(wh) / WH_PER_KWH
-        label = "Energy" if kind == LedgerEntry.Kind.ENERGY_CHARGE else "Correction of energy"
-        if closed:
-            # Readings for the tenancy that arrive after the move-out adjust its final statement.
-            kind = LedgerEntry.Kind.ENERGY_ADJUSTMENT
-            label = f"After the final statement: {label.lower()}"
-        postings.append(
-            ledger_post(
-                account=account,
-                kind=kind,
-                amount=-amount,
-                key=f"energy:{meter.pk}:{day.isoformat()}:{version}:{account.pk}:{month:%Y-%m}:{suffix}",
-                description=f"{label}, {kwh.normalize():f} kWh, meter {meter.serial}",
-                period_start=period_start,
-                period_end=period_end,
-                kwh=kwh,
-                rate=(cost / kwh).quantize(Decimal("0.000001")) if kwh else None,
-                meta={"tariff": pricing.tariff.pk, "meter": meter.pk, "utc_day": day.isoformat()},
-            )
-        )
-    state.save()
-    return postings
 
 
 def _cursor_name(shard: int, shards: int) -> str:
@@ -294,21 +538,7 @@ def charges_run(
     """One charging pass over one shard. Returns how many meter-days were charged and the accounts touched."""
     started = timezone.now()
     pending = charges_pending(limit=limit, shard=shard, shards=shards)
-    accounts: set[int] = set()
-    pricings: dict = {}
-    for meter_id, day, updated_at in pending:
-        try:
-            for posting in meter_day_charge(meter_id=meter_id, day=day, pricings=pricings):
-                accounts.add(posting.entry.account_id)
-        except DomainError as exc:
-            # No tariff yet: set the day aside until its readings change or a tariff is saved.
-            logger.warning("meter %s day %s not charged: %s", meter_id, day, exc.message)
-            ChargedDay.objects.get_or_create(
-                meter_id=meter_id,
-                day=day,
-                defaults={"values": EMPTY_VALUES, "quality": EMPTY_QUALITY, "charged_at": EPOCH},
-            )
-            ChargedDay.objects.filter(pk=(meter_id, day)).update(blocked_at=_aware(updated_at))
+    _, accounts = charges_apply(keys=[(meter_id, day) for meter_id, day, _ in pending])
     # Everything changed before this pass began has been seen, or, when the pass was full, everything
     # up to its newest row. Days that could not be charged (no tariff yet) are passed over then;
     # saving a tariff in the admin rewinds the cursors so that they are charged.
@@ -319,39 +549,61 @@ def charges_run(
     return len(pending), accounts
 
 
-def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime) -> list[Posting]:
+def meter_day_charge(*, meter_id: int, day: date) -> int:
+    """Charge one meter-day now (a move-out's final charging); a day without a tariff is refused."""
+    return charges_apply(keys=[(meter_id, day)], strict=True)[0]
+
+
+def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime) -> int:
     """Give back what `account` was charged for the meter's intervals from `after` on (a move-out
-    dated before readings already charged): the energy is refunded to it, the slots are cleared
-    from the charged copy, and the days are marked for charging again, to the next holder.
-    Runs in the caller's transaction, with the account's Balance row locked first."""
+    dated before readings already charged): the energy is refunded to it at the prices it was
+    charged, the slots are cleared from the charged copy, and the days are marked for charging
+    again, to the next holder. Runs in the caller's transaction. Returns the entries posted."""
     meter = Meter.objects.select_related("utility").get(pk=meter_id)
-    zone = meter.utility.zone
-    postings: list[Posting] = []
-    Balance.objects.select_for_update().get(account=account)
+    balance = Balance.objects.select_for_update().get(account=account)
+    prices, calendars = _Prices(), {}
+    months: dict[tuple[int, date], dict[tuple[int, date], _Month]] = defaultdict(dict)
+    released: list[ChargedDay] = []
     states = ChargedDay.objects.select_for_update().filter(
         meter_id=meter_id, day__gte=after.astimezone(UTC).date()
     )
     for state in states.order_by("day"):
         values, quality = values_unpack(bytes(state.values)), bytearray(state.quality)
-        months: dict[date, dict[str, list]] = defaultdict(lambda: {"new": [], "changed": []})
+        calendar = _Calendar.of(state.day, meter.utility, calendars)
+        day_months: dict[tuple[int, date], _Month] = {}
         for slot in range(96):
-            moment = slot_start(state.day, slot)
-            if moment < after or quality[slot] not in PRESENT:
+            if slot_start(state.day, slot) < after or quality[slot] not in PRESENT:
                 continue
-            local = moment.astimezone(zone)
-            months[local.date().replace(day=1)]["changed"].append((local, -values[slot]))
+            month_start = calendar.months[slot]
+            pricing = prices.pricing(meter.utility, month_start)
+            wh = -values[slot]
+            nano = 0
+            if pricing.tariff.kind != Tariff.Kind.PROGRESSIVE:
+                nano = wh * prices.slot_rates(pricing, calendar)[slot]
+            month = day_months.setdefault((account.pk, month_start), _Month())
+            month.add(calendar.locals[slot], wh, nano, new=False)
             values[slot], quality[slot] = 0, 0
-        if not months:
+        if not day_months:
             continue
-        for month, work in sorted(months.items()):
-            pricing = tariff_for(utility=meter.utility, payment_mode="prepaid", on=month)
-            postings += _post_month(
-                meter, account, month, pricing, work, state.day, state.version + 1
-            )
+        for group, month in day_months.items():
+            months[group][(meter_id, state.day)] = month
         state.values, state.quality = values_pack(values), bytes(quality)
         state.version += 1
         state.charged_at = (
             EPOCH  # charge the day again: its cleared slots belong to the next holder
         )
-        state.save()
-    return postings
+        released.append(state)
+    entries = _post(
+        {meter_id: meter},
+        months,
+        {},
+        {account.pk: balance},
+        prices,
+        versions={(s.meter_id, s.day): s.version for s in released},
+        closed=set(),
+    )
+    LedgerEntry.objects.bulk_create(entries)
+    balance.updated_at = timezone.now()
+    _save(Balance, [balance], ["amount", "updated_at"])
+    _save(ChargedDay, released, ["values", "quality", "version", "charged_at"])
+    return len(entries)

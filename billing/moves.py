@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.models import AccountLink, ConsumerAccount, User, Utility
 from accounts.services import account_close
 from billing.bills import bill_issue
-from billing.charging import charges_release, meter_day_charge
+from billing.charging import charges_apply, charges_release
 from billing.ledger import ledger_post
 from billing.models import (
     Balance,
@@ -73,17 +73,19 @@ def _pending_days(*, meter_id: int, since: datetime) -> list:
 def _final_charging(*, account: ConsumerAccount, tenancies: list[MeterAssignment]) -> None:
     """Charge every reading of the tenancy not yet charged, now, inside the move's transaction.
     A day that cannot be charged (no tariff for it) stops the move: nothing is half-settled."""
-    for tenancy in tenancies:
-        if tenancy.meter.payment_mode == Meter.PaymentMode.PREPAID:
-            for day in _pending_days(meter_id=tenancy.meter_id, since=tenancy.start):
-                try:
-                    meter_day_charge(meter_id=tenancy.meter_id, day=day)
-                except DomainError as exc:
-                    raise Conflict(
-                        f"Readings of meter {tenancy.meter.serial} for {day} cannot be charged "
-                        f"({exc.message}). Settle charging first.",
-                        code="charging_unsettled",
-                    ) from None
+    pending = [
+        (tenancy.meter_id, day)
+        for tenancy in tenancies
+        if tenancy.meter.payment_mode == Meter.PaymentMode.PREPAID
+        for day in _pending_days(meter_id=tenancy.meter_id, since=tenancy.start)
+    ]
+    try:
+        charges_apply(keys=pending, strict=True)
+    except DomainError as exc:
+        raise Conflict(
+            f"Readings of the tenancy cannot be charged ({exc.message}). Settle charging first.",
+            code="charging_unsettled",
+        ) from None
     if any(t.meter.payment_mode == Meter.PaymentMode.POSTPAID for t in tenancies):
         zone = account.utility.zone
         last_billed = Bill.objects.filter(account=account).aggregate(m=Max("month"))["m"]

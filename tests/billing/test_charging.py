@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -217,3 +217,44 @@ def test_interval_costs_follow_time_of_use(make_api, meter):
         },
     ).json()
     assert [b["cost"] for b in body["buckets"]] == ["0.002", "0.002", "0.005", "0.005"]
+
+
+def test_progressive_slabs_are_priced_on_the_months_running_total_within_one_batch(db):
+    """Two meters of one account charged in the same pass: 60 + 60 kWh cross the 100 kWh slab."""
+    account_meter = MeterFactory()
+    second = MeterFactory(utility=account_meter.utility, account=account_meter.account)
+    progressive_tariff(account_meter.utility, slabs=((0, "0.010"), (100, "0.020")), mode="prepaid")
+    for m in (account_meter, second):
+        ingest(m, DAY, [2500] * 24)  # 60 kWh each
+
+    charging.charges_run()
+
+    # 100 kWh at 10 fils and 20 kWh at 20 fils, whatever the order within the batch.
+    assert balance(account_meter.account) == Decimal("-1.400")
+    charged = LedgerEntry.objects.filter(kind="energy_charge")
+    assert sum(e.kwh for e in charged) == Decimal("120.000")
+    assert ledger_check() == []
+
+
+def test_a_dst_day_is_priced_by_each_intervals_local_time(db):
+    """Cairo leaves summer time at midnight ending 29 October 2026 (the hour 23:00-24:00 runs
+    twice): that local day has 100 quarter-hours, each priced at its own wall-clock time."""
+    from tests.meters.factories import egypt
+
+    meter = MeterFactory(utility=egypt())
+    tou_tariff(meter.utility, base="0.50", peak="1.00", start=time(23), end=time(0))
+    zone = meter.utility.zone
+    local_start = datetime(2026, 10, 29, tzinfo=zone)
+    first = local_start.astimezone(UTC)
+    count = int((datetime(2026, 10, 30, tzinfo=zone).astimezone(UTC) - first) / Q)
+    assert count == 100
+    ingest(meter, first, [1000] * count)
+
+    charging.charges_run()
+
+    peak = sum(1 for i in range(count) if (first + i * Q).astimezone(zone).hour == 23)
+    assert peak == 8
+    expected = Decimal(peak) * Decimal("1.00") + Decimal(count - peak) * Decimal("0.50")
+    assert balance(meter.account) == -expected
+    assert sum(e.kwh for e in LedgerEntry.objects.filter(kind="energy_charge")) == 100
+    assert ledger_check() == []

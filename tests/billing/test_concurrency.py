@@ -73,3 +73,60 @@ def test_concurrent_top_ups_and_charges_leave_the_exact_balance():
     for amount, after in LedgerEntry.objects.order_by("id").values_list("amount", "balance_after"):
         running += amount
         assert after == running
+
+
+def _race(jobs) -> list[Exception]:
+    barrier = threading.Barrier(len(jobs))
+    errors: list[Exception] = []
+
+    def run(work):
+        try:
+            barrier.wait()
+            work()
+        except Exception as exc:  # reported by the caller's assertion
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_a_top_up_racing_a_charging_batch_and_a_pass_run_twice_at_once_charge_exactly():
+    """A batch of 20 meter-days of one account, the same pass started twice at once (a task
+    delivered twice), and top-ups landing meanwhile: every interval once, the balance exact."""
+    meter = MeterFactory()
+    flat_tariff(meter.utility, rate="0.005")
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    blocks = [
+        {
+            "meter": meter.serial,
+            "start": (start + timedelta(days=d)).isoformat(),
+            "values": [250] * 96,
+        }
+        for d in range(20)
+    ]
+    meter_services.readings_ingest(utility=meter.utility, blocks=blocks, source="test")
+    topups = [
+        TopUp.objects.create(
+            account=meter.account, amount=Decimal("0.500"), currency="KWD", channel="app"
+        )
+        for _ in range(10)
+    ]
+    jobs = [lambda t=t: topup_confirm(topup=t) for t in topups]
+    jobs += [charging.charges_run, charging.charges_run]
+
+    assert _race(jobs) == []
+    charging.charges_run()  # whatever a pass left behind (none should be)
+    expected = 10 * Decimal("0.500") - 20 * 24 * Decimal("0.005")
+    assert Balance.objects.get(account=meter.account).amount == expected
+    assert LedgerEntry.objects.filter(kind="energy_charge").count() == 20
+    assert ledger_check() == []
+    running = Decimal(0)
+    for amount, after in LedgerEntry.objects.order_by("id").values_list("amount", "balance_after"):
+        running += amount
+        assert after == running
