@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from accounts.models import ConsumerAccount, Utility
+from accounts.services import account_status_problem
 from core.errors import DomainError
 from core.phone import phone_normalize
 
@@ -42,6 +43,9 @@ class ConsumerAccountForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        problem = account_status_problem(account=self.instance, status=cleaned.get("status"))
+        if problem:
+            self.add_error("status", problem)
         utility, raw = cleaned.get("utility"), cleaned.get("registered_mobile")
         if utility and raw:
             try:

@@ -406,6 +406,22 @@ def account_mobile_change(
     )
 
 
+def account_status_problem(*, account: ConsumerAccount, status: str | None) -> str | None:
+    """Why an account may not take this status by a plain edit, or None. A closed account stays
+    closed (a new tenant is a new account, and its former holder keeps reading its history); an
+    account holding a meter is closed by a move-out, which settles its money and ends its tenancy."""
+    if account.pk is None or status is None or status == account.status:
+        return None
+    if account.status == ConsumerAccount.Status.CLOSED:
+        return "A closed account cannot be reopened: open a new account for a new tenancy."
+    if (
+        status == ConsumerAccount.Status.CLOSED
+        and account.meter_assignments.filter(end__isnull=True).exists()
+    ):
+        return "This account holds a meter: move it out (Billing → Moves) to close it."
+    return None
+
+
 def account_close(
     *,
     account: ConsumerAccount,
@@ -547,6 +563,13 @@ def consumer_accounts_import(
     """
     report = ImportReport()
     clean: dict[str, dict[str, str]] = {}
+    rows = list(rows)
+    existing_status = {
+        a.consumer_id: a
+        for a in ConsumerAccount.objects.filter(
+            utility=utility, consumer_id__in=[row.get("consumer_id", "") for _, row in rows]
+        )
+    }
     statuses = set(ConsumerAccount.Status.values)
     for line, row in rows:
         consumer_id = row.get("consumer_id", "")
@@ -581,6 +604,10 @@ def consumer_accounts_import(
                 report.errors.append(
                     ImportRowError(line, consumer_id, "registered_mobile", exc.message)
                 )
+        if consumer_id and consumer_id in existing_status:
+            problem = account_status_problem(account=existing_status[consumer_id], status=status)
+            if problem:
+                report.errors.append(ImportRowError(line, consumer_id, "status", problem))
         if consumer_id and consumer_id in clean:
             report.errors.append(
                 ImportRowError(

@@ -110,8 +110,10 @@ def fines_apply(*, today: date) -> list[Bill]:
     """Fine each bill still unpaid after its due date, once: the utility's percentage (7% in Egypt)
     of the unpaid amount."""
     fined = []
-    for bill in Bill.objects.select_related("account__utility").filter(
-        status=Bill.Status.UNPAID, due_date__lt=today, fined_at__isnull=True
+    for bill in (
+        Bill.objects.select_related("account__utility")
+        .filter(status=Bill.Status.UNPAID, due_date__lt=today, fined_at__isnull=True)
+        .exclude(account__status=ConsumerAccount.Status.CLOSED)
     ):
         utility = bill.account.utility
         if not utility.late_fine_percent:
@@ -143,8 +145,10 @@ def arrears_flag() -> list[Conversion]:
     conversion to prepaid; staff carry it out in the admin."""
     flagged = []
     counts: dict[int, int] = {}
-    for account_id in Bill.objects.filter(status=Bill.Status.UNPAID).values_list(
-        "account_id", flat=True
+    for account_id in (
+        Bill.objects.filter(status=Bill.Status.UNPAID)
+        .exclude(account__status=ConsumerAccount.Status.CLOSED)
+        .values_list("account_id", flat=True)
     ):
         counts[account_id] = counts.get(account_id, 0) + 1
     for account in ConsumerAccount.objects.select_related("utility").filter(pk__in=counts):

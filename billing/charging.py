@@ -164,7 +164,6 @@ def charges_apply(*, keys: list[tuple[int, date]], strict: bool = False) -> tupl
     keys = sorted(set(keys))
     if not keys:
         return 0, set()
-    wanted = set(keys)
     meter_ids = sorted({meter_id for meter_id, _ in keys})
     days = sorted({day for _, day in keys})
     meters = {
@@ -173,16 +172,36 @@ def charges_apply(*, keys: list[tuple[int, date]], strict: bool = False) -> tupl
         .select_related("utility")
         .only("pk", "serial", "utility")
     }
+    for _attempt in range(3):
+        holders = _tenancies(list(meters), days)
+        try:
+            return _apply(keys, meters, days, holders, strict=strict)
+        except _HoldersChanged:
+            # A move committed between reading the tenancies and locking the days: read again.
+            continue
+    raise RuntimeError("the meters' tenancies kept changing under a charging pass")
+
+
+class _HoldersChanged(Exception):
+    pass
+
+
+def _tenancies(meter_ids: list[int], days: list[date]) -> dict[int, list]:
     first = datetime.combine(days[0], datetime.min.time(), UTC)
     last = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
     holders: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
     for meter_id, account_id, start, end in (
-        MeterAssignment.objects.filter(meter_id__in=list(meters), start__lt=last)
+        MeterAssignment.objects.filter(meter_id__in=meter_ids, start__lt=last)
         .filter(Q(end__isnull=True) | Q(end__gt=first))
-        .order_by("start")
+        .order_by("start", "pk")
         .values_list("meter_id", "account_id", "start", "end")
     ):
         holders[meter_id].append((account_id, start, end))
+    return holders
+
+
+def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]:
+    wanted = set(keys)
     account_ids = sorted({a for tenancies in holders.values() for a, _, _ in tenancies})
     charged, touched = 0, set()
     with transaction.atomic():
@@ -219,6 +238,10 @@ def charges_apply(*, keys: list[tuple[int, date]], strict: bool = False) -> tupl
             ).values_list("meter_id", "day", "values", "quality", "updated_at")
             if (m, d) in wanted
         }
+        # Under the locks, the tenancies must be those priced: a move-in or move-out that
+        # committed since they were read would otherwise see its days marked charged unpriced.
+        if _tenancies(list(meters), days) != holders:
+            raise _HoldersChanged
         prices, calendars = _Prices(), {}
         months: dict[tuple[int, date], dict[tuple[int, date], _Month]] = defaultdict(dict)
         fixed: dict[tuple[int, date], tuple[Pricing, Utility]] = {}
@@ -602,6 +625,31 @@ def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime)
         versions={(s.meter_id, s.day): s.version for s in released},
         closed=set(),
     )
+    # The fixed charge of each local day wholly after `after` is the next holder's to pay.
+    zone = meter.utility.zone
+    first_day = after.astimezone(zone).date()
+    if datetime.combine(first_day, datetime.min.time(), zone) < after:
+        first_day += timedelta(days=1)
+    paid = LedgerEntry.objects.filter(
+        account=account,
+        kind=LedgerEntry.Kind.FIXED_CHARGE,
+        key__startswith=f"fixed:{account.pk}:",
+        period_start__gte=datetime.combine(first_day, datetime.min.time(), zone),
+    )
+    for entry in paid.order_by("period_start"):
+        entries.append(
+            _entry(
+                balance,
+                meter.utility,
+                kind=LedgerEntry.Kind.FIXED_CHARGE,
+                amount=-entry.amount,
+                key=f"{entry.key}:released",
+                description=f"{entry.description}: moved out before the day began",
+                period_start=entry.period_start,
+                period_end=entry.period_end,
+                meta={"reverses": entry.pk},
+            )
+        )
     LedgerEntry.objects.bulk_create(entries)
     balance.updated_at = timezone.now()
     _save(Balance, [balance], ["amount", "updated_at"])

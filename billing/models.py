@@ -452,7 +452,8 @@ class Bill(models.Model):
     class Status(models.TextChoices):
         UNPAID = "unpaid", "Unpaid"
         PAID = "paid", "Paid"
-        TRANSFERRED = "transferred", "Carried as debt on conversion to prepaid"
+        TRANSFERRED = "transferred", "Carried as debt (conversion to prepaid, or moving out)"
+        WRITTEN_OFF = "written_off", "Written off on moving out"
 
     account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="bills")
     month = models.DateField(help_text="First day of the local month billed.")

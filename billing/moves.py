@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import AccountLink, ConsumerAccount, User, Utility
@@ -48,10 +48,22 @@ class MoveOutChoice:
     reason: str = ""
 
 
+# How far back a move may be dated: far enough for staff who hear of it late, near enough that
+# re-charging the days since touches a handful of rows, never a meter's whole history.
+MAX_BACKDATE = timedelta(days=31)
+
+
 def _instant(at: datetime | None, *, field: str = "at") -> datetime:
     """A move happens at an interval boundary (an interval belongs to whoever held the meter when
-    it began), never in the future: the readings after it are not known yet."""
+    it began), never in the future (the readings after it are not known yet) and at most
+    MAX_BACKDATE ago."""
     now = timezone.now()
+    if at is not None and at < now - MAX_BACKDATE:
+        raise DomainError.for_field(
+            field,
+            f"A move can be dated at most {MAX_BACKDATE.days} days back.",
+            code="too_far_back",
+        )
     at = floor_to_interval(at or now)
     if at > now:
         raise DomainError.for_field(field, "A move cannot be dated in the future.", code="future")
@@ -87,12 +99,17 @@ def _final_charging(*, account: ConsumerAccount, tenancies: list[MeterAssignment
             code="charging_unsettled",
         ) from None
     if any(t.meter.payment_mode == Meter.PaymentMode.POSTPAID for t in tenancies):
+        # The final bills: every month since the last one billed, up to the month of the move.
+        # Without any bill yet, the month before the move's (the daily run may not have billed it).
         zone = account.utility.zone
+        final_month = tenancies[0].end.astimezone(zone).date().replace(day=1)
         last_billed = Bill.objects.filter(account=account).aggregate(m=Max("month"))["m"]
         first = min(t.start for t in tenancies).astimezone(zone).date().replace(day=1)
-        month = max(first, last_billed + timedelta(days=32)) if last_billed else first
-        month = month.replace(day=1)
-        final_month = timezone.now().astimezone(zone).date().replace(day=1)
+        if last_billed:
+            month = (last_billed + timedelta(days=32)).replace(day=1)
+        else:
+            month = (final_month - timedelta(days=1)).replace(day=1)
+        month = max(month, first)
         while month <= final_month:
             try:
                 bill_issue(account=account, month=month)
@@ -102,6 +119,26 @@ def _final_charging(*, account: ConsumerAccount, tenancies: list[MeterAssignment
                     code="charging_unsettled",
                 ) from None
             month = (month + timedelta(days=32)).replace(day=1)
+
+
+def _lock_balances(
+    *,
+    account: ConsumerAccount,
+    tenancies: list[MeterAssignment],
+    carry_to: ConsumerAccount | None,
+) -> None:
+    """Lock, up front and in ascending id (the order every money movement takes), the Balance
+    rows a move-out may post to: the account, the account it carries to, and the other holders
+    of its meters in the days final charging may touch."""
+    involved = {account.pk} | ({carry_to.pk} if carry_to else set())
+    involved |= set(
+        MeterAssignment.objects.filter(meter_id__in=[t.meter_id for t in tenancies])
+        .filter(Q(end__isnull=True) | Q(end__gt=min(t.start for t in tenancies)))
+        .values_list("account_id", flat=True)
+    )
+    ordered = sorted(involved)
+    Balance.objects.bulk_create([Balance(account_id=a) for a in ordered], ignore_conflicts=True)
+    list(Balance.objects.select_for_update().filter(account_id__in=ordered).order_by("account_id"))
 
 
 def _carry_target(
@@ -126,9 +163,23 @@ def _settle(
     """Refund or carry what the account holds; carry or write off what it owes."""
     balance = Balance.objects.select_for_update().get(account=account)
     policy = policy_for(account.utility)
+    key = f"move-out:{account.pk}"
+    if balance.amount > 0 and balance.debt > 0:
+        # What the account holds pays what it owes first; only the rest is refunded or carried.
+        repaid = min(balance.amount, balance.debt)
+        ledger_post(
+            account=account,
+            kind=LedgerEntry.Kind.DEBT_RECOVERY,
+            amount=-repaid,
+            key=f"{key}:repay",
+            description="Debt repaid from the balance on moving out",
+            created_by=staff,
+            debt_change=-repaid,
+            meta={"move": move.pk},
+        )
+        balance.refresh_from_db()
     credit = max(Decimal(0), balance.amount)
     owed = max(Decimal(0), -balance.amount) + balance.debt
-    key = f"move-out:{account.pk}"
     if credit:
         how = choice.credit or policy.move_out_credit
         if how == Move.Credit.CARRY:
@@ -218,6 +269,13 @@ def _settle(
                 extra={"owed": str(owed), "currency": currency},
             )
         move.debt, move.debt_amount = choice.debt, owed
+    # The closed account's unpaid bills are settled by the transfer or the write-off: no fine,
+    # no arrears flag ever reaches them again.
+    Bill.objects.filter(account=account, status=Bill.Status.UNPAID).update(
+        status=Bill.Status.TRANSFERRED
+        if move.debt == Move.Debt.CARRY or not owed
+        else Bill.Status.WRITTEN_OFF
+    )
 
 
 def _final_statement(account: ConsumerAccount, tenancies: list[MeterAssignment]) -> dict:
@@ -290,7 +348,7 @@ def move_out(
                     f"began ({tenancy.start.isoformat()}).",
                     code="move_out_before_move_in",
                 )
-        Balance.objects.get_or_create(account=account)
+        _lock_balances(account=account, tenancies=tenancies, carry_to=choice.carry_to)
         for tenancy in tenancies:
             tenancy.end = at
             tenancy.save(update_fields=["end"])
@@ -384,7 +442,10 @@ def move_in(
         )
     if not (name or "").strip():
         raise DomainError.for_field("name", "Give the consumer's name.", code="name_required")
-    mobile = phone_normalize(raw=registered_mobile, region=utility.country)
+    try:
+        mobile = phone_normalize(raw=registered_mobile, region=utility.country)
+    except DomainError as exc:
+        raise DomainError.for_field("registered_mobile", exc.message, code=exc.code) from None
     with transaction.atomic():
         meter = Meter.objects.select_for_update().select_related("utility").get(pk=meter.pk)
         existing = ConsumerAccount.objects.filter(utility=utility, consumer_id=consumer_id).first()
@@ -545,10 +606,6 @@ def conversion_carry_out(
         )
         Meter.objects.filter(pk__in=[m.pk for m in old]).update(
             status=Meter.Status.REMOVED, relay=Meter.Relay.OPEN
-        )
-        # Bills issued at the move-out (the final ones) are settled by the same transfer.
-        Bill.objects.filter(account=account, status=Bill.Status.UNPAID).update(
-            status=Bill.Status.TRANSFERRED
         )
         new_meter = Meter.objects.create(
             utility=utility,

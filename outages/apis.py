@@ -50,7 +50,12 @@ class OutageDetailSerializer(OutageSerializer):
     def get_my_meters(self, outage) -> list[dict]:
         rows = selectors.outage_meters_for_user(user=self.context["user"], outage=outage)
         return [
-            {"id": r.meter_id, "serial": r.meter.serial, "consumer_id": r.account.consumer_id}
+            {
+                "id": r.meter_id,
+                "serial": r.meter.serial,
+                "account": r.reader_account.pk,
+                "consumer_id": r.reader_account.consumer_id,
+            }
             for r in rows
         ]
 

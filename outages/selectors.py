@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import F, Q, QuerySet
 
 from accounts.models import AccountLink, User
-from accounts.selectors import visible_to
+from accounts.selectors import READABLE, visible_to
 from core.errors import NotFound
 from meters.models import Meter
 from outages.models import AffectedMeter, Compensation, Outage, ReminderSchedule
@@ -121,14 +121,16 @@ def outages_reminder_due(*, now: datetime) -> list[Outage]:
     return due
 
 
-def _held_now(user: User, meter_path: str) -> Q:
-    """The meter is on an account the user holds now (an open tenancy and a live link)."""
+def _held_now(user: User, meter_path: str, planned_end: str) -> Q:
+    """The meter is on an account the user holds now (an open tenancy and a live link) whose
+    tenancy began before the outage ended: a new tenant is not shown the meter's past outages."""
     tenancy = f"{meter_path}__assignments"
     return Q(
         **{
             f"{tenancy}__end__isnull": True,
             f"{tenancy}__account__links__user": user,
             f"{tenancy}__account__links__unlinked_at__isnull": True,
+            f"{tenancy}__start__lt": F(planned_end),
         }
     )
 
@@ -139,7 +141,7 @@ def outages_for_user(*, user: User) -> QuerySet[Outage]:
     one who moved out is not."""
     return (
         Outage.objects.filter(
-            _held_now(user, "affected__meter"),
+            _held_now(user, "affected__meter", "planned_end"),
             status__in=[Outage.Status.PUBLISHED, Outage.Status.IN_PROGRESS],
         )
         .select_related("utility")
@@ -151,7 +153,7 @@ def outages_for_user(*, user: User) -> QuerySet[Outage]:
 def _touches_user(user: User) -> Q:
     """An outage on a meter the user holds now, or one that touched the user's account (the
     publish-time snapshot) within the user's own period of it."""
-    return _held_now(user, "affected__meter") | visible_to(
+    return _held_now(user, "affected__meter", "planned_end") | visible_to(
         user, account_path="affected__account", moment="planned_end"
     )
 
@@ -169,17 +171,23 @@ def outage_get_for_user(*, user: User, outage_id: int) -> Outage:
     return outage
 
 
-def outage_meters_for_user(*, user: User, outage: Outage) -> QuerySet[AffectedMeter]:
-    return (
+def outage_meters_for_user(*, user: User, outage: Outage) -> list[AffectedMeter]:
+    """The user's meters in the outage, each with `reader_account`: the user's own account for it
+    (the one holding it now, or the one named when the notice went out), never another tenant's."""
+    rows = list(
         AffectedMeter.objects.filter(
-            _held_now(user, "meter")
+            _held_now(user, "meter", "outage__planned_end")
             | visible_to(user, account_path="account", moment="outage__planned_end"),
             outage=outage,
         )
-        .select_related("meter", "account")
+        .select_related("meter__account", "account")
         .distinct()
         .order_by("meter__serial")
     )
+    mine = set(AccountLink.objects.filter(READABLE, user=user).values_list("account_id", flat=True))
+    for row in rows:
+        row.reader_account = row.account if row.account_id in mine else row.meter.account
+    return rows
 
 
 def compensations_for_user(*, user: User) -> QuerySet[Compensation]:

@@ -245,7 +245,7 @@ class CommentApi(APIView):
         request=TextInput, responses={201: RequestDetailSerializer}, summary="Add a comment"
     )
     def post(self, request, request_id: int):
-        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         data = TextInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.request_comment_add(
@@ -266,7 +266,7 @@ class CancelApi(APIView):
         summary="Cancel a request that is still open and unpaid",
     )
     def post(self, request, request_id: int):
-        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         data = self.CancelInput(data=request.data)
         data.is_valid(raise_exception=True)
         services.request_cancel(
@@ -293,7 +293,7 @@ class EstimatePayApi(APIView):
         summary="Pay the cost estimate: returns the hosted payment page (again, while pending)",
     )
     def post(self, request, request_id: int):
-        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         topup, url, created = estimates.estimate_pay_start(request=obj, user=request.user)
         return Response(
             {
@@ -321,7 +321,7 @@ class AttachmentListApi(APIView):
         summary="Attach a photo (JPEG, PNG) or a PDF document",
     )
     def post(self, request, request_id: int):
-        obj = selectors.request_get_for_user(user=request.user, request_id=request_id)
+        obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         # Refuse an oversize body before it is read and spooled to disk.
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > settings.SERVICE_REQUEST_ATTACHMENT_MAX_BYTES + 64 * 1024:

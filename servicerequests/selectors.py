@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import ConsumerAccount, User
 from accounts.selectors import visible_to
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.workdays import is_working_day
 from servicerequests.models import (
     Attachment,
@@ -26,10 +26,16 @@ def request_types_for_account(*, account: ConsumerAccount) -> QuerySet[RequestTy
 
 
 def requests_for_user(
-    *, user: User, account_id: int | None = None, status: str | None = None
+    *,
+    user: User,
+    account_id: int | None = None,
+    status: str | None = None,
+    acting: bool = False,
 ) -> QuerySet[ServiceRequest]:
+    """The user's requests; with `acting` (comment, cancel, attach, pay) only those of accounts
+    the user holds now: a closed account's former holder reads its requests, nothing more."""
     requests = (
-        ServiceRequest.objects.filter(visible_to(user))
+        ServiceRequest.objects.filter(visible_to(user, acting=acting))
         .distinct()
         .select_related("type", "utility", "account", "estimate_topup")
     )
@@ -40,9 +46,14 @@ def requests_for_user(
     return requests.order_by("-created_at", "-id")
 
 
-def request_get_for_user(*, user: User, request_id: int) -> ServiceRequest:
-    request = requests_for_user(user=user).filter(pk=request_id).first()
+def request_get_for_user(*, user: User, request_id: int, acting: bool = False) -> ServiceRequest:
+    request = requests_for_user(user=user, acting=acting).filter(pk=request_id).first()
     if request is None:
+        if acting and requests_for_user(user=user).filter(pk=request_id).exists():
+            raise Conflict(
+                "This request's account is closed; it can be read but nothing more.",
+                code="account_closed",
+            )
         raise NotFound("You have no such service request.", code="request_not_found")
     return request
 

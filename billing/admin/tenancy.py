@@ -35,6 +35,11 @@ class MoveForm(forms.Form):
         except ValueError:
             self.add_error("at", "Write it as YYYY-MM-DD HH:MM.")
             return None
+        if naive.year < 2000:  # far outside any tenancy; and year 1 cannot even move to UTC
+            self.add_error(
+                "at", f"A move can be dated at most {moves.MAX_BACKDATE.days} days back."
+            )
+            return None
         return naive.replace(tzinfo=utility.zone) if naive.tzinfo is None else naive
 
 

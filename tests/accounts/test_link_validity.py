@@ -11,6 +11,7 @@ import pytest
 
 from accounts.models import AccountLink, ConsumerAccount, OneTimeCode
 from accounts.services import consumer_accounts_import, consumer_accounts_read_csv
+from billing import moves
 from billing.ledger import ledger_post
 from meters import services as meter_services
 from notifications.models import Notification
@@ -190,10 +191,13 @@ def test_the_new_holder_sees_the_account_only_from_the_change_on(
 
 def test_closing_an_account_leaves_its_holder_a_read_only_view(old_holder, meter):
     account = meter.account
-    import_csv(
-        meter.utility,
-        "consumer_id,registered_mobile,name,status\n10020031,+96550001231,Fahad,closed\n",
-    )
+    closing = "consumer_id,registered_mobile,name,status\n10020031,+96550001231,Fahad,closed\n"
+    # An account holding a meter closes by a move-out, which settles its money, never by an edit.
+    refused = import_csv(meter.utility, closing)
+    assert [e.field for e in refused.errors] == ["status"] and "move it out" in refused.errors[
+        0
+    ].message
+    moves.move_out(account=account)
     account.refresh_from_db()
     assert account.status == "closed" and account.closed_at is not None
     assert AccountLink.objects.get(account=account).end_reason == "account_closed"
@@ -209,3 +213,6 @@ def test_closing_an_account_leaves_its_holder_a_read_only_view(old_holder, meter
     assert old_holder.get("/api/v1/links/").json() == []
     assert old_holder.get(f"/api/v1/accounts/{account.pk}/statement/").status_code == 404
     assert ConsumerAccount.objects.get(pk=account.pk).status == "closed"
+    # And a closed account is not reopened by a later edit: its history stays its holder's.
+    reopened = import_csv(meter.utility, closing.replace(",closed", ",active"))
+    assert "cannot be reopened" in reopened.errors[0].message

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import AccountLink, ConsumerAccount
 from billing import charging, moves
@@ -226,7 +227,8 @@ def test_a_correction_across_a_move_is_charged_to_whoever_held_each_interval(hea
     ("body", "status", "code"),
     [
         ({"at": "2099-01-01T00:00:00Z"}, 400, "future"),
-        ({"at": "2019-06-01T00:00:00Z"}, 400, "move_out_before_move_in"),
+        ({"at": "2019-06-01T00:00:00Z"}, 400, "too_far_back"),
+        ({"at": "0001-01-01T00:00:00Z"}, 400, "too_far_back"),
         ({"credit": "burn"}, 400, "invalid_choice"),
         ({"consumer_id": "nobody"}, 404, "unknown_consumer"),
     ],
@@ -336,3 +338,107 @@ def test_staff_without_the_move_permission_cannot_move_anyone(client, meter):
         {"utility": meter.utility.pk, "consumer_id": meter.account.consumer_id},
     )
     assert response.status_code == 302 and not Move.objects.exists()
+
+
+def test_a_move_out_before_the_tenancy_began_is_refused(headend, meter):
+    began = timezone.now() - timedelta(days=2)
+    MeterAssignment.objects.filter(meter=meter).update(start=began)
+    response = headend.post(
+        "/api/v1/utility/move-outs/",
+        {"consumer_id": meter.account.consumer_id, "at": (began - Q).isoformat()},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        400,
+        "move_out_before_move_in",
+    )
+    assert not Move.objects.exists()
+
+
+def test_the_admin_refuses_a_move_dated_in_year_one(client, meter):
+    client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
+    for path, extra in (
+        ("/admin/billing/move/out/", {"consumer_id": meter.account.consumer_id}),
+        (
+            "/admin/billing/move/in/",
+            {
+                "meter": meter.serial,
+                "consumer_id": "N",
+                "registered_mobile": "66001234",
+                "name": "N",
+            },
+        ),
+    ):
+        response = client.post(
+            path, {"utility": meter.utility.pk, "at": "0001-01-01 00:00", **extra}
+        )
+        assert response.status_code == 200
+        assert "at" in response.context["form"].errors
+    assert not Move.objects.exists()
+
+
+def test_credit_repays_debt_before_anything_is_refunded(headend, meter):
+    old = meter.account
+    credit(old, "5.000", "t1")
+    ledger_post(
+        account=old,
+        kind="debt_transfer",
+        amount=Decimal("0"),
+        key="arrears",
+        description="Arrears",
+        debt_change=Decimal("3.000"),
+    )
+    out = headend.post("/api/v1/utility/move-outs/", {"consumer_id": old.consumer_id})
+    assert out.status_code == 201, out.json()
+    assert (out.json()["credit_amount"], out.json()["debt_amount"]) == ("2.000", "0.000")
+    assert Balance.objects.filter(account=old).values_list("amount", "debt").get() == (0, 0)
+    assert LedgerEntry.objects.get(account=old, kind="debt_recovery").amount == Decimal("-3.000")
+
+
+def test_a_move_out_dated_back_gives_the_days_fixed_charges_to_the_next_tenant(meter):
+    meter.utility.tariffs.update(fixed_daily_charge=Decimal("0.100"))
+    old = meter.account
+    credit(old, "10.000", "t1")
+    ingest(meter, DAY, [1000] * 96 * 2)  # two local days, 2 and 3 November
+    charging.charges_run()
+    assert LedgerEntry.objects.filter(account=old, kind="fixed_charge").count() == 2
+    moves.move_out(account=old, at=DAY + timedelta(days=1))  # from local midnight, 3 November
+    new = moves.move_in(
+        meter=meter,
+        consumer_id="N1",
+        registered_mobile="+96566001234",
+        name="N",
+        at=DAY + timedelta(days=1),
+    ).account
+    charging.charges_run()
+    fixed = lambda account: sum(  # noqa: E731
+        LedgerEntry.objects.filter(account=account, kind="fixed_charge").values_list(
+            "amount", flat=True
+        )
+    )
+    assert (fixed(old), fixed(new)) == (Decimal("-0.100"), Decimal("-0.100"))
+    assert ledger_check() == []
+
+
+def test_a_postpaid_move_out_settles_its_bills_and_no_fine_follows(headend, db):
+    from billing import bills
+    from billing.models import Bill
+    from tests.billing.factories import policy, progressive_tariff
+    from tests.meters.factories import egypt
+
+    utility = egypt()
+    utility.late_fine_percent = Decimal("7")
+    utility.save()
+    progressive_tariff(utility, slabs=((0, "0.68"),), fixed="1.00")
+    policy(utility, bill_due_days=1)
+    meter = MeterFactory(utility=utility, payment_mode="postpaid")
+    account = meter.account
+    out = moves.move_out(
+        account=account, choice=moves.MoveOutChoice(debt="write_off", reason="Left the country")
+    )
+    assert out.debt == "write_off" and out.debt_amount > 0
+    final = Bill.objects.filter(account=account)
+    assert final.exists() and set(final.values_list("status", flat=True)) == {"written_off"}
+    # The final bills cover the move's month and the one before: never years of history.
+    assert final.count() <= 2
+    assert bills.fines_apply(today=timezone.now().date() + timedelta(days=60)) == []
+    assert bills.arrears_flag() == []

@@ -171,3 +171,22 @@ def test_an_outage_published_before_a_move_reaches_the_tenant_of_the_day(make_ap
     assert [o["id"] for o in make_api(new_user).get("/api/v1/outages/").json()] == [outage.pk]
     assert make_api(new_user).get(f"/api/v1/outages/{outage.pk}/").status_code == 200
     assert make_api(old_user).get("/api/v1/outages/").json() == []
+
+
+def test_a_former_tenant_reads_a_request_but_cannot_act_on_it(moved):
+    from servicerequests.models import RequestType, ServiceRequest
+    from servicerequests.seed import request_types_seed
+
+    request_types_seed(utility=moved["meter"].utility)
+    request = ServiceRequest.objects.create(
+        account=moved["old_account"],
+        utility=moved["meter"].utility,
+        type=RequestType.objects.filter(utility=moved["meter"].utility).first(),
+        details={},
+    )
+    assert moved["old"].get(f"/api/v1/service-requests/{request.pk}/").status_code == 200
+    comment = moved["old"].post(
+        f"/api/v1/service-requests/{request.pk}/comments/", {"text": "Any news?"}
+    )
+    assert (comment.status_code, comment.json()["error"]["code"]) == (409, "account_closed")
+    assert moved["new"].get(f"/api/v1/service-requests/{request.pk}/").status_code == 404

@@ -74,6 +74,7 @@ def test_outage_detail_ownership(make_api, published, who, status):
             {
                 "id": published["meter"].pk,
                 "serial": published["meter"].serial,
+                "account": published["meter"].account_id,
                 "consumer_id": published["meter"].account.consumer_id,
             }
         ]
