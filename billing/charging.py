@@ -201,7 +201,6 @@ def _tenancies(meter_ids: list[int], days: list[date]) -> dict[int, list]:
 
 
 def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]:
-    wanted = set(keys)
     account_ids = sorted({a for tenancies in holders.values() for a, _, _ in tenancies})
     charged, touched = 0, set()
     with transaction.atomic():
@@ -214,30 +213,8 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
             .filter(account_id__in=account_ids)
             .order_by("account_id")
         }
-        ChargedDay.objects.bulk_create(
-            [
-                ChargedDay(
-                    meter_id=m, day=d, values=EMPTY_VALUES, quality=EMPTY_QUALITY, charged_at=EPOCH
-                )
-                for m, d in keys
-                if m in meters
-            ],
-            ignore_conflicts=True,
-        )
-        states = {
-            (s.meter_id, s.day): s
-            for s in ChargedDay.objects.select_for_update()
-            .filter(meter_id__in=list(meters), day__in=days)
-            .order_by("meter_id", "day")
-            if (s.meter_id, s.day) in wanted
-        }
-        rows = {
-            (m, d): (v, q, u)
-            for m, d, v, q, u in MeterDay.objects.filter(
-                meter_id__in=list(meters), day__in=days
-            ).values_list("meter_id", "day", "values", "quality", "updated_at")
-            if (m, d) in wanted
-        }
+        states = _lock_days([k for k in keys if k[0] in meters])
+        rows = _read_days(list(states))
         # Under the locks, the tenancies must be those priced: a move-in or move-out that
         # committed since they were read would otherwise see its days marked charged unpriced.
         if _tenancies(list(meters), days) != holders:
@@ -285,7 +262,7 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
         )
         for entry in entries:
             touched.add(entry.account_id)
-        LedgerEntry.objects.bulk_create(entries, batch_size=1000)
+        _insert_entries(entries)
         now = timezone.now()
         moved = [balances[a] for a in sorted(touched)]
         for balance in moved:
@@ -313,11 +290,17 @@ def _day_work(meter, day, row, state, tenancies, prices, calendars):
         and (tenancies[0][2] is None or tenancies[0][2] >= slot_start(day, 96))
         else None
     )
-    for slot in range(96):
+    # Only the slots that differ from the copy cost anything: a push of one new interval looks
+    # at one slot, not 96.
+    changed = [
+        slot
+        for slot in range(96)
+        if new_quality[slot] != old_quality[slot] or new_values[slot] != old_values[slot]
+    ]
+    rates: dict[date, list[int] | None] = {}
+    for slot in changed:
         nq, oq = new_quality[slot], old_quality[slot]
         nv, ov = new_values[slot], old_values[slot]
-        if nq == oq and nv == ov:
-            continue
         if single is not None:
             account_id = single
         else:
@@ -340,16 +323,20 @@ def _day_work(meter, day, row, state, tenancies, prices, calendars):
         if was and after == before:
             continue
         local, month_start = calendar.locals[slot], calendar.months[slot]
-        pricing = prices.pricing(utility, month_start)
+        if month_start not in rates:
+            pricing = prices.pricing(utility, month_start)
+            rates[month_start] = (
+                None
+                if pricing.tariff.kind == Tariff.Kind.PROGRESSIVE
+                else prices.slot_rates(pricing, calendar)
+            )
+        month_rates = rates[month_start]
         group = (account_id, month_start)
         month = months.get(group)
         if month is None:
             month = months[group] = _Month()
         wh = after if not was else after - before
-        nano = 0
-        if pricing.tariff.kind != Tariff.Kind.PROGRESSIVE:
-            nano = wh * prices.slot_rates(pricing, calendar)[slot]
-        month.add(local, wh, nano, new=not was)
+        month.add(local, wh, 0 if month_rates is None else wh * month_rates[slot], new=not was)
         if not was:
             fixed_day = local.date()
             if (account_id, fixed_day) not in fixed:
@@ -467,6 +454,134 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
     return entries
 
 
+def _lock_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], ChargedDay]:
+    """The batch's ChargedDay rows, made empty where missing, locked in (meter, day) order."""
+    if connection.vendor != "postgresql":
+        ChargedDay.objects.bulk_create(
+            [
+                ChargedDay(
+                    meter_id=m, day=d, values=EMPTY_VALUES, quality=EMPTY_QUALITY, charged_at=EPOCH
+                )
+                for m, d in keys
+            ],
+            ignore_conflicts=True,
+        )
+        wanted = set(keys)
+        return {
+            (s.meter_id, s.day): s
+            for s in ChargedDay.objects.select_for_update()
+            .filter(meter_id__in={m for m, _ in keys}, day__in={d for _, d in keys})
+            .order_by("meter_id", "day")
+            if (s.meter_id, s.day) in wanted
+        }
+    # PostgreSQL: keys travel as two arrays (no per-row parameters to bind) and the copies come
+    # back in binary, as the readings' own reads do (meters.selectors.meter_series).
+    import psycopg
+
+    meter_ids, days = [m for m, _ in keys], [d for _, d in keys]
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            "INSERT INTO billing_chargedday (meter_id, day, values, quality, version, charged_at) "
+            "SELECT m, d, %s, %s, 0, %s FROM unnest(%s::bigint[], %s::date[]) AS k(m, d) "
+            "ON CONFLICT DO NOTHING",
+            [EMPTY_VALUES, EMPTY_QUALITY, EPOCH, meter_ids, days],
+        )
+        cursor.execute(
+            "SELECT c.meter_id, c.day, c.values, c.quality, c.version, c.charged_at, c.blocked_at "
+            "FROM billing_chargedday c JOIN unnest(%s::bigint[], %s::date[]) AS k(m, d) "
+            "ON c.meter_id = k.m AND c.day = k.d ORDER BY c.meter_id, c.day FOR UPDATE OF c",
+            [meter_ids, days],
+            binary=True,
+        )
+        return {
+            (m, d): ChargedDay(
+                meter_id=m,
+                day=d,
+                values=bytes(v),
+                quality=bytes(q),
+                version=n,
+                charged_at=c,
+                blocked_at=b,
+            )
+            for m, d, v, q, n, c, b in cursor.fetchall()
+        }
+
+
+def _read_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], tuple]:
+    """The readings of the batch's meter-days: (values, quality, updated_at) by key."""
+    if not keys:
+        return {}
+    if connection.vendor != "postgresql":
+        wanted = set(keys)
+        return {
+            (m, d): (bytes(v), bytes(q), u)
+            for m, d, v, q, u in MeterDay.objects.filter(
+                meter_id__in={m for m, _ in keys}, day__in={d for _, d in keys}
+            ).values_list("meter_id", "day", "values", "quality", "updated_at")
+            if (m, d) in wanted
+        }
+    import psycopg
+
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            "SELECT md.meter_id, md.day, md.values, md.quality, md.updated_at "
+            "FROM meters_meterday md JOIN unnest(%s::bigint[], %s::date[]) AS k(m, d) "
+            "ON md.meter_id = k.m AND md.day = k.d",
+            [[m for m, _ in keys], [d for _, d in keys]],
+            binary=True,
+        )
+        return {(m, d): (bytes(v), bytes(q), u) for m, d, v, q, u in cursor.fetchall()}
+
+
+LEDGER_COLUMNS = [
+    "account_id",
+    "kind",
+    "amount",
+    "balance_after",
+    "currency",
+    "key",
+    "description",
+    "created_at",
+    "period_start",
+    "period_end",
+    "kwh",
+    "rate",
+    "reason",
+    "meta",
+]
+
+
+def _insert_entries(entries: list[LedgerEntry]) -> None:
+    """Append a pass's ledger rows: on PostgreSQL one INSERT from column arrays."""
+    if not entries:
+        return
+    if connection.vendor != "postgresql":
+        LedgerEntry.objects.bulk_create(entries, batch_size=1000)
+        return
+    fields = [LedgerEntry._meta.get_field(c.removesuffix("_id")) for c in LEDGER_COLUMNS]
+    arrays = [
+        [f.get_db_prep_value(getattr(e, f.attname), connection) for e in entries] for f in fields
+    ]
+    types = [f.rel_db_type(connection) if f.is_relation else f.db_type(connection) for f in fields]
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    selects = ", ".join(f"%s::{t}[]" for t in types)
+    _execute_arrays(
+        f"INSERT INTO billing_ledgerentry ({columns}) SELECT * FROM unnest({selects})",  # noqa: S608
+        arrays,
+    )
+
+
+def _execute_arrays(sql: str, params: list) -> None:
+    """Run one statement whose parameters are whole columns as arrays, bound by the server:
+    Django's client-side binding would quote every element of every array as text."""
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+
+
 def _entry(balance: Balance, utility: Utility, *, amount: Decimal, **fields) -> LedgerEntry:
     """A ledger row carrying its account's running balance (the Balance row is locked)."""
     balance.amount += amount
@@ -503,12 +618,11 @@ def _save(model, rows: list, fields: list[str]) -> None:
     sets = ", ".join(f'"{c.column}" = v."{c.column}"' for c in columns)
     joins = " AND ".join(f't."{c}" = v."{c}"' for c in pk_columns)
     column_list = ", ".join(f'"{n}"' for n in names)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{table}" t SET {sets} FROM (SELECT {selects}) AS v({column_list}) '  # noqa: S608
-            f"WHERE {joins}",
-            arrays,
-        )
+    _execute_arrays(
+        f'UPDATE "{table}" t SET {sets} FROM (SELECT {selects}) AS v({column_list}) '  # noqa: S608
+        f"WHERE {joins}",
+        arrays,
+    )
 
 
 def _cursor_name(shard: int, shards: int) -> str:
@@ -650,7 +764,7 @@ def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime)
                 meta={"reverses": entry.pk},
             )
         )
-    LedgerEntry.objects.bulk_create(entries)
+    _insert_entries(entries)
     balance.updated_at = timezone.now()
     _save(Balance, [balance], ["amount", "updated_at"])
     _save(ChargedDay, released, ["values", "quality", "version", "charged_at"])

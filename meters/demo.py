@@ -87,6 +87,9 @@ def demo_grid(*, utility: Utility, transformers: int) -> list[Transformer]:
     return result
 
 
+DEMO_INSTALLED_AT = datetime(2020, 1, 1, tzinfo=UTC)
+
+
 def demo_meters(*, utility: Utility, count: int, prefix: str = "SM") -> list[Meter]:
     """`count` consumer accounts with one prepaid meter each, spread over transformers of 50."""
     transformers = demo_grid(utility=utility, transformers=max(1, count // 50))
@@ -115,6 +118,8 @@ def demo_meters(*, utility: Utility, count: int, prefix: str = "SM") -> list[Met
                 serial=serial,
                 rated_capacity_kw=Decimal("15.00"),
                 transformer=transformers[n % len(transformers)],
+                # Installed (and its account's tenancy begun) before any day a benchmark loads.
+                installed_at=DEMO_INSTALLED_AT,
             )
         )
     ConsumerAccount.objects.bulk_create(accounts, batch_size=2000, ignore_conflicts=True)
