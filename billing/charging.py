@@ -111,6 +111,8 @@ class _Calendar:
     zone_key: str
     locals: list[datetime]
     months: list[date]
+    # Runs of slots sharing a local day: (local day, first slot, end slot); at most two or three.
+    day_runs: list[tuple[date, int, int]]
 
     @classmethod
     def of(cls, day: date, utility: Utility, cache: dict) -> _Calendar:
@@ -118,8 +120,14 @@ class _Calendar:
         if key not in cache:
             zone = utility.zone
             locals_ = [slot_start(day, slot).astimezone(zone) for slot in range(96)]
+            runs: list[tuple[date, int, int]] = []
+            for slot, local in enumerate(locals_):
+                if runs and runs[-1][0] == local.date():
+                    runs[-1] = (runs[-1][0], runs[-1][1], slot + 1)
+                else:
+                    runs.append((local.date(), slot, slot + 1))
             cache[key] = cls(
-                day, utility.timezone, locals_, [t.date().replace(day=1) for t in locals_]
+                day, utility.timezone, locals_, [t.date().replace(day=1) for t in locals_], runs
             )
         return cache[key]
 
@@ -290,6 +298,9 @@ def _day_work(meter, day, row, state, tenancies, prices, calendars):
         and (tenancies[0][2] is None or tenancies[0][2] >= slot_start(day, 96))
         else None
     )
+    if single is not None and not any(old_quality):
+        # The day's first charge under one holder: sums over each local day's run of slots.
+        return _first_charge(single, new_values, new_quality, state, calendar, utility, prices)
     # Only the slots that differ from the copy cost anything: a push of one new interval looks
     # at one slot, not 96.
     changed = [
@@ -342,6 +353,29 @@ def _day_work(meter, day, row, state, tenancies, prices, calendars):
             if (account_id, fixed_day) not in fixed:
                 fixed[(account_id, fixed_day)] = (prices.pricing(utility, fixed_day), utility)
     state.values, state.quality = values_pack(copy_values), bytes(old_quality)
+    return months, fixed
+
+
+def _first_charge(account_id, values, quality, state, calendar, utility, prices):
+    """_day_work for a day never charged before and held by one account all day."""
+    months: dict[tuple[int, date], _Month] = {}
+    fixed: dict[tuple[int, date], tuple[Pricing, Utility]] = {}
+    for local_day, first, end in calendar.day_runs:
+        present = [slot for slot in range(first, end) if quality[slot] in PRESENT]
+        if not present:
+            continue
+        month_start = local_day.replace(day=1)
+        pricing = prices.pricing(utility, month_start)
+        wh = sum(values[slot] for slot in present)
+        nano = 0
+        if pricing.tariff.kind != Tariff.Kind.PROGRESSIVE:
+            rates = prices.slot_rates(pricing, calendar)
+            nano = sum(values[slot] * rates[slot] for slot in present)
+        month = months.setdefault((account_id, month_start), _Month())
+        month.add(calendar.locals[present[0]], wh, nano, new=True)
+        month.add(calendar.locals[present[-1]], 0, 0, new=True)
+        fixed[(account_id, local_day)] = (prices.pricing(utility, local_day), utility)
+    state.values, state.quality = values_pack(values), bytes(quality)
     return months, fixed
 
 
@@ -495,17 +529,22 @@ def _lock_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], ChargedDa
             binary=True,
         )
         return {
-            (m, d): ChargedDay(
-                meter_id=m,
-                day=d,
-                values=bytes(v),
-                quality=bytes(q),
-                version=n,
-                charged_at=c,
-                blocked_at=b,
-            )
+            (m, d): _Copy(m, d, bytes(v), bytes(q), n, c, b)
             for m, d, v, q, n, c, b in cursor.fetchall()
         }
+
+
+@dataclass
+class _Copy:
+    """A ChargedDay row as a pass reads and writes it (no model instance for each of thousands)."""
+
+    meter_id: int
+    day: date
+    values: bytes
+    quality: bytes
+    version: int
+    charged_at: datetime
+    blocked_at: datetime | None
 
 
 def _read_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], tuple]:
@@ -559,10 +598,11 @@ def _insert_entries(entries: list[LedgerEntry]) -> None:
     if connection.vendor != "postgresql":
         LedgerEntry.objects.bulk_create(entries, batch_size=1000)
         return
+    from psycopg.types.json import Jsonb
+
     fields = [LedgerEntry._meta.get_field(c.removesuffix("_id")) for c in LEDGER_COLUMNS]
-    arrays = [
-        [f.get_db_prep_value(getattr(e, f.attname), connection) for e in entries] for f in fields
-    ]
+    arrays = [[getattr(e, f.attname) for e in entries] for f in fields]
+    arrays[LEDGER_COLUMNS.index("meta")] = [Jsonb(e.meta) for e in entries]
     types = [f.rel_db_type(connection) if f.is_relation else f.db_type(connection) for f in fields]
     columns = ", ".join(f'"{f.column}"' for f in fields)
     selects = ", ".join(f"%s::{t}[]" for t in types)
