@@ -212,15 +212,7 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
     account_ids = sorted({a for tenancies in holders.values() for a, _, _ in tenancies})
     charged, touched = 0, set()
     with transaction.atomic():
-        Balance.objects.bulk_create(
-            [Balance(account_id=a) for a in account_ids], ignore_conflicts=True
-        )
-        balances = {
-            b.account_id: b
-            for b in Balance.objects.select_for_update()
-            .filter(account_id__in=account_ids)
-            .order_by("account_id")
-        }
+        balances = _lock_balances(account_ids)
         states = _lock_days([k for k in keys if k[0] in meters])
         rows = _read_days(list(states))
         # Under the locks, the tenancies must be those priced: a move-in or move-out that
@@ -384,17 +376,7 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
     as the month's rounded running total minus what it had posted; then the fixed charges not
     posted yet. Each entry carries its account's running balance."""
     groups = sorted(months)
-    ChargeMonth.objects.bulk_create(
-        [ChargeMonth(account_id=a, month=m) for a, m in groups], ignore_conflicts=True
-    )
-    accounts = sorted({a for a, _ in groups})
-    month_starts = sorted({m for _, m in groups})
-    states = {
-        (c.account_id, c.month): c
-        for c in ChargeMonth.objects.select_for_update()
-        .filter(account_id__in=accounts, month__in=month_starts)
-        .order_by("account_id", "month")
-    }
+    states = _lock_months(groups)
     entries: list[LedgerEntry] = []
     changed_states = []
     for group in groups:
@@ -486,6 +468,92 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
             )
         )
     return entries
+
+
+@dataclass
+class _Row:
+    """A Balance or ChargeMonth row as a pass reads and writes it."""
+
+    pk: object
+    account_id: int
+    amount: Decimal = Decimal(0)
+    updated_at: datetime | None = None
+    month: date | None = None
+    wh: int = 0
+    exact_cost: Decimal = Decimal(0)
+    posted: Decimal = Decimal(0)
+
+    @property
+    def id(self) -> object:  # ChargeMonth's primary key column, as _save reads it
+        return self.pk
+
+
+def _lock_balances(account_ids: list[int]) -> dict[int, Balance | _Row]:
+    """The accounts' Balance rows (made where missing), locked in ascending id: the lock order
+    of every money movement."""
+    if connection.vendor != "postgresql":
+        Balance.objects.bulk_create(
+            [Balance(account_id=a) for a in account_ids], ignore_conflicts=True
+        )
+        return {
+            b.account_id: b
+            for b in Balance.objects.select_for_update()
+            .filter(account_id__in=account_ids)
+            .order_by("account_id")
+        }
+    rows = _query_arrays(
+        "INSERT INTO billing_balance (account_id, amount, debt, updated_at) "
+        "SELECT a, 0, 0, now() FROM unnest(%s::bigint[]) AS a ON CONFLICT DO NOTHING; "
+        "SELECT account_id, amount FROM billing_balance WHERE account_id = ANY(%s::bigint[]) "
+        "ORDER BY account_id FOR UPDATE",
+        [account_ids, account_ids],
+    )
+    return {a: _Row(pk=a, account_id=a, amount=amount) for a, amount in rows}
+
+
+def _lock_months(groups: list[tuple[int, date]]) -> dict[tuple[int, date], ChargeMonth | _Row]:
+    """The (account, local month) running totals the pass adds to, made where missing, locked."""
+    if connection.vendor != "postgresql":
+        ChargeMonth.objects.bulk_create(
+            [ChargeMonth(account_id=a, month=m) for a, m in groups], ignore_conflicts=True
+        )
+        wanted = set(groups)
+        return {
+            (c.account_id, c.month): c
+            for c in ChargeMonth.objects.select_for_update()
+            .filter(account_id__in={a for a, _ in groups}, month__in={m for _, m in groups})
+            .order_by("account_id", "month")
+            if (c.account_id, c.month) in wanted
+        }
+    accounts, month_starts = [a for a, _ in groups], [m for _, m in groups]
+    rows = _query_arrays(
+        "INSERT INTO billing_chargemonth (account_id, month, wh, exact_cost, posted) "
+        "SELECT a, m, 0, 0, 0 FROM unnest(%s::bigint[], %s::date[]) AS k(a, m) "
+        "ON CONFLICT DO NOTHING; "
+        "SELECT c.id, c.account_id, c.month, c.wh, c.exact_cost, c.posted "
+        "FROM billing_chargemonth c JOIN unnest(%s::bigint[], %s::date[]) AS k(a, m) "
+        "ON c.account_id = k.a AND c.month = k.m ORDER BY c.account_id, c.month FOR UPDATE OF c",
+        [accounts, month_starts, accounts, month_starts],
+    )
+    return {
+        (a, m): _Row(pk=pk, account_id=a, month=m, wh=wh, exact_cost=exact, posted=posted)
+        for pk, a, m, wh, exact, posted in rows
+    }
+
+
+def _query_arrays(sql: str, params: list) -> list[tuple]:
+    """Statements (`;`-separated) bound by the server with whole arrays as parameters; returns
+    the last one's rows."""
+    import psycopg
+
+    connection.ensure_connection()
+    statements = [part.strip() for part in sql.split("; ") if part.strip()]
+    with psycopg.Cursor(connection.connection) as cursor:
+        for statement in statements:
+            count = statement.count("%s")
+            cursor.execute(statement, params[:count])
+            params = params[count:]
+        return cursor.fetchall()
 
 
 def _lock_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], ChargedDay]:
