@@ -174,12 +174,7 @@ def charges_apply(*, keys: list[tuple[int, date]], strict: bool = False) -> tupl
         return 0, set()
     meter_ids = sorted({meter_id for meter_id, _ in keys})
     days = sorted({day for _, day in keys})
-    meters = {
-        m.pk: m
-        for m in Meter.objects.filter(pk__in=meter_ids, payment_mode=Meter.PaymentMode.PREPAID)
-        .select_related("utility")
-        .only("pk", "serial", "utility")
-    }
+    meters = _prepaid_meters(meter_ids)
     for _attempt in range(3):
         holders = _tenancies(list(meters), days)
         try:
@@ -194,16 +189,65 @@ class _HoldersChanged(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _MeterInfo:
+    pk: int
+    serial: str
+    utility: Utility
+
+
+def _prepaid_meters(meter_ids: list[int]) -> dict[int, _MeterInfo]:
+    """The batch's prepaid meters, with their utilities loaded once each."""
+    if connection.vendor == "postgresql":
+        rows = _query_arrays(
+            "SELECT id, serial, utility_id FROM meters_meter "
+            "WHERE id = ANY(%s::bigint[]) AND payment_mode = 'prepaid'",
+            [meter_ids],
+        )
+    else:
+        rows = Meter.objects.filter(
+            pk__in=meter_ids, payment_mode=Meter.PaymentMode.PREPAID
+        ).values_list("pk", "serial", "utility_id")
+    rows = list(rows)
+    utilities = Utility.objects.in_bulk({utility_id for _, _, utility_id in rows})
+    return {pk: _MeterInfo(pk, serial, utilities[u]) for pk, serial, u in rows}
+
+
+def _closed_accounts(account_ids: list[int]) -> set[int]:
+    """Of these accounts, the closed ones (their late readings adjust a final statement)."""
+    if connection.vendor == "postgresql":
+        rows = _query_arrays(
+            "SELECT id FROM accounts_consumeraccount WHERE id = ANY(%s::bigint[]) "
+            "AND status = 'closed'",
+            [account_ids],
+        )
+        return {pk for (pk,) in rows}
+    return set(
+        ConsumerAccount.objects.filter(
+            pk__in=account_ids, status=ConsumerAccount.Status.CLOSED
+        ).values_list("pk", flat=True)
+    )
+
+
 def _tenancies(meter_ids: list[int], days: list[date]) -> dict[int, list]:
     first = datetime.combine(days[0], datetime.min.time(), UTC)
     last = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
     holders: dict[int, list[tuple[int, datetime, datetime | None]]] = defaultdict(list)
-    for meter_id, account_id, start, end in (
-        MeterAssignment.objects.filter(meter_id__in=meter_ids, start__lt=last)
-        .filter(Q(end__isnull=True) | Q(end__gt=first))
-        .order_by("start", "pk")
-        .values_list("meter_id", "account_id", "start", "end")
-    ):
+    if connection.vendor == "postgresql":
+        rows = _query_arrays(
+            'SELECT meter_id, account_id, start, "end" FROM meters_meterassignment '
+            'WHERE meter_id = ANY(%s::bigint[]) AND start < %s AND ("end" IS NULL OR "end" > %s) '
+            "ORDER BY start, id",
+            [meter_ids, last, first],
+        )
+    else:
+        rows = (
+            MeterAssignment.objects.filter(meter_id__in=meter_ids, start__lt=last)
+            .filter(Q(end__isnull=True) | Q(end__gt=first))
+            .order_by("start", "pk")
+            .values_list("meter_id", "account_id", "start", "end")
+        )
+    for meter_id, account_id, start, end in rows:
         holders[meter_id].append((account_id, start, end))
     return holders
 
@@ -246,11 +290,7 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
             state.charged_at = row[2]
             done.append(state)
             charged += 1
-        closed = set(
-            ConsumerAccount.objects.filter(
-                pk__in=account_ids, status=ConsumerAccount.Status.CLOSED
-            ).values_list("pk", flat=True)
-        )
+        closed = _closed_accounts(account_ids)
         entries = _post(
             meters,
             months,
@@ -448,7 +488,13 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
         for (a, d), (pricing, _) in fixed.items()
         if pricing.tariff.fixed_daily_charge
     }
-    posted = set(LedgerEntry.objects.filter(key__in=list(keys)).values_list("key", flat=True))
+    if connection.vendor == "postgresql":
+        found = _query_arrays(
+            "SELECT key FROM billing_ledgerentry WHERE key = ANY(%s::varchar[])", [list(keys)]
+        )
+        posted = {key for (key,) in found}
+    else:
+        posted = set(LedgerEntry.objects.filter(key__in=list(keys)).values_list("key", flat=True))
     for key, (account_id, local_day) in sorted(keys.items()):
         if key in posted:
             continue
