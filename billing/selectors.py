@@ -6,13 +6,15 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.db import models
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from accounts.models import ConsumerAccount
-from billing.models import Balance, Bill, LedgerEntry, TopUp
+from accounts.models import AccountLink, ConsumerAccount, User, Utility
+from billing.models import Balance, Bill, BillingPolicy, LedgerEntry, TopUp
 from billing.relay import policy_for
-from core.errors import DomainError
+from core import sql
+from core.errors import DomainError, NotFound
 
 SPEND_KINDS = (
     LedgerEntry.Kind.ENERGY_CHARGE,
@@ -23,21 +25,113 @@ SPEND_WINDOW_DAYS = 28
 MAX_PROJECTION_DAYS = 365
 
 
-def daily_spend(
+_ACCOUNT = ("id", "utility_id", "consumer_id", "status")
+_UTILITY = ("id", "timezone", "currency", "currency_minor_unit", "weekend_days")
+_BALANCE = ("account_id", "amount", "debt")
+_POLICY = ("utility_id", "emergency_credit")
+
+
+def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
+    """One of the user's accounts as accounts.selectors.account_get_for_user reads it (a live link,
+    or the link of a closed account; `visible_from` the earliest of the user's), with its utility,
+    balance row and billing policy loaded for balance_summary: one hand-written query (core.sql),
+    the balance being the app's most frequent call. Fields balance_summary does not read are
+    deferred."""
+    row = sql.select(
+        """
+        SELECT a.id, a.utility_id, a.consumer_id, a.status, MIN(l.visible_from),
+               u.id, u.timezone, u.currency, u.currency_minor_unit, u.weekend_days,
+               b.account_id, b.amount, b.debt, p.utility_id, p.emergency_credit
+        FROM accounts_consumeraccount a
+        JOIN accounts_accountlink l ON l.account_id = a.id
+        JOIN accounts_utility u ON u.id = a.utility_id
+        LEFT JOIN billing_balance b ON b.account_id = a.id
+        LEFT JOIN billing_billingpolicy p ON p.utility_id = a.utility_id
+        WHERE a.id = %s AND l.user_id = %s AND (l.unlinked_at IS NULL OR l.end_reason = %s)
+        GROUP BY a.id, u.id, b.account_id, p.utility_id
+        """,
+        [account_id, user.pk, AccountLink.EndReason.ACCOUNT_CLOSED],
+        [
+            *sql.columns(ConsumerAccount, _ACCOUNT),
+            AccountLink._meta.get_field("visible_from"),
+            *sql.columns(Utility, _UTILITY),
+            *sql.columns(Balance, _BALANCE),
+            *sql.columns(BillingPolicy, _POLICY),
+        ],
+    )
+    if not row:
+        raise NotFound("You have no such account.", code="account_not_found")
+    values = row[0]
+    account = sql.instance(ConsumerAccount, _ACCOUNT, values[0:4])
+    account.visible_from = values[4]
+    account.utility = sql.instance(Utility, _UTILITY, values[5:10])
+    # No Balance row yet: nothing was ever posted, so it is zero (never saved from here).
+    account.balance = (
+        sql.instance(Balance, _BALANCE, values[10:13])
+        if values[10] is not None
+        else Balance(account=account, amount=Decimal(0), debt=Decimal(0))
+    )
+    account.utility.billing_policy = (
+        sql.instance(BillingPolicy, _POLICY, values[13:15])
+        if values[13] is not None
+        else policy_for(account.utility)
+    )
+    return account
+
+
+def _spend_and_last_topup(
     *, account: ConsumerAccount, today: date, days: int = SPEND_WINDOW_DAYS
-) -> dict[date, Decimal]:
+) -> tuple[dict[date, Decimal], tuple[datetime, Decimal, str] | None]:
     """What the account spent on each of the last `days` complete local days (charges are negative
-    entries; their period says which day they were for)."""
+    entries; their period says which day they were for), and the last successful top-up the reader
+    may see (from their `visible_from` on, as topups_for_account) as (paid_at, amount, channel).
+    Both in one hand-written query, for the balance screen (see balance_account_get)."""
     zone = account.utility.zone
     start = datetime.combine(today - timedelta(days=days), datetime.min.time(), zone)
     end = datetime.combine(today, datetime.min.time(), zone)
+    since = getattr(account, "visible_from", None)
+    # A top-up begun before `since` belongs to the account's previous holder.
+    topups = "account_id = %s AND status = %s" + (" AND created_at >= %s" if since else "")
+    topup_params = [account.pk, TopUp.Status.SUCCEEDED, *([since] if since else [])]
+    rows = sql.select(
+        f"""
+        SELECT period_start, amount, NULL FROM billing_ledgerentry
+        WHERE account_id = %s AND kind IN (%s, %s, %s) AND period_start >= %s AND period_start < %s
+        UNION ALL
+        SELECT paid_at, amount, channel FROM billing_topup
+        WHERE {topups} AND paid_at = (
+            SELECT paid_at FROM billing_topup WHERE {topups} ORDER BY paid_at DESC LIMIT 1
+        )
+        """,  # noqa: S608 - the only text put in is one of two fixed conditions
+        [account.pk, *SPEND_KINDS, start, end, *topup_params, *topup_params],
+        [
+            LedgerEntry._meta.get_field("period_start"),
+            LedgerEntry._meta.get_field("amount"),
+            None,
+        ],
+    )
     spend: dict[date, Decimal] = defaultdict(Decimal)
-    rows = LedgerEntry.objects.filter(
-        account=account, kind__in=SPEND_KINDS, period_start__gte=start, period_start__lt=end
-    ).values_list("period_start", "amount")
-    for moment, amount in rows:
-        spend[moment.astimezone(zone).date()] -= amount
-    return dict(spend)
+    last = None
+    for moment, amount, channel in rows:
+        if channel is None:
+            spend[moment.astimezone(zone).date()] -= amount
+        else:
+            last = (moment, amount, channel)
+    return dict(spend), last
+
+
+def _balance_row(account: ConsumerAccount) -> Balance | None:
+    try:
+        return account.balance  # no query when loaded by balance_account_get
+    except Balance.DoesNotExist:
+        return None
+
+
+def _policy(utility: Utility) -> BillingPolicy:
+    try:
+        return utility.billing_policy  # no query when loaded by balance_account_get
+    except BillingPolicy.DoesNotExist:
+        return policy_for(utility)
 
 
 def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) -> dict:
@@ -52,15 +146,15 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
     utility = account.utility
     zone = utility.zone
     today = now.astimezone(zone).date()
-    balance = Balance.objects.filter(account=account).first()
+    balance = _balance_row(account)
     amount = balance.amount if balance else Decimal(0)
     debt = balance.debt if balance else Decimal(0)
-    policy = policy_for(utility)
+    policy = _policy(utility)
     emergency_available = min(
         policy.emergency_credit, max(Decimal(0), policy.emergency_credit + amount)
     )
     emergency_in_use = amount < 0 and policy.emergency_credit > 0
-    spend = daily_spend(account=account, today=today)
+    spend, last = _spend_and_last_topup(account=account, today=today)
     weekend = set(utility.weekend_days)
     by_kind = {"weekday": [], "weekend": []}
     for day, value in spend.items():
@@ -97,12 +191,6 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
                 counted += share
                 day += timedelta(days=1)
             days_left = counted.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    last = (
-        topups_for_account(account=account)
-        .filter(status=TopUp.Status.SUCCEEDED)
-        .order_by("-paid_at")
-        .first()
-    )
     minor = utility.currency_minor_unit
     exponent = Decimal(1).scaleb(-minor)
     return {
@@ -113,7 +201,7 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
         "as_of": now,
         "last_topup": None
         if last is None
-        else {"amount": _money(last.amount, minor), "at": last.paid_at, "channel": last.channel},
+        else {"amount": _money(last[1], minor), "at": last[0], "channel": last[2]},
         "average_daily_spend": None
         if average is None
         else _money(average.quantize(exponent, rounding=ROUND_HALF_UP), minor),
@@ -229,25 +317,39 @@ def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | N
     out: list[str | None] = []
     current: tuple[date, date] | None = None  # the local day range the current pricing covers
     pricing = None
+    flat_rate = 0  # the current pricing's flat rate in millionths
+    # While the current pricing covers every day of the series, a bucket's day is not needed
+    # to choose it (only progressive slabs read it, for the month).
+    series_days = (
+        series.start.astimezone(zone).date(),
+        (series.end - INTERVAL).astimezone(zone).date(),
+    )
+    covers_series = False
+    actual, estimated = PRESENT
     for i0, i1 in spans:
-        if not any(q in PRESENT for q in quality[i0:i1]):
+        chunk = quality[i0:i1]
+        if actual not in chunk and estimated not in chunk:  # bytes: a search, not a loop
             out.append(None)
             continue
-        first_local = (series.start + i0 * INTERVAL).astimezone(zone)
-        day = first_local.date()
-        if current is None or not (current[0] <= day <= current[1]):
-            pricing = pricing_on(pricings, day)
-            current = (
-                (day, day)
-                if pricing is None
-                else (pricing.tariff.valid_from, pricing.tariff.valid_to or date.max)
-            )
+        day = None
+        if not covers_series:
+            day = (series.start + i0 * INTERVAL).astimezone(zone).date()
+            if current is None or not (current[0] <= day <= current[1]):
+                pricing = pricing_on(pricings, day)
+                current = (
+                    (day, day)
+                    if pricing is None
+                    else (pricing.tariff.valid_from, pricing.tariff.valid_to or date.max)
+                )
+                covers_series = current[0] <= series_days[0] and series_days[1] <= current[1]
+                if pricing is not None:
+                    flat_rate = int((pricing.tariff.flat_rate or 0) * 1_000_000)
         if pricing is None:
             out.append(None)
             continue
         kind = pricing.tariff.kind
         if kind == "flat" or (kind == "tou" and not pricing.periods):
-            rate = int((pricing.tariff.flat_rate or 0) * 1_000_000)
+            rate = flat_rate
             wh = sum(values[i0:i1])
             out.append(_money_text(wh * rate, minor))
         elif kind == "tou":
@@ -258,6 +360,7 @@ def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | N
                     nano += values[i] * int(pricing.rate_at(local) * 1_000_000)
             out.append(_money_text(nano, minor))
         else:
+            day = day or (series.start + i0 * INTERVAL).astimezone(zone).date()
             month = day.replace(day=1)
             if month not in month_average:
                 month_wh = sum(
@@ -272,3 +375,84 @@ def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | N
             nano = int(Decimal(sum(values[i0:i1])) * month_average[month] * 1_000_000)
             out.append(_money_text(nano, minor))
     return out
+
+
+# A projection's pace varies between weekdays and weekends and with the hour of the day; a check
+# is skipped only when the balance is this far above anything a days-left alert could ask for.
+DAYS_LEFT_MARGIN = Decimal("1.5")
+
+
+def balance_checks_due(*, account_ids: list[int]) -> list[int]:
+    """Of the accounts a charging pass touched, those whose balance check could do anything: order
+    a disconnection, fire an alert, or re-arm one. A few grouped queries for the whole list, so
+    that a pass over a city of healthy balances costs no per-account work.
+
+    Due: the balance is at or below the disconnection level (emergency credit used up) or zero;
+    or a linked user's low-balance amount; or within a margin of a days-left level at the account's
+    recent pace; or some alert state is waiting to re-arm (a refund may have lifted the balance).
+    """
+    from django.conf import settings
+
+    from accounts.models import AccountLink
+    from notifications.models import BalanceAlertState
+
+    if not account_ids:
+        return []
+    accounts = {
+        a.pk: a
+        for a in ConsumerAccount.objects.filter(pk__in=account_ids).select_related("utility")
+    }
+    balances = dict(
+        Balance.objects.filter(account_id__in=account_ids).values_list("account_id", "amount")
+    )
+    waiting = set(
+        BalanceAlertState.objects.filter(account_id__in=account_ids)
+        .filter(models.Q(low_armed=False) | models.Q(days_armed=False) | models.Q(zero_armed=False))
+        .values_list("account_id", flat=True)
+    )
+    levels: dict[int, tuple[Decimal, int]] = {}
+    for account_id, amount, days in AccountLink.objects.filter(
+        account_id__in=account_ids, unlinked_at__isnull=True
+    ).values_list(
+        "account_id",
+        "user__notification_preference__low_balance_amount",
+        "user__notification_preference__low_balance_days",
+    ):
+        currency = accounts[account_id].utility.currency
+        amount = (
+            amount
+            if amount is not None
+            else Decimal(settings.LOW_BALANCE_DEFAULT_AMOUNTS.get(currency, "0"))
+        )
+        days = days if days is not None else settings.LOW_BALANCE_DEFAULT_DAYS
+        known = levels.get(account_id, (Decimal(0), 0))
+        levels[account_id] = (max(known[0], amount), max(known[1], days))
+    since = timezone.now() - timedelta(days=SPEND_WINDOW_DAYS + 1)
+    spend = {
+        account_id: (-(total or 0), days)
+        for account_id, total, days in LedgerEntry.objects.filter(
+            account_id__in=list(levels), kind__in=SPEND_KINDS, period_start__gte=since
+        )
+        .values("account_id")
+        .annotate(total=Sum("amount"), days=models.Count("period_start__date", distinct=True))
+        .values_list("account_id", "total", "days")
+    }
+    due = []
+    emergency_credit: dict[int, Decimal] = {}
+    for account_id in sorted(accounts):
+        balance = balances.get(account_id, Decimal(0))
+        utility = accounts[account_id].utility
+        if utility.pk not in emergency_credit:
+            emergency_credit[utility.pk] = policy_for(utility).emergency_credit
+        emergency = emergency_credit[utility.pk]
+        if balance <= -emergency or account_id in waiting:
+            due.append(account_id)
+            continue
+        if account_id not in levels:  # nobody to tell, nothing to disconnect
+            continue
+        amount, days = levels[account_id]
+        total, spend_days = spend.get(account_id, (Decimal(0), 0))
+        pace = total / spend_days if spend_days else Decimal(0)
+        if balance <= 0 or balance <= amount or balance <= pace * days * DAYS_LEFT_MARGIN:
+            due.append(account_id)
+    return due

@@ -35,10 +35,11 @@ def charge_shard(shard: int, shards: int) -> int:
 
 @shared_task(acks_late=True)
 def accounts_balance_changed(account_ids: list[int]) -> None:
-    """After a charging pass: the balance checks of its accounts, 200 to a task."""
-    from billing import services
+    """After a charging pass: the balance checks of its accounts, 200 to a task; only those whose
+    check could do anything run it (billing.selectors.balance_checks_due)."""
+    from billing import selectors, services
 
-    for account_id in account_ids:
+    for account_id in selectors.balance_checks_due(account_ids=account_ids):
         services.account_balance_changed(account_id=account_id)
 
 

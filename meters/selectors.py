@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import statistics
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import AccountLink, User
+from accounts.models import AccountLink, User, Utility
+from core import sql
 from core.errors import DomainError, NotFound
 from core.timebuckets import GROUPS, bucket_bounds, local_date_bounds, local_moment_parse
-from meters.models import Meter, MeterAssignment, MeterDay
+from meters.models import Meter, MeterAssignment, MeterDay, Transformer
 from meters.storage import INTERVAL, Quality, Series, floor_to_interval
 
 # The longest period each grouping answers, in days: enough for any screen of the app, small
@@ -23,6 +25,8 @@ from meters.storage import INTERVAL, Quality, Series, floor_to_interval
 MAX_PERIOD_DAYS = {"interval": 31, "hour": 92, "day": 732, "week": 1830, "month": 1830}
 COMMUNICATION_OK = timedelta(hours=1)
 COMMUNICATION_LATE = timedelta(hours=24)
+# Stored readings of some UTC days: (values, quality) by day, as meters.storage.Series takes them.
+MeterDays = dict[date, tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True)
@@ -37,48 +41,93 @@ class Tenancy:
     current: bool  # running, and the user's link to the account is live
 
 
-def _tenancies(*, user: User, meter_id: int | None = None) -> dict[int, list[Tenancy]]:
-    """The user's tenancies by meter, from one query over assignments and the user's links."""
-    rows = (
-        MeterAssignment.objects.filter(
-            Q(account__links__unlinked_at__isnull=True)
-            | Q(account__links__end_reason=AccountLink.EndReason.ACCOUNT_CLOSED),
-            account__links__user=user,
-            **({"meter_id": meter_id} if meter_id is not None else {}),
-        )
-        .order_by("start")
-        .values_list(
-            "meter_id",
-            "account_id",
-            "account__consumer_id",
-            "start",
-            "end",
-            "account__links__visible_from",
-            "account__links__unlinked_at",
-        )
+def _meters_with_tenancies(
+    *, user: User, meter_id: int | None = None, with_grid: bool = False
+) -> list[Meter]:
+    """The user's meters with their utility, each with its `tenancies`, from one hand-written
+    query (core.sql: every consumer read of a meter starts here): every assignment of a meter to
+    an account the user holds, or held until it closed, with the user's link to that account.
+    `with_grid` reads the meters' transformers, feeders and areas in a second query."""
+    query, fields, meter_names, utility_names = _tenancies_query(one_meter=meter_id is not None)
+    rows = sql.select(
+        query,
+        [
+            user.pk,
+            AccountLink.EndReason.ACCOUNT_CLOSED,
+            *([meter_id] if meter_id is not None else []),
+        ],
+        fields,
     )
-    out: dict[int, list[Tenancy]] = {}
-    for meter, account, consumer_id, start, end, visible_from, link_ended in rows:
+    split, meter_id_at = 6 + len(meter_names), meter_names.index("id")
+    meters: dict[int, Meter] = {}
+    for row in rows:
+        account_id, consumer_id, start, end, visible_from, link_ended = row[:6]
         if visible_from and visible_from > start:
             start = visible_from
         if end is not None and end <= start:
             continue
-        tenancy = Tenancy(account, consumer_id, start, end, end is None and link_ended is None)
-        out.setdefault(meter, []).append(tenancy)
-    return out
+        meter_pk = row[6 + meter_id_at]
+        if meter_pk not in meters:
+            meter = sql.instance(Meter, meter_names, row[6:split])
+            meter.utility = sql.instance(Utility, utility_names, row[split:])
+            meter.tenancies = []
+            meters[meter_pk] = meter
+        tenancy = Tenancy(account_id, consumer_id, start, end, end is None and link_ended is None)
+        meters[meter_pk].tenancies.append(tenancy)
+    if with_grid:
+        ids = {m.transformer_id for m in meters.values() if m.transformer_id is not None}
+        if ids:
+            grid = Transformer.objects.select_related("feeder__area").in_bulk(ids)
+            for meter in meters.values():
+                meter.transformer = grid.get(meter.transformer_id)
+    return list(meters.values())
+
+
+@cache
+def _tenancies_query(*, one_meter: bool) -> tuple[str, list, list[str], list[str]]:
+    """The SQL of _meters_with_tenancies, its columns' fields, the meter's and utility's names."""
+    meter_fields = Meter._meta.concrete_fields
+    utility_fields = Utility._meta.concrete_fields
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        [f"m.{quote(f.column)}" for f in meter_fields]
+        + [f"u.{quote(f.column)}" for f in utility_fields]
+    )
+    query = f"""
+        SELECT ma.account_id, a.consumer_id, ma.start, ma."end", l.visible_from, l.unlinked_at,
+               {columns}
+        FROM meters_meterassignment ma
+        JOIN accounts_consumeraccount a ON a.id = ma.account_id
+        JOIN accounts_accountlink l ON l.account_id = ma.account_id
+        JOIN meters_meter m ON m.id = ma.meter_id
+        JOIN accounts_utility u ON u.id = m.utility_id
+        WHERE l.user_id = %s AND (l.unlinked_at IS NULL OR l.end_reason = %s)
+              {"AND ma.meter_id = %s" if one_meter else ""}
+        ORDER BY ma.start
+        """  # noqa: S608 - only column names from the models are put in
+    assignment, link = MeterAssignment._meta.get_field, AccountLink._meta.get_field
+    fields = [
+        None,
+        None,
+        assignment("start"),
+        assignment("end"),
+        link("visible_from"),
+        link("unlinked_at"),
+        *meter_fields,
+        *utility_fields,
+    ]
+    return (
+        query,
+        fields,
+        [f.attname for f in meter_fields],
+        [f.attname for f in utility_fields],
+    )
 
 
 def meters_for_user(*, user: User) -> list[Meter]:
     """Meters the user may see, each with its `tenancies`: those on accounts the user holds now,
     and those of closed accounts the user held (read-only, up to the move-out)."""
-    tenancies = _tenancies(user=user)
-    meters = list(
-        Meter.objects.filter(pk__in=tenancies).select_related(
-            "utility", "transformer__feeder__area"
-        )
-    )
-    for meter in meters:
-        meter.tenancies = tenancies[meter.pk]
+    meters = _meters_with_tenancies(user=user, with_grid=True)
     meters.sort(key=lambda m: (m.tenancies[-1].consumer_id, m.serial))
     return meters
 
@@ -86,24 +135,24 @@ def meters_for_user(*, user: User) -> list[Meter]:
 def meter_get_for_user(*, user: User, meter_id: int, with_grid: bool = False) -> Meter:
     """One of the user's meters, with its `tenancies` (see meters_for_user): every consumer read
     of the meter is cut to them."""
-    tenancies = _tenancies(user=user, meter_id=meter_id).get(meter_id)
-    related = ["utility", "transformer__feeder__area"] if with_grid else ["utility"]
-    meter = (
-        Meter.objects.select_related(*related).filter(pk=meter_id).first() if tenancies else None
-    )
-    if meter is None:
+    meters = _meters_with_tenancies(user=user, meter_id=meter_id, with_grid=with_grid)
+    if not meters:
         raise NotFound("You have no such meter.", code="meter_not_found")
-    meter.tenancies = tenancies
-    return meter
+    return meters[0]
 
 
 def meter_windows(meter: Meter) -> list[tuple[datetime, datetime | None]]:
     return [(t.start, t.end) for t in meter.tenancies]
 
 
-def meter_series_for_user(*, meter: Meter, start: datetime, end: datetime) -> Series:
-    """A consumer's view of the readings: intervals outside their tenancies are OUTSIDE."""
-    return meter_series(meter_id=meter.pk, start=start, end=end).keep_only(meter_windows(meter))
+def meter_series_for_user(
+    *, meter: Meter, start: datetime, end: datetime, days: MeterDays | None = None
+) -> Series:
+    """A consumer's view of the readings: intervals outside their tenancies are OUTSIDE. `days`,
+    read once by meter_days over a span holding [start, end), saves reading them again."""
+    if days is None:
+        days = meter_days(meter_id=meter.pk, start=start, end=end)
+    return Series(start, end, days).keep_only(meter_windows(meter))
 
 
 def communication_health(*, meter: Meter, now: datetime | None = None) -> str:
@@ -145,7 +194,8 @@ def period_parse(
     return Period(start=start, end=end, zone=zone)
 
 
-def meter_series(*, meter_id: int, start: datetime, end: datetime) -> Series:
+def meter_days(*, meter_id: int, start: datetime, end: datetime) -> MeterDays:
+    """The stored rows of the UTC days [start, end) touches: (values, quality) by day."""
     first, last = (
         start.astimezone(UTC).date(),
         (end.astimezone(UTC) - timedelta(microseconds=1)).date(),
@@ -168,9 +218,11 @@ def meter_series(*, meter_id: int, start: datetime, end: datetime) -> Series:
         rows = MeterDay.objects.filter(
             meter_id=meter_id, day__gte=first, day__lte=last
         ).values_list("day", "values", "quality")
-    return Series(
-        start, end, {day: (bytes(values), bytes(quality)) for day, values, quality in rows}
-    )
+    return {day: (bytes(values), bytes(quality)) for day, values, quality in rows}
+
+
+def meter_series(*, meter_id: int, start: datetime, end: datetime) -> Series:
+    return Series(start, end, meter_days(meter_id=meter_id, start=start, end=end))
 
 
 def _summary(series: Series, i0: int, i1: int) -> dict:
@@ -274,8 +326,9 @@ _PRESENT = {Quality.ACTUAL.value: 1, Quality.ESTIMATED.value: 1}
 
 def local_starts(series: Series, zone: ZoneInfo) -> list[str]:
     """The local ISO start of every interval of a series. When the zone keeps one offset over the
-    whole period (checked at every local midnight), the strings are built from a naive clock and
-    that offset, several times faster than converting each instant; otherwise each is converted."""
+    whole period (checked at every local midnight), every local day has the same 96 wall-clock
+    starts, so each string is a day's date joined to one of them, many times faster than converting
+    each instant; otherwise each is converted."""
     count = len(series)
     if not count:
         return []
@@ -290,25 +343,31 @@ def local_starts(series: Series, zone: ZoneInfo) -> list[str]:
         return [(series.start + i * INTERVAL).astimezone(zone).isoformat() for i in range(count)]
     suffix = first.isoformat()[19:]  # "+03:00"
     clock = first.replace(tzinfo=None)
-    return [(clock + i * INTERVAL).isoformat() + suffix for i in range(count)]
+    if clock.minute % 15 or clock.second:  # an offset off the quarter-hour (old local mean times)
+        return [(clock + i * INTERVAL).isoformat() + suffix for i in range(count)]
+    times = [f"T{h:02d}:{m:02d}:00{suffix}" for h in range(24) for m in (0, 15, 30, 45)]
+    skip = clock.hour * 4 + clock.minute // 15
+    dates = [
+        (clock.date() + timedelta(days=n)).isoformat() for n in range((skip + count - 1) // 96 + 1)
+    ]
+    return [day + time for day in dates for time in times][skip : skip + count]
 
 
 def _interval_buckets(series: Series, zone: ZoneInfo) -> list[dict]:
     """One row per quarter-hour: its start, its energy (null unless measured or estimated) and its
     quality. Counts would be 0 or 1 here, so they are left out: a month is 2,976 rows."""
-    values, quality = series.values, series.quality
-    starts = local_starts(series, zone)
     return [
-        {
-            "start": starts[i],
-            "energy_wh": values[i] if q in _PRESENT else None,
-            "quality": _LABELS[q],
-        }
-        for i, q in enumerate(quality)
+        {"start": start, "energy_wh": wh if q in _PRESENT else None, "quality": _LABELS[q]}
+        for start, wh, q in zip(
+            local_starts(series, zone), series.values, series.quality, strict=True
+        )
     ]
 
 
 NIGHT_HOURS = range(0, 5)  # 00:00 to 05:00 local: when a household's load is its base load
+
+
+_SLOT_TIMES = [f"{slot // 4:02d}:{slot % 4 * 15:02d}" for slot in range(96)]
 
 
 def pattern(*, meter: Meter, period: Period, now: datetime | None = None) -> dict:
@@ -321,15 +380,16 @@ def pattern(*, meter: Meter, period: Period, now: datetime | None = None) -> dic
     now = floor_to_interval(now or timezone.now())
     zone = period.zone
     weekend = set(meter.utility.weekend_days)
-    current = _day_stats(meter, period.start, min(period.end, now), zone)
     length = period.end - period.start
-    previous = _day_stats(meter, period.start - length, period.start, zone, detail=False)
+    current_end = min(period.end, now)
+    # Both periods are read at once: they touch, so one range of days holds them.
+    stored = meter_days(
+        meter_id=meter.pk, start=period.start - length, end=max(current_end, period.start)
+    )
+    current = _day_stats(meter, period.start, current_end, zone, stored)
+    previous = _day_stats(meter, period.start - length, period.start, zone, stored, detail=False)
 
-    profile_sum, profile_n = [0] * 96, [0] * 96
-    for day in current["days"]:
-        for slot, wh in day["slots"]:
-            profile_sum[slot] += wh
-            profile_n[slot] += 1
+    profile_sum, profile_n = current["profile"]
     complete = [d for d in current["days"] if d["complete"]]
     weekday = [d["energy"] for d in complete if d["date"].weekday() not in weekend]
     weekend_days = [d["energy"] for d in complete if d["date"].weekday() in weekend]
@@ -346,7 +406,7 @@ def pattern(*, meter: Meter, period: Period, now: datetime | None = None) -> dic
         "tenancies": tenancies_body(meter),
         "profile": [
             {
-                "time": f"{slot // 4:02d}:{slot % 4 * 15:02d}",
+                "time": _SLOT_TIMES[slot],
                 "average_wh": round(profile_sum[slot] / profile_n[slot], 1)
                 if profile_n[slot]
                 else None,
@@ -388,26 +448,39 @@ def _round(value: float | None) -> float | None:
 
 
 def _day_stats(
-    meter: Meter, start: datetime, end: datetime, zone: ZoneInfo, detail: bool = True
+    meter: Meter,
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+    stored: MeterDays,
+    detail: bool = True,
 ) -> dict:
-    """Per local day: energy and completeness; with `detail`, each present interval's wall-clock
-    slot, the night minimum, and the period's peak."""
+    """Per local day: energy and completeness; with `detail`, the night minimum, the period's peak
+    and its time-of-day profile: (sum, count) of the present intervals of each wall-clock slot.
+
+    A whole day of 96 present intervals (most days) is added up slot by slot in one pass of C
+    (map, min, max); a day with gaps, a DST day or a partial one is walked interval by interval.
+    """
     days: list[dict] = []
-    out = {"days": days, "peak": None, "total": None}
+    profile_sum, profile_n = [0] * 96, [0] * 96
+    out = {"days": days, "peak": None, "total": None, "profile": (profile_sum, profile_n)}
     if end <= start:
         return out
-    series = meter_series_for_user(meter=meter, start=start, end=end)
-    out["total"] = _summary(series, 0, len(series))
+    series = meter_series_for_user(meter=meter, start=start, end=end, days=stored)
+    if detail:
+        out["total"] = _summary(series, 0, len(series))
     first, last = start.astimezone(zone).date(), (end - INTERVAL).astimezone(zone).date()
     edges = local_date_bounds(first, last + timedelta(days=1), zone)
     peak_index, peak_wh = None, -1
+    whole_days = 0
+    night = slice(4 * NIGHT_HOURS.start, 4 * NIGHT_HOURS.stop)
     for number, (left, right) in enumerate(itertools.pairwise(edges)):
         lo, hi = max(left, start), min(right, end)
         i0, i1 = series.index_of(lo), series.index_of(hi)
         values, quality = series.values[i0:i1], series.quality[i0:i1]
         nominal = int((right - left) / INTERVAL)
+        present = quality.count(Quality.ACTUAL) + quality.count(Quality.ESTIMATED)
         if not detail:
-            present = quality.count(Quality.ACTUAL) + quality.count(Quality.ESTIMATED)
             days.append(
                 {
                     "date": first + timedelta(days=number),
@@ -417,7 +490,22 @@ def _day_stats(
             )
             continue
         regular = (right - left) == timedelta(days=1) and lo == left
-        slots, night = [], []
+        if regular and present == nominal == len(values):
+            whole_days += 1
+            profile_sum[:] = map(operator.add, profile_sum, values)
+            highest = max(values)
+            if highest > peak_wh:  # the first of equal peaks stays
+                peak_index, peak_wh = i0 + values.index(highest), highest
+            days.append(
+                {
+                    "date": first + timedelta(days=number),
+                    "energy": sum(values),
+                    "complete": True,
+                    "night_min": min(values[night]),
+                }
+            )
+            continue
+        energy, count, night_wh = 0, 0, []
         for offset, (wh, q) in enumerate(zip(values, quality, strict=True)):
             if q not in (Quality.ACTUAL, Quality.ESTIMATED):
                 continue
@@ -426,20 +514,24 @@ def _day_stats(
             else:  # a DST day or a partial first day: read the wall clock
                 local = (lo + offset * INTERVAL).astimezone(zone)
                 slot = local.hour * 4 + local.minute // 15
-            slots.append((slot, wh))
+            profile_sum[slot] += wh
+            profile_n[slot] += 1
+            energy += wh
+            count += 1
             if slot // 4 in NIGHT_HOURS:
-                night.append(wh)
+                night_wh.append(wh)
             if wh > peak_wh:
                 peak_index, peak_wh = i0 + offset, wh
         days.append(
             {
                 "date": first + timedelta(days=number),
-                "slots": slots,
-                "energy": sum(wh for _, wh in slots),
-                "complete": len(slots) == nominal,
-                "night_min": min(night) if night else None,
+                "energy": energy,
+                "complete": count == nominal,
+                "night_min": min(night_wh) if night_wh else None,
             }
         )
+    if whole_days:
+        profile_n[:] = [n + whole_days for n in profile_n]
     if peak_index is not None:
         out["peak"] = (start + peak_index * INTERVAL, peak_wh)
     return out

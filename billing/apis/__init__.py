@@ -29,7 +29,7 @@ def _money(value, account) -> str:
 class BalanceApi(APIView):
     @extend_schema(responses={200: dict}, summary="Balance, and how long it will last")
     def get(self, request, account_id: int):
-        account = account_get_for_user(user=request.user, account_id=account_id)
+        account = selectors.balance_account_get(user=request.user, account_id=account_id)
         body = selectors.balance_summary(account=account)
         body["payment_code"] = payments.payment_code_for(account)
         return Response(body)

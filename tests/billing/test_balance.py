@@ -90,3 +90,83 @@ def test_the_statement_filters_by_kind_and_period(make_api):
     assert [e["kind"] for e in topups["results"]] == ["topup"]
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_kind"
     assert reversed_.status_code == 400 and reversed_.json()["error"]["code"] == "period_reversed"
+
+
+def paid_topup(account, amount: str, *, created_at: datetime, paid_at: datetime, channel="app"):
+    return TopUp.objects.create(
+        account=account,
+        amount=Decimal(amount),
+        currency="KWD",
+        channel=channel,
+        status="succeeded",
+        created_at=created_at,
+        paid_at=paid_at,
+    )
+
+
+def test_the_balance_takes_three_queries(make_api, django_assert_num_queries):
+    link = AccountLinkFactory()
+    account = link.account
+    policy(account.utility, emergency_credit=Decimal("0.500"))
+    today = date(2026, 11, 22)
+    for back in range(1, 29):
+        spend(account, today - timedelta(days=back), "0.300")
+    ledger_post(
+        account=account, kind="topup", amount=Decimal("20.000"), key="t", description="top-up"
+    )
+    paid_topup(
+        account,
+        "20.000",
+        created_at=datetime(2026, 11, 20, 8, tzinfo=UTC),
+        paid_at=datetime(2026, 11, 20, 9, tzinfo=UTC),
+    )
+
+    with time_machine.travel(datetime(2026, 11, 22, 9, 0, tzinfo=UTC)):
+        api = make_api(link.user)
+        # The user (authentication); the account with its utility, policy and balance; the
+        # spend of the last 28 days and the last top-up together.
+        with django_assert_num_queries(3):
+            body = api.get(f"/api/v1/accounts/{account.pk}/balance/").json()
+
+    assert body["balance"] == "11.600"
+    assert body["average_daily_spend"] == "0.300"
+    assert body["last_topup"] == {
+        "amount": "20.000",
+        "at": "2026-11-20T09:00:00Z",
+        "channel": "app",
+    }
+    assert body["emergency_credit"]["limit"] == "0.500"
+    assert body["projected_days_left"] == "40.3"  # half of today, then 11.950 / 0.300 = 39.8
+
+
+def test_a_utility_without_a_policy_yet_gets_the_default_one(make_api):
+    link = AccountLinkFactory()
+    body = make_api(link.user).get(f"/api/v1/accounts/{link.account_id}/balance/").json()
+    assert body["emergency_credit"] == {"limit": "0.000", "available": "0.000", "in_use": False}
+
+
+def test_the_last_topup_is_the_readers_own(make_api):
+    """A top-up begun before the reader's number became the account's is the previous holder's,
+    even when it was paid later."""
+    link = AccountLinkFactory(visible_from=datetime(2026, 11, 10, tzinfo=UTC))
+    account = link.account
+    paid_topup(
+        account,
+        "3.000",
+        created_at=datetime(2026, 11, 12, tzinfo=UTC),
+        paid_at=datetime(2026, 11, 12, 0, 5, tzinfo=UTC),
+        channel="web",
+    )
+    paid_topup(
+        account,
+        "9.000",
+        created_at=datetime(2026, 11, 9, 23, tzinfo=UTC),
+        paid_at=datetime(2026, 11, 13, tzinfo=UTC),
+    )
+    api = make_api(link.user)
+
+    body = api.get(f"/api/v1/accounts/{account.pk}/balance/").json()
+    assert body["last_topup"] == {"amount": "3.000", "at": "2026-11-12T00:05:00Z", "channel": "web"}
+
+    TopUp.objects.filter(channel="web").delete()
+    assert api.get(f"/api/v1/accounts/{account.pk}/balance/").json()["last_topup"] is None
