@@ -85,6 +85,10 @@ def idempotent(
 
 
 def topup_amount_check(*, account: ConsumerAccount, raw: object) -> Decimal:
+    """The amount of a payment into `account` (app, payment link, counter), checked; a closed
+    account takes none: its money was settled when it closed."""
+    if account.status == ConsumerAccount.Status.CLOSED:
+        raise Conflict("This consumer account is closed.", code="account_closed")
     utility = account.utility
     policy = policy_for(utility)
     amount = money_parse(raw, minor_unit=utility.currency_minor_unit, max_major=policy.max_topup)
@@ -381,6 +385,12 @@ def payment_code_account(*, code: str, partner: PaymentPartner) -> ConsumerAccou
     )
     if account is None:
         raise NotFound("No account has this payment code.", code="unknown_payment_code")
+    if account.status == ConsumerAccount.Status.CLOSED:
+        # Its money was settled at the move-out: a payment now would land where nobody draws.
+        raise Conflict(
+            "This account is closed; pay into the consumer's current account.",
+            code="account_closed",
+        )
     return account
 
 

@@ -442,3 +442,22 @@ def test_a_postpaid_move_out_settles_its_bills_and_no_fine_follows(headend, db):
     assert final.count() <= 2
     assert bills.fines_apply(today=timezone.now().date() + timedelta(days=60)) == []
     assert bills.arrears_flag() == []
+
+
+def test_no_channel_takes_money_into_a_closed_account(client, meter):
+    from billing import payments
+    from billing.models import PaymentPartner
+
+    account = meter.account
+    moves.move_out(account=account)
+    account.refresh_from_db()
+    code = payments.payment_code_for(account)
+    partner, _ = payments.partner_token_create(utility=meter.utility, name="Fawry")
+    with pytest.raises(Exception, match="closed"):
+        payments.payment_code_account(code=code, partner=PaymentPartner.objects.get(pk=partner.pk))
+    cashier = UserFactory(username="cashier", is_staff=True, is_superuser=True)
+    with pytest.raises(Exception, match="closed"):
+        payments.counter_payment_record(account=account, amount="5.000", cashier=cashier)
+    with pytest.raises(Exception, match="closed"):
+        payments.payment_link_create(account=account, amount="5.000", created_by=cashier)
+    assert not LedgerEntry.objects.filter(account=account, kind="topup").exists()
