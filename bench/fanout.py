@@ -1,16 +1,25 @@
 """Benchmark: an outage notice to N consumers with M devices, through real Celery workers on
 PostgreSQL + Redis, against the fake FCM server; and a bare HTTP client sending the same number of
-requests to the same server, for comparison.
+requests to the same server, over as many connections as the workers have, for comparison.
 
     createdb -h 127.0.0.1 -U root sm_notif_bench
     DATABASE_URL=postgres://root@127.0.0.1:5432/sm_notif_bench REDIS_URL=redis://127.0.0.1:6379/12 \
         .venv/bin/python bench/fanout.py [--consumers 100000 --devices 150000 --workers 2]
 
+The fake answers each request after --fcm-latency-ms (40 by default: FCM answers in tens of
+milliseconds). Before issue 15 the fake took 43 ms or more by accident (Nagle's algorithm holding
+each answer's body for the client's 40 ms delayed ACK, and a sum over every delivery per request), so
+raw_http_per_s was 1,210-1,430 where it is now about 1,550: ratios from before are not comparable.
+With latency, the figures say how well each path keeps its connections busy; with
+--fcm-latency-ms 0, how much CPU each spends per push.
+
 Consumers and devices are created once (usernames `bench-…`) and reused by later runs; each run's
 alerts are deleted at the end. The last line is:
     pushes_per_s=… raw_http_per_s=… ratio=… seconds_to_last_push=… duplicates=… lost=…
+    fcm_latency_ms=… worker_cpu_ms_per_push=…
 pushes_per_s counts pushes accepted by the server from its first to its last; seconds_to_last_push
-runs from the call to fanout_create (inbox rows included) to the last push.
+runs from the call to fanout_create (inbox rows included) to the last push; worker_cpu_ms_per_push is
+the CPU time the workers used meanwhile (both threads: the task's and the sending loop's), per push.
 """
 
 from __future__ import annotations
@@ -42,17 +51,35 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="FCM requests per worker")
     parser.add_argument("--batch", type=int, default=500, help="alerts per push task")
     parser.add_argument("--timeout", type=int, default=1800)
+    parser.add_argument("--fcm-latency-ms", type=float, default=40, help="the fake's answer time")
     return parser.parse_args()
 
 
-def start_fake() -> tuple[subprocess.Popen, str]:
+def start_fake(latency_ms: float) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fcm", "--access-token", ACCESS_TOKEN],
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.fcm",
+            "--access-token",
+            ACCESS_TOKEN,
+            "--delay-ms",
+            str(latency_ms),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
     return process, process.stdout.readline().strip()
+
+
+def cpu_seconds(processes: list[subprocess.Popen]) -> float:
+    """CPU time (user + system) the processes have used so far, from /proc (Linux)."""
+    ticks = 0
+    for process in processes:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def stats(base_url: str) -> dict:
@@ -195,7 +222,7 @@ def main() -> None:
     print(f"audience: {args.consumers} consumers, {args.devices} devices", flush=True)
     user_ids = ensure_audience(args.consumers, args.devices)
 
-    fake, base_url = start_fake()
+    fake, base_url = start_fake(args.fcm_latency_ms)
     workers: list[subprocess.Popen] = []
     key = f"bench:outage:{int(time.time())}"
     try:
@@ -206,6 +233,7 @@ def main() -> None:
 
         workers = start_workers(args, base_url, queue)
         time.sleep(3)  # let the workers connect before the clock starts
+        cpu_at_start = cpu_seconds(workers)
         started = time.monotonic()
         with transaction.atomic():
             fanout, _ = fanout_create(
@@ -225,6 +253,7 @@ def main() -> None:
             fanout=fanout, push_status__in=["pending", "sending"]
         ).count()
         current = stats(base_url)
+        worker_cpu = cpu_seconds(workers) - cpu_at_start
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
@@ -252,7 +281,8 @@ def main() -> None:
     print(
         f"pushes_per_s={pushes_per_s:.0f} raw_http_per_s={raw_per_s:.0f} "
         f"ratio={pushes_per_s / raw_per_s:.2f} seconds_to_last_push={to_last:.1f} "
-        f"duplicates={current['duplicates']} lost={lost}"
+        f"duplicates={current['duplicates']} lost={lost} fcm_latency_ms={args.fcm_latency_ms:g} "
+        f"worker_cpu_ms_per_push={1000 * worker_cpu / max(current['accepted'], 1):.2f}"
     )
 
 

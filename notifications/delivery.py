@@ -2,18 +2,20 @@
 
 Every alert is an inbox row written before anything is sent. A push task takes row ids and claims
 them with a conditional update (pending → sending, stamped with a claim id); a task delivered twice,
-or two workers given the same ids, find nothing left to claim. Results are written after each chunk
-of requests, which also renews the claim. A claim older than NOTIFY_CLAIM_LEASE_SECONDS belongs to a
-dead worker: the sweeper puts it back to pending and sends it again, and the messages in flight when
-the worker died may then reach FCM twice; they carry the alert's id as collapse key and tag, so the
-phone shows one notification.
+or two workers given the same ids, find nothing left to claim. A chunk's results are written while
+the chunks after it travel; the claim is renewed as the batch goes. A claim older than
+NOTIFY_CLAIM_LEASE_SECONDS belongs to a dead worker: the sweeper puts it back to pending and sends it
+again, and the messages whose results were not written when the worker died (CHUNKS_OUT chunks at
+most) may then reach FCM twice; they carry the alert's id as collapse key and tag, so the phone
+shows one notification.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
@@ -26,12 +28,16 @@ from accounts.models import AccountLink
 from notifications import categories as c
 from notifications import selectors
 from notifications.models import Device, Notification, NotificationPreference
-from notifications.push import Outcome, PushMessage, push_send
+from notifications.push import Outcome, PushMessage, PushSending, push_send_start
 
 logger = logging.getLogger(__name__)
 
 Status = Notification.PushStatus
 SWEEP_LIMIT = 100_000
+# Rows of a push batch claimed and read at a time: the first pushes leave while the rest wait.
+PAGE_ROWS = 100
+# Chunks of a push batch sent before the first of them is written down (notifications_push).
+CHUNKS_OUT = 4
 
 
 # --- Queueing -------------------------------------------------------------------------------
@@ -159,28 +165,60 @@ def _backoff(attempts: int, retry_after: int | None) -> int:
 def notifications_push(*, notification_ids: list[int]) -> dict[str, int]:
     """Push the given alerts to every device of their users.
 
-    1. Claim the rows still pending and due; rows another task holds or finished are skipped.
-    2. Per row: a category the user turned off is recorded `off`; a non-urgent alert inside the
-       user's quiet hours (in the alert's utility's zone) is `held` until they end.
-    3. Send in chunks; after each chunk write what happened: `sent`; dead tokens deleted; busy FCM
-       (429/5xx) back to pending after Retry-After or a backoff, remembering which devices were
+    1. Take the ids a page at a time, so that the first pushes leave while the rest wait: claim the
+       page's rows still pending and due (rows another task holds or finished are skipped).
+    2. Per claimed row: a category the user turned off is recorded `off`; a non-urgent alert inside
+       the user's quiet hours (in the alert's utility's zone) is `held` until they end.
+    3. Send in chunks; write each down while the next ones travel: `sent`; dead tokens deleted; busy
+       FCM (429/5xx) back to pending after Retry-After or a backoff, remembering which devices were
        reached; no working device left → `no_device`, and urgent alerts go by SMS instead.
     """
-    now = timezone.now()
     claim = uuid.uuid4()
+    counts: dict[str, int] = defaultdict(int)
+    ids = sorted(notification_ids)
+    devices: dict[int, list[Device]] = {}
+    # Chunks of about FCM_MAX_CONCURRENCY messages overlap: a chunk's results are written while the
+    # chunks after it travel, so FCM has requests waiting even when this thread falls behind. At
+    # most CHUNKS_OUT chunks (about 4 × FCM_MAX_CONCURRENCY messages) are out without their results
+    # written: all a worker that dies can leave to be sent again.
+    out: deque[_Chunk] = deque()
+    renewed_at = timezone.now()
+    for start in range(0, len(ids), PAGE_ROWS):
+        to_send = _page_claim(
+            ids[start : start + PAGE_ROWS], claim=claim, devices=devices, counts=counts
+        )
+        for rows in _chunks(to_send, devices, size=max(settings.FCM_MAX_CONCURRENCY, 1)):
+            out.append(_chunk_send(rows, devices))
+            if len(out) == CHUNKS_OUT:
+                _chunk_record(out.popleft(), devices, claim, counts)
+                renewed_at = _claim_renew(claim, renewed_at=renewed_at)
+    while out:
+        _chunk_record(out.popleft(), devices, claim, counts)
+    return counts
+
+
+def _page_claim(
+    ids: list[int],
+    *,
+    claim: uuid.UUID,
+    devices: dict[int, list[Device]],
+    counts: dict[str, int],
+) -> list[Notification]:
+    """Claim the rows among `ids` still pending and due; return those to push now, and add their
+    users' devices to `devices`. Rows turned off or held for quiet hours are finished here."""
+    now = timezone.now()
     claimed = Notification.objects.filter(
-        pk__in=notification_ids, push_status=Status.PENDING, next_attempt_at__lte=now
+        pk__in=ids, push_status=Status.PENDING, next_attempt_at__lte=now
     ).update(
         push_status=Status.SENDING,
         claim=claim,
         claimed_at=now,
         push_attempts=F("push_attempts") + 1,
     )
-    counts: dict[str, int] = defaultdict(int)
     if not claimed:
-        return counts
+        return []
     rows = list(
-        Notification.objects.filter(claim=claim, push_status=Status.SENDING)
+        Notification.objects.filter(pk__in=ids, claim=claim, push_status=Status.SENDING)
         .select_related("user", "utility")
         .order_by("id")
     )
@@ -188,8 +226,11 @@ def notifications_push(*, notification_ids: list[int]) -> dict[str, int]:
     preferences = {
         p.user_id: p for p in NotificationPreference.objects.filter(user_id__in=user_ids)
     }
-    devices: dict[int, list[Device]] = defaultdict(list)
-    for device in Device.objects.filter(user_id__in=user_ids).order_by("id"):
+    # A user met on an earlier page keeps the devices read then (less any found dead since).
+    new_users = user_ids - devices.keys()
+    for user_id in new_users:
+        devices[user_id] = []
+    for device in Device.objects.filter(user_id__in=new_users).order_by("id"):
         devices[device.user_id].append(device)
     needs_zone = {
         row.user_id
@@ -216,17 +257,32 @@ def notifications_push(*, notification_ids: list[int]) -> dict[str, int]:
             counts["held"] += 1
             continue
         to_send.append(row)
+    return to_send
 
-    chunk_size = max(settings.FCM_MAX_CONCURRENCY * 4, 1)
+
+def _claim_renew(claim: uuid.UUID, *, renewed_at: datetime) -> datetime:
+    """Renew the claim of the rows still to come once a quarter of the lease has passed: the lease
+    measures a silent worker, not a long batch. (Renewing after every chunk rewrote every row still
+    to come, each time: most of a batch's database work.)"""
+    now = timezone.now()
+    if now - renewed_at < timedelta(seconds=settings.NOTIFY_CLAIM_LEASE_SECONDS) / 4:
+        return renewed_at
+    Notification.objects.filter(claim=claim, push_status=Status.SENDING).update(claimed_at=now)
+    return now
+
+
+def _chunks(rows: list[Notification], devices: dict[int, list[Device]], *, size: int):
+    """Rows in groups of about `size` devices; a row's devices are never split."""
     chunk: list[Notification] = []
-    for row in to_send:
+    count = 0
+    for row in rows:
         chunk.append(row)
-        if sum(len(devices[r.user_id]) for r in chunk) >= chunk_size:
-            _send_chunk(chunk, devices, claim, counts)
-            chunk = []
+        count += len(devices[row.user_id])
+        if count >= size:
+            yield chunk
+            chunk, count = [], 0
     if chunk:
-        _send_chunk(chunk, devices, claim, counts)
-    return counts
+        yield chunk
 
 
 def _finish(row: Notification, claim: uuid.UUID, **values) -> bool:
@@ -238,12 +294,15 @@ def _finish(row: Notification, claim: uuid.UUID, **values) -> bool:
     )
 
 
-def _send_chunk(
-    rows: list[Notification],
-    devices: dict[int, list[Device]],
-    claim: uuid.UUID,
-    counts: dict[str, int],
-) -> None:
+@dataclass
+class _Chunk:
+    rows: list[Notification]
+    owners: list[Notification]  # the row of each message, in order
+    sending: PushSending
+
+
+def _chunk_send(rows: list[Notification], devices: dict[int, list[Device]]) -> _Chunk:
+    """Start pushing the rows to the devices they have not reached yet."""
     messages: list[PushMessage] = []
     owners: list[Notification] = []
     for row in rows:
@@ -267,12 +326,21 @@ def _send_chunk(
                 )
             )
             owners.append(row)
-    results = push_send(messages=messages)
+    return _Chunk(rows=rows, owners=owners, sending=push_send_start(messages=messages))
 
+
+def _chunk_record(
+    chunk: _Chunk,
+    devices: dict[int, list[Device]],
+    claim: uuid.UUID,
+    counts: dict[str, int],
+) -> None:
+    """Wait for a chunk's answers and write them down (see notifications_push, step 3)."""
+    rows, results = chunk.rows, chunk.sending.results()
     reached: dict[int, list[int]] = defaultdict(list)
     retry_after: dict[int, int | None] = {}
     dead_devices: set[int] = set()
-    for row, result in zip(owners, results, strict=True):
+    for row, result in zip(chunk.owners, results, strict=True):
         if result.outcome == Outcome.SENT:
             reached[row.pk].append(result.device_id)
         elif result.outcome == Outcome.REMOVE:
@@ -325,8 +393,6 @@ def _send_chunk(
         counts["sent"] += Notification.objects.filter(
             pk__in=fully_sent, claim=claim, push_status=Status.SENDING
         ).update(push_status=Status.SENT, pushed_at=now, claim=None)
-    # Renew the claim of the rows still to come: the lease measures a silent worker, not a long batch.
-    Notification.objects.filter(claim=claim, push_status=Status.SENDING).update(claimed_at=now)
     _sms_fallback(sms_rows)
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from accounts.models import User
 from notifications import selectors
-from notifications.models import Fanout, Notification
+from notifications.models import Device, Fanout, Notification
 from notifications.services import fanout_create
 from tests.accounts.factories import UserFactory, UtilityFactory
 from tests.notifications.factories import DeviceFactory
@@ -44,6 +44,35 @@ def test_an_outage_notice_reaches_every_device_once_in_each_language(
     assert Notification.objects.filter(fanout=fanout, push_status="sent").count() == 24
     progress = selectors.fanout_progress(fanout=fanout)
     assert progress["done"] and progress["sent"] == 24 and progress["pending"] == 0
+
+
+def test_a_batch_longer_than_a_page_reaches_every_device_once(
+    fcm_server, settings, django_capture_on_commit_callbacks
+):
+    # One push task for the whole audience: its rows are read in pages (delivery.PAGE_ROWS), and
+    # small chunks overlap, one travelling while the one before is written down.
+    settings.NOTIFY_BATCH_SIZE = 500
+    settings.FCM_MAX_CONCURRENCY = 4
+    users = UserFactory.create_batch(230)
+    devices = [DeviceFactory(user=u) for u in users] + [DeviceFactory(user=u) for u in users[::5]]
+    fcm_server.unregistered.add(devices[151].token)  # found dead on a later page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        fanout, _ = fanout_create(
+            user_ids=[u.pk for u in users],
+            category="outage_unplanned",
+            dedupe_key="outage:41:started",
+            context=CONTEXT,
+            utility=UtilityFactory(),
+        )
+
+    alive = [d for d in devices if d.token != devices[151].token]
+    assert sorted(m["token"] for m in fcm_server.accepted) == sorted(d.token for d in alive)
+    assert fcm_server.duplicates == 0
+    assert not Device.objects.filter(pk=devices[151].pk).exists()
+    statuses = Notification.objects.filter(fanout=fanout).values_list("push_status", flat=True)
+    assert sorted(set(statuses)) == ["no_device", "sent"]
+    assert list(statuses).count("no_device") == 1  # the user whose only phone was dead
 
 
 def test_publishing_twice_adds_nothing(fcm_server, django_capture_on_commit_callbacks):

@@ -12,11 +12,25 @@ from notifications import tasks
 from notifications.models import Device, Notification
 from notifications.services import alert_create
 from tests.accounts.factories import UserFactory
-from tests.notifications.factories import DeviceFactory
+from tests.fakes.fcm import FakeFcmServer
+from tests.notifications.factories import DeviceFactory, NotificationFactory
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 RESTORED = {"area": "Salmiya, block 4", "restored_at": NOW, "outage_id": 41}
+
+
+@pytest.fixture
+def fcm_server_h2(settings, monkeypatch):
+    """The fake over TLS, offering HTTP/2 as FCM itself does; the client trusts its certificate."""
+    server = FakeFcmServer(tls=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", server.ca_file)
+    settings.FIREBASE_CREDENTIALS_FILE = ""
+    settings.FCM_ENDPOINT = server.endpoint
+    settings.FCM_ACCESS_TOKEN = server.access_token
+    settings.FCM_PROJECT_ID = "smartmeter-test"
+    yield server
+    server.stop()
 
 
 def alert(user, *, key="outage:41:restored", category="outage_restored", context=RESTORED, capture):
@@ -183,3 +197,105 @@ def test_a_task_delivered_twice_sends_once(fcm_server, django_capture_on_commit_
 
     assert len(fcm_server.messages_to(device.token)) == 1
     assert Notification.objects.get().push_attempts == 1
+
+
+def test_a_500_is_retried_in_place(fcm_server, django_capture_on_commit_callbacks):
+    device = DeviceFactory()
+    fcm_server.fail_next(500)
+
+    notification = alert(device.user, capture=django_capture_on_commit_callbacks)
+
+    assert notification.push_status == "sent" and notification.push_attempts == 1
+    assert fcm_server.requests == 2 and [m["token"] for m in fcm_server.accepted] == [device.token]
+
+
+def test_a_500_that_persists_is_rescheduled(fcm_server, django_capture_on_commit_callbacks):
+    device = DeviceFactory()
+    fcm_server.fail_next(500, times=3)
+
+    with time_machine.travel(NOW, tick=False):
+        notification = alert(device.user, capture=django_capture_on_commit_callbacks)
+
+    assert notification.push_status == "pending"
+    assert notification.next_attempt_at == NOW + timedelta(seconds=5)
+    assert fcm_server.requests == 3 and fcm_server.accepted == []
+    assert Device.objects.filter(pk=device.pk).exists()
+
+
+def test_no_more_than_fcm_max_concurrency_requests_are_in_flight(
+    fcm_server, settings, django_capture_on_commit_callbacks
+):
+    settings.FCM_MAX_CONCURRENCY = 3
+    fcm_server.delay_seconds = 0.02  # long enough for requests to overlap
+    user = UserFactory()
+    devices = DeviceFactory.create_batch(12, user=user)
+
+    notification = alert(user, capture=django_capture_on_commit_callbacks)
+
+    assert notification.push_status == "sent"
+    assert sorted(m["token"] for m in fcm_server.accepted) == sorted(d.token for d in devices)
+    assert 1 < fcm_server.max_in_flight <= 3
+
+
+def test_a_payload_firebase_admin_refuses_fails_alone(fcm_server):
+    bad, good = DeviceFactory(), DeviceFactory()
+    # A data value that is not a string: firebase-admin refuses to encode the message, and with
+    # it, the whole list it was given; the other alert must still go.
+    broken = NotificationFactory(
+        user=bad.user, push_status="pending", data={"type": "outage_restored", "outage_id": 41}
+    )
+    fine = NotificationFactory(user=good.user, push_status="pending")
+
+    tasks.push_batch([broken.pk, fine.pk])
+
+    assert [m["token"] for m in fcm_server.accepted] == [good.token]
+    assert fcm_server.requests == 1
+    assert Notification.objects.get(pk=fine.pk).push_status == "sent"
+    assert Notification.objects.get(pk=broken.pk).push_status == "no_device"
+    assert Device.objects.filter(pk=bad.pk).exists()  # our bug, not a dead token
+
+
+def test_over_http2_the_pushes_share_one_connection(
+    fcm_server_h2, settings, django_capture_on_commit_callbacks
+):
+    settings.FCM_MAX_CONCURRENCY = 4
+    fcm_server_h2.delay_seconds = 0.02  # long enough for requests to overlap
+    user = UserFactory()
+    devices = DeviceFactory.create_batch(12, user=user)
+
+    notification = alert(user, capture=django_capture_on_commit_callbacks)
+
+    assert notification.push_status == "sent"
+    assert sorted(m["token"] for m in fcm_server_h2.accepted) == sorted(d.token for d in devices)
+    assert fcm_server_h2.protocols == {"h2": 1}
+    assert 1 < fcm_server_h2.max_in_flight <= 4  # streams side by side on that connection
+
+
+def test_over_http2_errors_are_classed_the_same(fcm_server_h2, django_capture_on_commit_callbacks):
+    user = UserFactory()
+    dead, busy, fine = DeviceFactory.create_batch(3, user=user)
+    fcm_server_h2.unregistered.add(dead.token)
+    fcm_server_h2.fail_next(429, retry_after=30, target=busy.token)
+
+    with time_machine.travel(NOW, tick=False):
+        notification = alert(user, capture=django_capture_on_commit_callbacks)
+
+    assert notification.push_status == "pending"
+    assert notification.next_attempt_at == NOW + timedelta(seconds=30)
+    assert notification.devices_done == [fine.pk]
+    assert sorted(Device.objects.values_list("pk", flat=True)) == sorted([busy.pk, fine.pk])
+    assert fcm_server_h2.protocols == {"h2": 1}
+
+
+def test_an_fcm_that_cannot_be_reached_leaves_the_alert_pending(
+    fcm_server, django_capture_on_commit_callbacks
+):
+    device = DeviceFactory()
+    fcm_server.stop()  # nothing listens on its port any more
+
+    with time_machine.travel(NOW, tick=False):
+        notification = alert(device.user, capture=django_capture_on_commit_callbacks)
+
+    assert notification.push_status == "pending"
+    assert notification.next_attempt_at == NOW + timedelta(seconds=5)
+    assert Device.objects.filter(pk=device.pk).exists()

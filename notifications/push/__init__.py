@@ -1,40 +1,41 @@
 """Sending pushes: the one place that talks to Firebase Cloud Messaging (HTTP v1, via firebase-admin).
 
-One request per device, each with a notification and a data payload, Android/APNs/Web options set by
+One message per device, each with a notification and a data payload, Android/APNs/Web options set by
 the alert's urgency (priority, time to live) and a collapse id (the alert's id) so that a message sent
 again after a worker died replaces, rather than doubles, what the phone shows.
 
-Requests go out on a bounded thread pool (FCM_MAX_CONCURRENCY). Each result is classed for the caller:
+Messages go out through firebase-admin's async path (`messaging.send_each_async`) on one connection
+pool per worker process (`client.py`): HTTP/2 where the endpoint offers it (FCM does, over TLS), so
+one connection carries every request; keep-alive HTTP/1.1 to a plain-http stand-in; at most
+FCM_MAX_CONCURRENCY requests in flight either way. `push_send_start` returns while they travel, so
+the caller can write down the chunk before. Each result is classed for the caller:
 - SENT;
 - REMOVE: the token is dead (UNREGISTERED, a token FCM calls invalid, another sender's token): delete it;
-- RETRY: FCM is busy or down (429, 500, 503, timeouts): try again later, after Retry-After if given;
+- RETRY: FCM is busy or down (429, 500, 503, timeouts, no connection): try again later, after
+  Retry-After if given;
 - FAILED: refused for a reason retrying will not fix (APNs auth, a payload bug): record and stop.
 
 A 500 is retried in place a couple of times; 429 and 503 come straight back as RETRY with their
-Retry-After, and the caller reschedules the alert instead of parking a thread. Without FIREBASE_CREDENTIALS_FILE (or FCM_ACCESS_TOKEN for a stand-in
-server) nothing is sent: each push is written to the log and counted as sent.
+Retry-After, and the caller reschedules the alert instead of waiting in the request. Without
+FIREBASE_CREDENTIALS_FILE (or FCM_ACCESS_TOKEN for a stand-in server) nothing is sent: each push is
+written to the log and counted as sent.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from itertools import count
-from urllib.parse import urlsplit
 
-import firebase_admin
-import google.oauth2.credentials
-import requests.adapters
 from django.conf import settings
 from django.utils import timezone
-from firebase_admin import credentials, exceptions, messaging
-from urllib3.util.retry import Retry
+from firebase_admin import exceptions, messaging
+
+from notifications.push import client
 
 logger = logging.getLogger(__name__)
 
@@ -69,90 +70,6 @@ class PushResult:
     outcome: Outcome
     retry_after: int | None = None
     detail: str = field(default="", compare=False)
-
-
-# --- The firebase-admin app, rebuilt when the settings change (tests point it at fake servers) ---
-
-_lock = threading.Lock()
-_app_state: dict[str, object] = {}
-_app_numbers = count(1)
-
-
-def _config() -> tuple:
-    return (
-        settings.FIREBASE_CREDENTIALS_FILE,
-        settings.FCM_ACCESS_TOKEN,
-        settings.FCM_ENDPOINT,
-        settings.FCM_PROJECT_ID,
-        settings.FCM_MAX_CONCURRENCY,
-        settings.FCM_TIMEOUT_SECONDS,
-    )
-
-
-def push_configured() -> bool:
-    return bool(settings.FIREBASE_CREDENTIALS_FILE or settings.FCM_ACCESS_TOKEN)
-
-
-def _build_app() -> firebase_admin.App:
-    options: dict[str, object] = {"httpTimeout": settings.FCM_TIMEOUT_SECONDS}
-    if settings.FCM_PROJECT_ID:
-        options["projectId"] = settings.FCM_PROJECT_ID
-    if settings.FIREBASE_CREDENTIALS_FILE:
-        credential = credentials.Certificate(settings.FIREBASE_CREDENTIALS_FILE)
-    else:
-        # A fixed bearer token, never refreshed: for a stand-in server only.
-        credential = google.oauth2.credentials.Credentials(token=settings.FCM_ACCESS_TOKEN)
-        options.setdefault("projectId", "smartmeter-local")
-    app = firebase_admin.initialize_app(
-        credential, options, name=f"smartmeter-push-{next(_app_numbers)}"
-    )
-    endpoint = settings.FCM_ENDPOINT
-    service_class = messaging._MessagingService
-    default_url = service_class.FCM_URL
-    if endpoint:
-        # firebase-admin has no option for the endpoint; the service reads this class attribute
-        # once, when it is built (under our lock), so set it for that moment only.
-        service_class.FCM_URL = endpoint
-    try:
-        service = messaging._get_messaging_service(app)
-    finally:
-        service_class.FCM_URL = default_url
-    # Our own transport policy on the endpoint's connection pool (firebase-admin's default sizes the
-    # pool for 100 and sleeps out any Retry-After inside the request, which would park a sending
-    # thread for as long as FCM asks). Here a 429 or 503 comes back to us at once and the alert is
-    # rescheduled after Retry-After, while the thread moves on to other devices. A 500 is retried
-    # in place; a POST whose answer was lost (read error) is not, since FCM may have taken it.
-    parts = urlsplit(service._fcm_url)
-    service._client.session.mount(
-        f"{parts.scheme}://{parts.netloc}",
-        requests.adapters.HTTPAdapter(
-            pool_connections=4,
-            pool_maxsize=settings.FCM_MAX_CONCURRENCY,
-            max_retries=Retry(
-                connect=2,
-                read=0,
-                status=2,
-                status_forcelist=[500],
-                backoff_factor=0.5,
-                allowed_methods=None,
-                respect_retry_after_header=False,
-                raise_on_status=False,
-            ),
-        ),
-    )
-    return app
-
-
-def _app() -> firebase_admin.App:
-    config = _config()
-    with _lock:
-        if _app_state.get("config") != config:
-            old = _app_state.get("app")
-            if old is not None:
-                firebase_admin.delete_app(old)
-            _app_state["app"] = _build_app()
-            _app_state["config"] = config
-        return _app_state["app"]  # type: ignore[return-value]
 
 
 # --- Messages -------------------------------------------------------------------------------
@@ -201,7 +118,7 @@ def _build_all(messages: list[PushMessage]) -> list[messaging.Message | Exceptio
     # ID. That is another identifier, not a new name for the registration token our apps register,
     # and FCM still accepts tokens; so devices that sent their FID are addressed by it, and for the
     # others we silence this one warning, here only. (catch_warnings is process-wide for its
-    # duration; messages are built before the sending threads start.)
+    # duration: the sending thread, which builds no messages, sees this one filter added meanwhile.)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r"Message\.token is deprecated", category=DeprecationWarning
@@ -232,10 +149,10 @@ def _retry_after(exc: exceptions.FirebaseError) -> int | None:
 _TRANSIENT = (
     messaging.QuotaExceededError,
     exceptions.ResourceExhaustedError,
-    exceptions.UnavailableError,
+    exceptions.UnavailableError,  # 503, and a connection that could not be made
     exceptions.InternalError,
     exceptions.DeadlineExceededError,
-    exceptions.UnknownError,  # transport failures (connection refused, reset) land here
+    exceptions.UnknownError,  # other transport failures (a connection reset) land here
     # Our credentials, not the device: retrying lets a fixed key deliver what is waiting.
     exceptions.UnauthenticatedError,
     exceptions.PermissionDeniedError,
@@ -259,41 +176,86 @@ def _classify(device_id: int, exc: Exception) -> PushResult:
     return PushResult(device_id, Outcome.FAILED, detail=f"{exc.__class__.__name__}: {exc}"[:200])
 
 
-def _send_one(app: firebase_admin.App, device_id: int, built: messaging.Message) -> PushResult:
+def push_configured() -> bool:
+    return bool(settings.FIREBASE_CREDENTIALS_FILE or settings.FCM_ACCESS_TOKEN)
+
+
+class PushSending:
+    """Messages on their way to FCM. results() waits for the answers: one per message, in order."""
+
+    def __init__(self, messages: list[PushMessage]) -> None:
+        self.messages = messages
+        self._results: list[PushResult] | None = None
+        if not messages:
+            self._results = []
+        elif not push_configured():
+            for message in messages:
+                logger.info(
+                    "Push not sent (no FCM credentials) to device %s: %s: %s",
+                    message.device_id,
+                    message.title,
+                    message.body,
+                )
+            self._results = [
+                PushResult(m.device_id, Outcome.SENT, detail="logged") for m in messages
+            ]
+        else:
+            self._built = _build_all(messages)
+            self._sendable = [item for item in self._built if not isinstance(item, Exception)]
+            self._sending = client.send_each(self._sendable)
+
+    def results(self) -> list[PushResult]:
+        if self._results is None:
+            answers = iter(_answers(self._sendable, self._sending))
+            self._results = []
+            for message, item in zip(self.messages, self._built, strict=True):
+                answer = item if isinstance(item, Exception) else next(answers)
+                if isinstance(answer, Exception):
+                    logger.error("Push to device %s not built: %s", message.device_id, answer)
+                    result = PushResult(message.device_id, Outcome.FAILED, detail=str(answer))
+                elif answer.success:
+                    result = PushResult(message.device_id, Outcome.SENT)
+                else:
+                    result = _classify(message.device_id, answer.exception)
+                self._results.append(result)
+        return self._results
+
+
+def _answers(
+    built: list[messaging.Message], sending: concurrent.futures.Future
+) -> list[messaging.SendResponse | Exception]:
+    """One answer per message: firebase-admin's response, or why it was not sent."""
     try:
-        messaging.send(built, app=app)
+        return sending.result()
+    except (ValueError, TypeError):
+        # send_each_async encodes every message before it sends any, so one payload it refuses
+        # refuses the whole list and nothing went out. Find the culprits and send the others.
+        refused: dict[int, Exception] = {}
+        for index, message in enumerate(built):
+            try:
+                messaging._MessagingService.encode_message(message)
+            except (ValueError, TypeError) as exc:
+                refused[index] = exc
+        good = [message for index, message in enumerate(built) if index not in refused]
+        sent = iter(client.send_each(good).result())
+        return [refused[index] if index in refused else next(sent) for index in range(len(built))]
     except exceptions.FirebaseError as exc:
-        return _classify(device_id, exc)
-    except requests.RequestException as exc:  # defensive: the library wraps these, but be sure
-        return PushResult(device_id, Outcome.RETRY, detail=exc.__class__.__name__)
-    return PushResult(device_id, Outcome.SENT)
+        # The whole call failed (firebase-admin wraps what it did not expect as UnknownError).
+        # Some messages may have gone; their collapse id keeps a resend from doubling them.
+        return [messaging.SendResponse(None, exc)] * len(built)
+
+
+def push_send_start(*, messages: list[PushMessage]) -> PushSending:
+    """Start sending each message to its device; return at once, while they travel.
+
+    1. Build firebase-admin messages here; one that cannot be built or encoded is FAILED, not sent.
+    2. Hand the others to send_each_async on this process's event loop (`client.send_each`).
+    3. PushSending.results() waits for the answers and classes each: SENT, REMOVE, RETRY (with its
+       Retry-After) or FAILED.
+    """
+    return PushSending(messages)
 
 
 def push_send(*, messages: list[PushMessage]) -> list[PushResult]:
-    """Send each message to its device; return one result per message, in order."""
-    if not messages:
-        return []
-    if not push_configured():
-        for message in messages:
-            logger.info(
-                "Push not sent (no FCM credentials) to device %s: %s: %s",
-                message.device_id,
-                message.title,
-                message.body,
-            )
-        return [PushResult(m.device_id, Outcome.SENT, detail="logged") for m in messages]
-
-    app = _app()
-    built = _build_all(messages)
-    results: list[PushResult | None] = [None] * len(messages)
-    jobs = []
-    with ThreadPoolExecutor(max_workers=min(settings.FCM_MAX_CONCURRENCY, len(messages))) as pool:
-        for index, (message, item) in enumerate(zip(messages, built, strict=True)):
-            if isinstance(item, Exception):
-                logger.error("Push to device %s not built: %s", message.device_id, item)
-                results[index] = PushResult(message.device_id, Outcome.FAILED, detail=str(item))
-            else:
-                jobs.append((index, pool.submit(_send_one, app, message.device_id, item)))
-        for index, job in jobs:
-            results[index] = job.result()
-    return results  # type: ignore[return-value]
+    """Send each message to its device and wait; one result per message, in order."""
+    return push_send_start(messages=messages).results()
