@@ -587,19 +587,25 @@ def _lock_months(groups: list[tuple[int, date]]) -> dict[tuple[int, date], Charg
     }
 
 
-def _query_arrays(sql: str, params: list) -> list[tuple]:
-    """Statements (`;`-separated) bound by the server with whole arrays as parameters; returns
-    the last one's rows."""
+def _server_cursor():
+    """A psycopg cursor that binds parameters on the server: whole columns travel as arrays in
+    binary, where Django's client-side binding would quote every element as text."""
     import psycopg
 
     connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
+
+
+def _query_arrays(sql: str, params: list) -> list[tuple]:
+    """Statements (`;`-separated) bound by the server with whole arrays as parameters; returns
+    the last one's rows (none for a statement that returns none)."""
     statements = [part.strip() for part in sql.split("; ") if part.strip()]
-    with psycopg.Cursor(connection.connection) as cursor:
+    with _server_cursor() as cursor:
         for statement in statements:
             count = statement.count("%s")
             cursor.execute(statement, params[:count])
             params = params[count:]
-        return cursor.fetchall()
+        return cursor.fetchall() if cursor.description else []
 
 
 def _lock_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], ChargedDay]:
@@ -624,11 +630,8 @@ def _lock_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], ChargedDa
         }
     # PostgreSQL: keys travel as two arrays (no per-row parameters to bind) and the copies come
     # back in binary, as the readings' own reads do (meters.selectors.meter_series).
-    import psycopg
-
     meter_ids, days = [m for m, _ in keys], [d for _, d in keys]
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    with _server_cursor() as cursor:
         cursor.execute(
             "INSERT INTO billing_chargedday (meter_id, day, values, quality, version, charged_at) "
             "SELECT m, d, %s, %s, 0, %s FROM unnest(%s::bigint[], %s::date[]) AS k(m, d) "
@@ -674,9 +677,7 @@ def _read_days(keys: list[tuple[int, date]]) -> dict[tuple[int, date], tuple]:
             ).values_list("meter_id", "day", "values", "quality", "updated_at")
             if (m, d) in wanted
         }
-    import psycopg
-
-    with psycopg.Cursor(connection.connection) as cursor:
+    with _server_cursor() as cursor:
         cursor.execute(
             "SELECT md.meter_id, md.day, md.values, md.quality, md.updated_at "
             "FROM meters_meterday md JOIN unnest(%s::bigint[], %s::date[]) AS k(m, d) "
@@ -727,13 +728,8 @@ def _insert_entries(entries: list[LedgerEntry]) -> None:
 
 
 def _execute_arrays(sql: str, params: list) -> None:
-    """Run one statement whose parameters are whole columns as arrays, bound by the server:
-    Django's client-side binding would quote every element of every array as text."""
-    import psycopg
-
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
+    """One statement whose parameters are whole columns as arrays, bound by the server."""
+    _query_arrays(sql, params)
 
 
 def _entry(balance: Balance, utility: Utility, *, amount: Decimal, **fields) -> LedgerEntry:

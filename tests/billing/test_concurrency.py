@@ -20,29 +20,35 @@ from tests.meters.factories import MeterFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_concurrent_top_ups_and_charges_leave_the_exact_balance():
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def _meter_with_days(days: int):
+    """A prepaid meter at 5 fils a kWh with `days` whole days of 24 kWh from 1 October."""
     meter = MeterFactory()
     flat_tariff(meter.utility, rate="0.005")
-    start = datetime(2026, 10, 1, tzinfo=UTC)
     blocks = [
         {
             "meter": meter.serial,
-            "start": (start + timedelta(days=d)).isoformat(),
+            "start": (START + timedelta(days=d)).isoformat(),
             "values": [250] * 96,
         }
-        for d in range(25)
-    ]  # 25 days of 24 kWh
-    assert (
-        meter_services.readings_ingest(utility=meter.utility, blocks=blocks, source="test").stored
-        == 25 * 96
-    )
+        for d in range(days)
+    ]
+    stored = meter_services.readings_ingest(utility=meter.utility, blocks=blocks, source="test")
+    assert stored.stored == days * 96
+    return meter
+
+
+def test_concurrent_top_ups_and_charges_leave_the_exact_balance():
+    meter = _meter_with_days(25)
     topups = [
         TopUp.objects.create(
             account=meter.account, amount=Decimal("1.111"), currency="KWD", channel="app"
         )
         for _ in range(25)
     ]
-    days = [start.date() + timedelta(days=d) for d in range(25)]
+    days = [START.date() + timedelta(days=d) for d in range(25)]
     barrier = threading.Barrier(50)
     errors = []
 
@@ -99,18 +105,7 @@ def _race(jobs) -> list[Exception]:
 def test_a_top_up_racing_a_charging_batch_and_a_pass_run_twice_at_once_charge_exactly():
     """A batch of 20 meter-days of one account, the same pass started twice at once (a task
     delivered twice), and top-ups landing meanwhile: every interval once, the balance exact."""
-    meter = MeterFactory()
-    flat_tariff(meter.utility, rate="0.005")
-    start = datetime(2026, 10, 1, tzinfo=UTC)
-    blocks = [
-        {
-            "meter": meter.serial,
-            "start": (start + timedelta(days=d)).isoformat(),
-            "values": [250] * 96,
-        }
-        for d in range(20)
-    ]
-    meter_services.readings_ingest(utility=meter.utility, blocks=blocks, source="test")
+    meter = _meter_with_days(20)
     topups = [
         TopUp.objects.create(
             account=meter.account, amount=Decimal("0.500"), currency="KWD", channel="app"
