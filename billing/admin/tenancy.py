@@ -78,7 +78,7 @@ class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     list_display = [
         "kind",
         "account",
-        "at",
+        "local_at",
         "credit",
         "credit_amount",
         "debt",
@@ -88,7 +88,7 @@ class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     ]
     list_filter = ["kind", "account__utility", "source"]
     search_fields = ["account__consumer_id", "meters__serial"]
-    list_select_related = ["account", "created_by"]
+    list_select_related = ["account__utility", "created_by"]
     change_list_template = "admin/billing/move/change_list.html"
 
     def get_urls(self):
@@ -100,6 +100,10 @@ class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_staff and request.user.has_perm("billing.view_move")
+
+    @admin.display(description="At (utility's time)", ordering="at")
+    def local_at(self, move: Move) -> str:
+        return f"{timezone.localtime(move.at, move.account.utility.zone):%Y-%m-%d %H:%M %Z}"
 
     def _may_move(self, request) -> bool:
         return request.user.has_perm("billing.add_move")

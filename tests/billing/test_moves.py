@@ -317,6 +317,7 @@ def test_staff_move_tenants_in_the_admin_by_consumer_id_and_serial(client, meter
     assert set(AuditEntry.objects.values_list("action", flat=True)) >= {"move-out", "move-in"}
     page = client.get("/admin/billing/move/")
     assert b"N77" in page.content and old.consumer_id.encode() in page.content
+    assert b"2026-11-02 12:00 +03" in page.content  # the utility's time, with its zone
 
     again = client.post(
         "/admin/billing/move/in/",
