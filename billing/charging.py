@@ -256,7 +256,7 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
     account_ids = sorted({a for tenancies in holders.values() for a, _, _ in tenancies})
     charged, touched = 0, set()
     with transaction.atomic():
-        balances = _lock_balances(account_ids)
+        balances = balances_lock(account_ids=account_ids)
         states = _lock_days([k for k in keys if k[0] in meters])
         rows = _read_days(list(states))
         # Under the locks, the tenancies must be those priced: a move-in or move-out that
@@ -534,7 +534,7 @@ class _Row:
         return self.pk
 
 
-def _lock_balances(account_ids: list[int]) -> dict[int, Balance | _Row]:
+def balances_lock(*, account_ids: list[int]) -> dict[int, Balance | _Row]:
     """The accounts' Balance rows (made where missing), locked in ascending id: the lock order
     of every money movement."""
     if connection.vendor != "postgresql":
@@ -721,15 +721,10 @@ def _insert_entries(entries: list[LedgerEntry]) -> None:
     types = [f.rel_db_type(connection) if f.is_relation else f.db_type(connection) for f in fields]
     columns = ", ".join(f'"{f.column}"' for f in fields)
     selects = ", ".join(f"%s::{t}[]" for t in types)
-    _execute_arrays(
+    _query_arrays(
         f"INSERT INTO billing_ledgerentry ({columns}) SELECT * FROM unnest({selects})",  # noqa: S608
         arrays,
     )
-
-
-def _execute_arrays(sql: str, params: list) -> None:
-    """One statement whose parameters are whole columns as arrays, bound by the server."""
-    _query_arrays(sql, params)
 
 
 def _entry(balance: Balance, utility: Utility, *, amount: Decimal, **fields) -> LedgerEntry:
@@ -768,7 +763,7 @@ def _save(model, rows: list, fields: list[str]) -> None:
     sets = ", ".join(f'"{c.column}" = v."{c.column}"' for c in columns)
     joins = " AND ".join(f't."{c}" = v."{c}"' for c in pk_columns)
     column_list = ", ".join(f'"{n}"' for n in names)
-    _execute_arrays(
+    _query_arrays(
         f'UPDATE "{table}" t SET {sets} FROM (SELECT {selects}) AS v({column_list}) '  # noqa: S608
         f"WHERE {joins}",
         arrays,

@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.models import AccountLink, ConsumerAccount, User, Utility
 from accounts.services import account_close
 from billing.bills import bill_issue
-from billing.charging import charges_apply, charges_release
+from billing.charging import balances_lock, charges_apply, charges_release
 from billing.ledger import ledger_post
 from billing.models import (
     Balance,
@@ -136,9 +136,7 @@ def _lock_balances(
         .filter(Q(end__isnull=True) | Q(end__gt=min(t.start for t in tenancies)))
         .values_list("account_id", flat=True)
     )
-    ordered = sorted(involved)
-    Balance.objects.bulk_create([Balance(account_id=a) for a in ordered], ignore_conflicts=True)
-    list(Balance.objects.select_for_update().filter(account_id__in=ordered).order_by("account_id"))
+    balances_lock(account_ids=sorted(involved))
 
 
 def _carry_target(
@@ -528,7 +526,7 @@ def _recharge_from(*, meter_id: int, at: datetime) -> None:
 def account_by_consumer_id(*, utility: Utility, consumer_id: str) -> ConsumerAccount:
     account = ConsumerAccount.objects.filter(utility=utility, consumer_id=consumer_id).first()
     if account is None:
-        raise NotFound("No account has this consumer ID.", code="unknown_consumer")
+        raise NotFound(f"No account has consumer ID {consumer_id}.", code="unknown_consumer")
     return account
 
 

@@ -10,21 +10,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import ConsumerAccount
 from billing import moves
 from billing.models import Move
 from core.errors import NotFound
 from meters.auth import ServiceTokenAuthentication
 from meters.models import Meter
-
-
-def _account(utility, consumer_id: str | None) -> ConsumerAccount | None:
-    if not consumer_id:
-        return None
-    account = ConsumerAccount.objects.filter(utility=utility, consumer_id=consumer_id).first()
-    if account is None:
-        raise NotFound(f"No account has consumer ID {consumer_id}.", code="unknown_consumer")
-    return account
 
 
 class MoveSerializer(serializers.Serializer):
@@ -84,11 +74,13 @@ class MoveOutApi(UtilitySystemApi):
         data.is_valid(raise_exception=True)
         utility = request.user.utility
         values = data.validated_data
-        account = _account(utility, values["consumer_id"])
+        account = moves.account_by_consumer_id(utility=utility, consumer_id=values["consumer_id"])
         choice = moves.MoveOutChoice(
             credit=values.get("credit"),
             debt=values.get("debt"),
-            carry_to=_account(utility, values.get("carry_to")),
+            carry_to=moves.account_by_consumer_id(utility=utility, consumer_id=values["carry_to"])
+            if values.get("carry_to")
+            else None,
             reason=values.get("reason", ""),
         )
         move = moves.move_out(account=account, at=values.get("at"), choice=choice, source="api")
