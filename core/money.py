@@ -55,6 +55,24 @@ def money_parse(
     return amount.quantize(minor_unit_exponent(minor_unit))
 
 
+def money_digits(amount: Decimal | int | str, *, minor_unit: int) -> str:
+    """`Decimal("100.000")` with 2 decimals → `100.00`: the figure as the currency writes it (EGP,
+    INR and SAR have 2, KWD 3), for API fields and machine-read text. Never more digits than the
+    currency has, never fewer; an amount with more is rounded half up."""
+    return f"{money_quantize(amount, minor_unit=minor_unit):f}"
+
+
+def money_text(amount: Decimal | int | str, *, currency: str, minor_unit: int) -> str:
+    """`100.00 INR`: an amount with its currency code, for staff pages, logs and SMS texts that
+    are not localised. Consumer-facing texts in the reader's language use money_format."""
+    return f"{money_digits(amount, minor_unit=minor_unit)} {currency}"
+
+
+def utility_money(amount: Decimal | int | str, utility) -> str:
+    """money_text in a utility's currency (anything with `currency` and `currency_minor_unit`)."""
+    return money_text(amount, currency=utility.currency, minor_unit=utility.currency_minor_unit)
+
+
 def locale_for(language: str, country: str) -> Locale:
     """Babel's locale for a reader's language in a utility's country (ar_KW), else the language, else English."""
     for tag in (f"{language}_{country}", language):
