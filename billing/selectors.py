@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from django.db import models
 from django.db.models import QuerySet, Sum
@@ -284,10 +287,8 @@ def ledger_check() -> list[tuple[int, Decimal, Decimal]]:
     return wrong
 
 
-def _money_text(nano: int, minor: int) -> str:
-    """An amount held in billionths of the major unit, rounded half up to the minor unit, as text."""
-    step = 10 ** (9 - minor)
-    units = (nano + step // 2) // step if nano >= 0 else -((-nano + step // 2) // step)
+def _units_text(units: int, minor: int) -> str:
+    """A whole number of minor units as the currency writes it: 48 fils → "0.048"."""
     if not minor:
         return str(units)
     sign = "-" if units < 0 else ""
@@ -295,16 +296,42 @@ def _money_text(nano: int, minor: int) -> str:
     return f"{sign}{units // 10**minor}.{units % 10**minor:0{minor}d}"
 
 
+def cost_months_span(*, meter, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The whole local months around [start, end), as UTC instants, when the meter's readings are
+    priced at all (None without a tariff): bucket_costs needs every month a period touches whole,
+    since a day's cost is its share of its month's."""
+    from billing.tariffs import tariffs_cached
+    from core.timebuckets import local_midnight
+
+    if not tariffs_cached(utility_id=meter.utility_id, payment_mode=meter.payment_mode):
+        return None
+    zone = meter.utility.zone
+    first = start.astimezone(zone).date().replace(day=1)
+    last = (end - timedelta(microseconds=1)).astimezone(zone).date()
+    following = (last.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return local_midnight(first, zone), local_midnight(following, zone)
+
+
 def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | None] | None:
     """The price of each bucket's energy under the meter's tariff, or None without a tariff.
 
-    Flat and time-of-use tariffs price each quarter-hour exactly (in integers: Wh × the rate in
-    millionths is billionths of the currency, rounded once per bucket). Under progressive slabs a
-    bucket's share of the month depends on everything else that month, so each kWh is priced at
-    the average rate its month has reached in this series; the bill itself is exact.
+    `series` covers whole local months (cost_months_span) as the reader sees them; `spans` index
+    into it. Every figure adds up, whatever period is asked:
+    1. Each quarter-hour's exact price, in integers (Wh × millionths of the currency per kWh =
+       billionths). A month is priced by the tariff in force on its first day, as charging and
+       bills price it; under progressive slabs each Wh costs the month's average rate, the
+       month's total being the slabs applied to the month's whole energy (never the query's).
+    2. The month's exact total rounded half up to the minor unit: what charging posts for it
+       (its rounded running total) and what a bill charges for its energy.
+    3. That split among the month's local days by largest remainder, and a day's share split
+       among its quarter-hours the same way (core.money.units_allocate): intervals and hours sum
+       to their day, days to their month, and a day costs the same asked alone or in a year.
+    A bucket without a present reading, or with one in a month without a tariff, costs None.
     """
     from billing.tariffs import WH_PER_KWH, pricing_on, tariffs_cached
-    from meters.storage import INTERVAL, PRESENT
+    from core.money import units_allocate, units_round
+    from core.timebuckets import local_midnight
+    from meters.storage import PRESENT
 
     utility = meter.utility
     pricings = tariffs_cached(utility_id=utility.pk, payment_mode=meter.payment_mode)
@@ -312,69 +339,130 @@ def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | N
         return None
     zone = utility.zone
     minor = utility.currency_minor_unit
+    step = 10 ** (9 - minor)  # billionths in one minor unit
     values, quality = series.values, series.quality
-    month_average: dict[date, Decimal] = {}
-    out: list[str | None] = []
-    current: tuple[date, date] | None = None  # the local day range the current pricing covers
-    pricing = None
-    flat_rate = 0  # the current pricing's flat rate in millionths
-    # While the current pricing covers every day of the series, a bucket's day is not needed
-    # to choose it (only progressive slabs read it, for the month).
-    series_days = (
-        series.start.astimezone(zone).date(),
-        (series.end - INTERVAL).astimezone(zone).date(),
-    )
-    covers_series = False
+    count = len(series)
     actual, estimated = PRESENT
-    for i0, i1 in spans:
-        chunk = quality[i0:i1]
-        if actual not in chunk and estimated not in chunk:  # bytes: a search, not a loop
-            out.append(None)
-            continue
-        day = None
-        if not covers_series:
-            day = (series.start + i0 * INTERVAL).astimezone(zone).date()
-            if current is None or not (current[0] <= day <= current[1]):
-                pricing = pricing_on(pricings, day)
-                current = (
-                    (day, day)
-                    if pricing is None
-                    else (pricing.tariff.valid_from, pricing.tariff.valid_to or date.max)
-                )
-                covers_series = current[0] <= series_days[0] and series_days[1] <= current[1]
-                if pricing is not None:
-                    flat_rate = int((pricing.tariff.flat_rate or 0) * 1_000_000)
+
+    # The local days of the series as index ranges: 92, 96 or 100 quarter-hours each.
+    days: list[tuple[date, int, int]] = []
+    day, i0 = series.start.astimezone(zone).date(), 0
+    while i0 < count:
+        i1 = min(count, series.index_of(local_midnight(day + timedelta(days=1), zone)))
+        days.append((day, i0, i1))
+        day, i0 = day + timedelta(days=1), i1
+    # Cut days: a bucket edge falls inside them, so their quarter-hours are allocated one by one.
+    edges = sorted({edge for span in spans for edge in span})
+
+    def cut(a: int, b: int) -> bool:
+        following = bisect.bisect_right(edges, a)
+        return following < len(edges) and edges[following] < b
+
+    units = [0] * (count + 1)  # allocated minor units, by interval (or on a day's first interval)
+    unpriced = bytearray(count)  # 1 where a present reading has no tariff to price it
+    month_rates: dict[int, dict] = {}
+    by_month: dict[date, list[tuple[date, int, int]]] = {}
+    for entry in days:
+        by_month.setdefault(entry[0].replace(day=1), []).append(entry)
+    for month, month_days in by_month.items():
+        pricing = pricing_on(pricings, month)
+        present = [
+            (d, a, b)
+            for d, a, b in month_days
+            if actual in quality[a:b] or estimated in quality[a:b]  # bytes: a search, not a loop
+        ]
         if pricing is None:
-            out.append(None)
+            for _, a, b in present:
+                unpriced[a:b] = b"\x01" * (b - a)
             continue
         kind = pricing.tariff.kind
-        if kind == "flat" or (kind == "tou" and not pricing.periods):
-            rate = flat_rate
-            wh = sum(values[i0:i1])
-            out.append(_money_text(wh * rate, minor))
-        elif kind == "tou":
-            nano = 0
-            for i in range(i0, i1):
-                if quality[i] in PRESENT:
-                    local = (series.start + i * INTERVAL).astimezone(zone).time()
-                    nano += values[i] * int(pricing.rate_at(local) * 1_000_000)
-            out.append(_money_text(nano, minor))
+        denominator = 1
+        month_nano = 0
+        if kind == "progressive":
+            month_wh = sum(_present_wh(values, quality, a, b) for _, a, b in present)
+            denominator = month_wh or 1
+            month_nano = int(pricing.month_cost(Decimal(month_wh) / WH_PER_KWH) * 1_000_000_000)
+        flat = int((pricing.tariff.flat_rate or 0) * 1_000_000)
+        tou = kind == "tou" and bool(pricing.periods)
+        price = _MonthPrice(
+            pricing, month_nano, flat, tou, zone, month_rates.setdefault(pricing.tariff.pk, {})
+        )
+
+        day_weights = []
+        interval_weights: dict[int, list[int]] = {}
+        for _, a, b in present:
+            if tou or cut(a, b):
+                interval_weights[a] = price.weights(series, a, b)
+                day_weights.append(sum(interval_weights[a]))
+            elif kind == "progressive":
+                day_weights.append(_present_wh(values, quality, a, b) * month_nano)
+            else:
+                day_weights.append(_present_wh(values, quality, a, b) * flat)
+        month_units = units_round(sum(day_weights), denominator * step)
+        for (_, a, b), day_units in zip(
+            present, units_allocate(month_units, day_weights, denominator * step), strict=True
+        ):
+            if cut(a, b):
+                units[a:b] = units_allocate(day_units, interval_weights[a], denominator * step)
+            else:
+                units[a] = day_units
+
+    running = [0]
+    for value in units[:count]:
+        running.append(running[-1] + value)
+    out: list[str | None] = []
+    for i0, i1 in spans:
+        chunk = quality[i0:i1]
+        if (actual not in chunk and estimated not in chunk) or 1 in unpriced[i0:i1]:
+            out.append(None)
         else:
-            day = day or (series.start + i0 * INTERVAL).astimezone(zone).date()
-            month = day.replace(day=1)
-            if month not in month_average:
-                month_wh = sum(
-                    values[i]
-                    for i in range(len(series))
-                    if quality[i] in PRESENT
-                    and (series.start + i * INTERVAL).astimezone(zone).date().replace(day=1)
-                    == month
-                )
-                kwh = Decimal(month_wh) / WH_PER_KWH
-                month_average[month] = pricing.month_cost(kwh) / kwh if kwh else Decimal(0)
-            nano = int(Decimal(sum(values[i0:i1])) * month_average[month] * 1_000_000)
-            out.append(_money_text(nano, minor))
+            out.append(_units_text(running[i1] - running[i0], minor))
     return out
+
+
+@dataclass(frozen=True)
+class _MonthPrice:
+    """How bucket_costs prices one month's quarter-hours."""
+
+    pricing: object
+    month_nano: int  # progressive slabs: the month's total, shared by Wh
+    flat: int  # millionths of the currency per kWh
+    tou: bool
+    zone: ZoneInfo
+    rates: dict  # time-of-use rate by local wall-clock time, filled as met
+
+    def weights(self, series, a: int, b: int) -> list[int]:
+        """Each quarter-hour's exact price in [a, b), in billionths (times the month's Wh under
+        progressive slabs)."""
+        from meters.storage import INTERVAL, PRESENT
+
+        values, quality = series.values, series.quality
+        progressive = self.pricing.tariff.kind == "progressive"
+        out = []
+        for i in range(a, b):
+            if quality[i] not in PRESENT:
+                out.append(0)
+            elif progressive:
+                out.append(values[i] * self.month_nano)
+            elif self.tou:
+                local = (series.start + i * INTERVAL).astimezone(self.zone).time()
+                rate = self.rates.get(local)
+                if rate is None:
+                    rate = self.rates[local] = int(self.pricing.rate_at(local) * 1_000_000)
+                out.append(values[i] * rate)
+            else:
+                out.append(values[i] * self.flat)
+        return out
+
+
+def _present_wh(values, quality, a: int, b: int) -> int:
+    """The energy of [a, b) that was measured or estimated (other slots carry no energy)."""
+    from meters.storage import PRESENT
+
+    chunk = quality[a:b]
+    if chunk.count(PRESENT[0]) + chunk.count(PRESENT[1]) == len(chunk):  # counted in C
+        return sum(values[a:b])
+    return sum(v for v, q in zip(values[a:b], chunk, strict=True) if q in PRESENT)
 
 
 # A projection's pace varies between weekdays and weekends and with the hour of the day; a check

@@ -102,3 +102,31 @@ def money_format(
     text = text.replace("\u200f", "").replace("\xa0", " ")
     # CLDR's currency-spacing rule, which Babel leaves out: a letter code is not glued to digits.
     return _CODE_BEFORE_DIGIT.sub(r"\1 ", text)
+
+
+def units_round(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half up (away from zero), in integers: exact at any size."""
+    if numerator < 0:
+        return -units_round(-numerator, denominator)
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def units_allocate(total: int, weights: list[int], denominator: int) -> list[int]:
+    """Split `total` whole units in proportion to the exact shares `weights[i] / denominator`
+    (largest remainder, Hamilton's method): each part is its share rounded down or up, and the
+    parts sum to `total` exactly. Ties go to the earlier part, so the split is reproducible.
+
+    Used so that interval costs sum to their day's cost and days to their month's: each level is
+    rounded once, at the currency's minor unit, and split among the level below.
+    """
+    parts = [weight // denominator for weight in weights]
+    left = total - sum(parts)
+    if left > 0:
+        order = sorted(range(len(weights)), key=lambda i: (-(weights[i] % denominator), i))
+        for i in order[:left]:
+            parts[i] += 1
+    elif left < 0:  # negative shares (a refund among charges): take back from the smallest rests
+        order = sorted(range(len(weights)), key=lambda i: (weights[i] % denominator, i))
+        for i in order[:-left]:
+            parts[i] -= 1
+    return parts

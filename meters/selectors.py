@@ -260,7 +260,15 @@ def consumption(
     }
     spans: list[tuple[int, int]] = []
     if end > period.start:
-        series = meter_series_for_user(meter=meter, start=period.start, end=end)
+        # Costs need the whole local months around the period (a day's cost is its share of its
+        # month's): read once, and the period's series cut from the same rows.
+        months = _cost_months(meter, period.start, end)
+        days = meter_days(
+            meter_id=meter.pk,
+            start=months[0] if months else period.start,
+            end=max(end, min(months[1], now)) if months else end,
+        )
+        series = meter_series_for_user(meter=meter, start=period.start, end=end, days=days)
         if group_by == "interval":
             buckets = _interval_buckets(series, period.zone)
             spans = [(i, i + 1) for i in range(len(series))]
@@ -279,7 +287,13 @@ def consumption(
                     right - left
                 ) // INTERVAL - bucket["outside_intervals"] and bool(bucket["expected_intervals"])
                 buckets.append({"start": labels[n], "end": labels[n + 1], **bucket})
-        costs = _costs(meter, series, spans)
+        costs = None
+        if months:
+            wide = meter_series_for_user(
+                meter=meter, start=months[0], end=max(end, min(months[1], now)), days=days
+            )
+            offset = wide.index_of(period.start)
+            costs = _costs(meter, wide, [(i0 + offset, i1 + offset) for i0, i1 in spans])
         if costs is not None:
             for bucket, cost in zip(buckets, costs, strict=True):
                 bucket["cost"] = cost
@@ -313,8 +327,15 @@ def tenancies_body(meter: Meter) -> list[dict]:
     ]
 
 
+def _cost_months(meter: Meter, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The whole local months a priced period reads (billing owns tariffs; meters only shows them)."""
+    from billing.selectors import cost_months_span
+
+    return cost_months_span(meter=meter, start=start, end=end)
+
+
 def _costs(meter: Meter, series: Series, spans: list[tuple[int, int]]) -> list[str | None] | None:
-    """Each bucket's price under the meter's tariff (billing owns tariffs; meters only shows them)."""
+    """Each bucket's price under the meter's tariff, its series covering whole local months."""
     from billing.selectors import bucket_costs
 
     return bucket_costs(meter=meter, series=series, spans=spans)
