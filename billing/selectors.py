@@ -24,6 +24,7 @@ SPEND_KINDS = (
     LedgerEntry.Kind.ENERGY_ADJUSTMENT,
     LedgerEntry.Kind.FIXED_CHARGE,
 )
+POSTPAID = "postpaid"  # meters.models.Meter.PaymentMode.POSTPAID
 SPEND_WINDOW_DAYS = 28
 MAX_PROJECTION_DAYS = 365
 
@@ -39,12 +40,14 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
     or the link of a closed account; `visible_from` the earliest of the user's), with its utility,
     balance row and billing policy loaded for balance_summary: one hand-written query (core.sql),
     the balance being the app's most frequent call. Fields balance_summary does not read are
-    deferred."""
+    deferred. `is_postpaid` tells balance_summary which answer to give."""
     row = sql.select(
         """
         SELECT a.id, a.utility_id, a.consumer_id, a.status, MIN(l.visible_from),
                u.id, u.timezone, u.currency, u.currency_minor_unit, u.weekend_days,
-               b.account_id, b.amount, b.debt, p.utility_id, p.emergency_credit
+               b.account_id, b.amount, b.debt, p.utility_id, p.emergency_credit,
+               EXISTS (SELECT 1 FROM meters_meter m WHERE m.account_id = a.id AND m.payment_mode = %s)
+               OR EXISTS (SELECT 1 FROM billing_bill bl WHERE bl.account_id = a.id)
         FROM accounts_consumeraccount a
         JOIN accounts_accountlink l ON l.account_id = a.id
         JOIN accounts_utility u ON u.id = a.utility_id
@@ -53,13 +56,14 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
         WHERE a.id = %s AND l.user_id = %s AND (l.unlinked_at IS NULL OR l.end_reason = %s)
         GROUP BY a.id, u.id, b.account_id, p.utility_id
         """,
-        [account_id, user.pk, AccountLink.EndReason.ACCOUNT_CLOSED],
+        [POSTPAID, account_id, user.pk, AccountLink.EndReason.ACCOUNT_CLOSED],
         [
             *sql.columns(ConsumerAccount, _ACCOUNT),
             AccountLink._meta.get_field("visible_from"),
             *sql.columns(Utility, _UTILITY),
             *sql.columns(Balance, _BALANCE),
             *sql.columns(BillingPolicy, _POLICY),
+            None,
         ],
     )
     if not row:
@@ -67,6 +71,8 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
     values = row[0]
     account = sql.instance(ConsumerAccount, _ACCOUNT, values[0:4])
     account.visible_from = values[4]
+    # Postpaid: a postpaid meter now, or bills from the past (a converted account keeps them).
+    account.is_postpaid = bool(values[15])
     account.utility = sql.instance(Utility, _UTILITY, values[5:10])
     # No Balance row yet: nothing was ever posted, so it is zero (never saved from here).
     account.balance = (
@@ -146,6 +152,8 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
        any emergency credit not yet used, until it runs out: that day is the depletion date.
     """
     now = now or timezone.now()
+    if _is_postpaid(account):
+        return postpaid_summary(account=account, now=now)
     utility = account.utility
     zone = utility.zone
     today = now.astimezone(zone).date()
@@ -199,6 +207,7 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
     return {
         "account": account.pk,
         "consumer_id": account.consumer_id,
+        "payment_mode": "prepaid",
         "balance": _money(amount, minor),
         "currency": utility.currency,
         "as_of": now,
@@ -222,6 +231,73 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
             "in_use": emergency_in_use,
         },
         "debt": _money(debt, minor),
+    }
+
+
+def _is_postpaid(account: ConsumerAccount) -> bool:
+    known = getattr(account, "is_postpaid", None)
+    if known is not None:  # loaded by balance_account_get
+        return known
+    from meters.models import Meter
+
+    return (
+        Meter.objects.filter(account=account, payment_mode=POSTPAID).exists()
+        or Bill.objects.filter(account=account).exists()
+    )
+
+
+def postpaid_summary(*, account: ConsumerAccount, now: datetime | None = None) -> dict:
+    """What a postpaid household owes: its open bills (amount, fine, paid, due date, overdue), the
+    total due and what is overdue, and any credit from paying ahead. No prepaid balance, emergency
+    credit or days left: a postpaid supply is not cut when a balance runs out."""
+    now = now or timezone.now()
+    utility = account.utility
+    minor = utility.currency_minor_unit
+    today = now.astimezone(utility.zone).date()
+    balance = _balance_row(account)
+    amount = balance.amount if balance else Decimal(0)
+    open_bills = [
+        bill
+        for bill in bills_for_account(account=account).filter(status=Bill.Status.UNPAID)
+        if bill.unpaid > 0
+    ]
+    open_bills.sort(key=lambda bill: bill.month)
+    due = sum((bill.unpaid for bill in open_bills), Decimal(0))
+    overdue = sum((bill.unpaid for bill in open_bills if bill.due_date < today), Decimal(0))
+    last = (
+        topups_for_account(account=account)
+        .filter(status=TopUp.Status.SUCCEEDED)
+        .order_by("-paid_at")
+        .values_list("paid_at", "amount", "channel")
+        .first()
+    )
+    return {
+        "account": account.pk,
+        "consumer_id": account.consumer_id,
+        "payment_mode": "postpaid",
+        "currency": utility.currency,
+        "as_of": now,
+        "amount_due": _money(due, minor),
+        "overdue": _money(overdue, minor),
+        "next_due_date": min((b.due_date for b in open_bills if b.due_date >= today), default=None),
+        # Paid ahead of the bills (the ledger above zero): taken off the next bill when issued.
+        "credit": _money(max(Decimal(0), amount), minor),
+        "open_bills": [
+            {
+                "month": bill.month.strftime("%Y-%m"),
+                "amount": _money(bill.amount, minor),
+                "fine": _money(bill.fine_amount, minor),
+                "paid": _money(bill.paid_amount, minor),
+                "unpaid": _money(bill.unpaid, minor),
+                "due_date": bill.due_date,
+                "overdue": bill.due_date < today,
+            }
+            for bill in open_bills
+        ],
+        "last_payment": None
+        if last is None
+        else {"amount": _money(last[1], minor), "at": last[0], "channel": last[2]},
+        "debt": _money(balance.debt if balance else Decimal(0), minor),
     }
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import time_machine
 
 from accounts.models import AccountLink, ConsumerAccount
 from billing import bills, moves
@@ -164,3 +165,63 @@ def test_a_payment_settles_the_oldest_bill_first(meter):
     august, september = Bill.objects.order_by("month")
     assert (august.status, august.paid_amount) == ("paid", Decimal("31.00"))
     assert (september.status, september.paid_amount) == ("unpaid", Decimal("9.00"))
+
+
+def test_a_postpaid_balance_answers_what_is_owed_bill_by_bill(meter, make_api):
+    """Not a prepaid balance: the open bills with their fines and due dates, the total due and
+    what is overdue; no emergency credit or days left."""
+    september, october = (
+        datetime(2026, 8, 31, 21, tzinfo=UTC),
+        datetime(2026, 9, 30, 21, tzinfo=UTC),
+    )
+    use(meter, september, 4.8, 30)
+    use(meter, october, 2.4, 31)
+    first = bills.bill_issue(
+        account=meter.account, month=date(2026, 9, 1), issued_on=date(2026, 10, 1)
+    )
+    bills.fines_apply(today=date(2026, 10, 20))  # September's bill is overdue: fined 7 %
+    second = bills.bill_issue(
+        account=meter.account, month=date(2026, 10, 1), issued_on=date(2026, 11, 1)
+    )
+    with time_machine.travel(datetime(2026, 11, 5, 9, tzinfo=UTC)):
+        api = make_api(AccountLinkFactory(account=meter.account).user)
+        body = api.get(f"/api/v1/accounts/{meter.account.pk}/balance/").json()
+        bills_body = api.get(f"/api/v1/accounts/{meter.account.pk}/bills/").json()
+
+    first.refresh_from_db()
+    assert body["payment_mode"] == "postpaid"
+    assert "emergency_credit" not in body and "projected_days_left" not in body
+    assert [b["month"] for b in body["open_bills"]] == ["2026-09", "2026-10"]
+    september_bill = body["open_bills"][0]
+    assert september_bill["fine"] == f"{first.fine_amount:.2f}" != "0.00"
+    assert september_bill["unpaid"] == f"{first.amount + first.fine_amount:.2f}"
+    assert september_bill["overdue"] is True and body["open_bills"][1]["overdue"] is False
+    assert body["amount_due"] == f"{first.unpaid + second.unpaid:.2f}"
+    assert body["overdue"] == f"{first.unpaid:.2f}"
+    assert body["next_due_date"] == second.due_date.isoformat()
+    assert body["credit"] == "0.00"
+    assert [b["month"] for b in bills_body] == ["2026-10", "2026-09"]
+
+
+def test_paying_the_bills_leaves_nothing_due_and_ahead_is_credit(meter, make_api):
+    september = datetime(2026, 8, 31, 21, tzinfo=UTC)
+    use(meter, september, 4.8, 30)
+    bill = bills.bill_issue(
+        account=meter.account, month=date(2026, 9, 1), issued_on=date(2026, 10, 1)
+    )
+    topup = TopUp.objects.create(
+        account=meter.account,
+        amount=bill.amount + Decimal("10.00"),
+        currency="EGP",
+        channel=TopUp.Channel.COUNTER,
+        gateway="counter",
+        gateway_reference="counter_t1",
+    )
+    topup_confirm(topup=topup)
+    api = make_api(AccountLinkFactory(account=meter.account).user)
+
+    body = api.get(f"/api/v1/accounts/{meter.account.pk}/balance/").json()
+
+    assert body["open_bills"] == [] and body["amount_due"] == "0.00"
+    assert body["credit"] == "10.00"
+    assert body["last_payment"]["amount"] == f"{topup.amount:.2f}"

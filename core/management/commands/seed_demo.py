@@ -11,8 +11,17 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import ConsumerAccount, User, Utility
+from billing import bills, payments
 from billing.ledger import ledger_post
-from billing.models import BillingPolicy, LedgerEntry, Tariff, TariffPeriod, TariffSlab
+from billing.models import (
+    Bill,
+    BillingPolicy,
+    LedgerEntry,
+    Tariff,
+    TariffPeriod,
+    TariffSlab,
+    TopUp,
+)
 from core.phone import phone_normalize
 from meters.demo import demo_day_values, demo_grid
 from meters.models import Meter, MeterAssignment
@@ -192,6 +201,33 @@ OPENING_TOPUP = {
 }
 
 
+def _bill_months(today: date) -> list[date]:
+    """The two whole months before this one: the postpaid household's billed months."""
+    last = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    return [(last - timedelta(days=1)).replace(day=1), last]
+
+
+def _demo_bills(account: ConsumerAccount, months: list[date]) -> None:
+    """Bills for the postpaid household, issued on the first of the following month as the daily
+    run does: the older one paid at a payment outlet, the newer one open."""
+    for month in months:
+        following = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+        bills.bill_issue(account=account, month=month, issued_on=following)
+    older = Bill.objects.get(account=account, month=months[0])
+    reference = f"demo-bill-{account.pk}-{months[0]:%Y-%m}"
+    if older.unpaid > 0 and not TopUp.objects.filter(gateway_reference=reference).exists():
+        topup = TopUp.objects.create(
+            account=account,
+            amount=older.unpaid,
+            currency=account.utility.currency,
+            channel=TopUp.Channel.PAYMENT_CODE,
+            gateway="demo",
+            gateway_reference=reference,
+        )
+        paid = datetime.combine(older.due_date - timedelta(days=5), datetime.min.time(), UTC)
+        payments.topup_confirm(topup=topup, paid_at=paid + timedelta(hours=9))
+
+
 class Command(BaseCommand):
     help = "Load demo utilities, consumers with meters and 45 days of readings, and a staff login. Safe to run again."
 
@@ -235,6 +271,10 @@ class Command(BaseCommand):
                         Meter.objects.filter(pk=meter.pk).update(
                             payment_mode=Meter.PaymentMode.POSTPAID
                         )
+                if Meter.objects.filter(
+                    pk=meter.pk, payment_mode=Meter.PaymentMode.POSTPAID
+                ).exists():
+                    continue  # a postpaid household pays its bills: no prepaid opening balance
                 ledger_post(
                     account=account,
                     kind=LedgerEntry.Kind.TOPUP,
@@ -245,11 +285,16 @@ class Command(BaseCommand):
             meters = list(
                 Meter.objects.filter(utility=utility, serial__startswith=f"{utility.country}M")
             )
-            for back in range(DEMO_DAYS, -1, -1):
+            # Postpaid meters read back to two whole local months, so that they have bills.
+            bill_months = _bill_months(today)
+            postpaid_days = (today - bill_months[0]).days + 1
+            for back in range(max(DEMO_DAYS, postpaid_days), -1, -1):
                 day = today - timedelta(days=back)
                 start = datetime.combine(day, datetime.min.time(), UTC)
                 blocks = []
                 for meter in meters:
+                    if back > DEMO_DAYS and meter.payment_mode != Meter.PaymentMode.POSTPAID:
+                        continue
                     values_ = demo_day_values(serial=meter.serial, utility=utility, day=day)
                     if back == 0:  # today: only the intervals that have ended
                         values_ = values_[: int((datetime.now(UTC) - start).total_seconds() // 900)]
@@ -259,6 +304,9 @@ class Command(BaseCommand):
                         )
                 if blocks:
                     readings_ingest(utility=utility, blocks=blocks, source="demo")
+            for meter in meters:
+                if meter.payment_mode == Meter.PaymentMode.POSTPAID:
+                    _demo_bills(meter.account, bill_months)
         password_file = settings.VAR_DIR / "demo-admin-password"
         if not password_file.exists():
             password_file.write_text(secrets.token_urlsafe(12))
