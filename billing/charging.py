@@ -28,11 +28,11 @@ from billing.models import Balance, ChargeCursor, ChargedDay, ChargeMonth, Ledge
 from billing.tariffs import WH_PER_KWH, Pricing, tariff_for
 from core.errors import DomainError
 from core.money import money_quantize
+from core.timebuckets import local_midnight
 from meters.models import Meter, MeterAssignment, MeterDay
 from meters.storage import (
     EMPTY_QUALITY,
     EMPTY_VALUES,
-    INTERVAL,
     PRESENT,
     slot_start,
     values_pack,
@@ -49,26 +49,20 @@ PASS_LIMIT = 2000
 
 @dataclass
 class _Month:
-    """What one pass adds to an (account, local month): new energy and corrections, priced."""
+    """What one pass adds to an (account, local day) of a month: new energy and corrections, priced."""
 
     new_wh: int = 0
     new_nano: int = 0  # cost in billionths of the currency (flat and time of use)
     changed_wh: int = 0
     changed_nano: int = 0
-    first: datetime | None = None
-    last: datetime | None = None
 
-    def add(self, local: datetime, wh: int, nano: int, *, new: bool) -> None:
+    def add(self, wh: int, nano: int, *, new: bool) -> None:
         if new:
             self.new_wh += wh
             self.new_nano += nano
         else:
             self.changed_wh += wh
             self.changed_nano += nano
-        if self.first is None or local < self.first:
-            self.first = local
-        if self.last is None or local > self.last:
-            self.last = local
 
 
 class _Prices:
@@ -264,7 +258,9 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
         if _tenancies(list(meters), days) != holders:
             raise _HoldersChanged
         prices, calendars = _Prices(), {}
-        months: dict[tuple[int, date], dict[tuple[int, date], _Month]] = defaultdict(dict)
+        months: dict[tuple[int, date], dict[tuple[tuple[int, date], date], _Month]] = defaultdict(
+            dict
+        )
         fixed: dict[tuple[int, date], tuple[Pricing, Utility]] = {}
         done: list[ChargedDay] = []
         blocked: list[ChargedDay] = []
@@ -283,8 +279,7 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
                 blocked.append(state)
                 continue
             day_months, day_fixed = work
-            for group, month in day_months.items():
-                months[group][key] = month
+            _by_month(months, day_months, key)
             fixed.update(day_fixed)
             state.version += 1
             state.charged_at = row[2]
@@ -374,12 +369,12 @@ def _day_work(meter, day, row, state, tenancies, prices, calendars):
                 else prices.slot_rates(pricing, calendar)
             )
         month_rates = rates[month_start]
-        group = (account_id, month_start)
+        group = (account_id, local.date())
         month = months.get(group)
         if month is None:
             month = months[group] = _Month()
         wh = after if not was else after - before
-        month.add(local, wh, 0 if month_rates is None else wh * month_rates[slot], new=not was)
+        month.add(wh, 0 if month_rates is None else wh * month_rates[slot], new=not was)
         if not was:
             fixed_day = local.date()
             if (account_id, fixed_day) not in fixed:
@@ -403,12 +398,18 @@ def _first_charge(account_id, values, quality, state, calendar, utility, prices)
         if pricing.tariff.kind != Tariff.Kind.PROGRESSIVE:
             rates = prices.slot_rates(pricing, calendar)
             nano = sum(values[slot] * rates[slot] for slot in present)
-        month = months.setdefault((account_id, month_start), _Month())
-        month.add(calendar.locals[present[0]], wh, nano, new=True)
-        month.add(calendar.locals[present[-1]], 0, 0, new=True)
+        month = months.setdefault((account_id, local_day), _Month())
+        month.add(wh, nano, new=True)
         fixed[(account_id, local_day)] = (prices.pricing(utility, local_day), utility)
     state.values, state.quality = values_pack(values), bytes(quality)
     return months, fixed
+
+
+def _by_month(months: dict, day_work: dict, key: tuple[int, date]) -> None:
+    """File a meter-day's work, grouped by (account, local day), under its (account, local month):
+    each ledger entry is one local day's, each running total one month's."""
+    for (account_id, local_day), month in day_work.items():
+        months[(account_id, local_day.replace(day=1))][(key, local_day)] = month
 
 
 def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[LedgerEntry]:
@@ -424,7 +425,7 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
         state = states[group]
         changed_states.append(state)
         exact = int(state.exact_cost * NANO)
-        for (meter_id, day), month in sorted(months[group].items()):
+        for ((meter_id, day), local_day), month in sorted(months[group].items()):
             meter = meters[meter_id]
             utility = meter.utility
             pricing = prices.pricing(utility, month_start)
@@ -466,10 +467,11 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
                         utility,
                         kind=kind,
                         amount=-amount,
-                        key=f"energy:{meter_id}:{day.isoformat()}:{version}:{account_id}:{month_start:%Y-%m}:{suffix}",
-                        description=f"{label}, {kwh.normalize():f} kWh, meter {meter.serial}",
-                        period_start=month.first,
-                        period_end=month.last + INTERVAL,
+                        key=f"energy:{meter_id}:{day.isoformat()}:{version}:{account_id}:{local_day.isoformat()}:{suffix}",
+                        description=f"{label} on {local_day:%d %b %Y}, {kwh.normalize():f} kWh, meter {meter.serial}",
+                        # The local day, in the utility's zone, as every statement line.
+                        period_start=local_midnight(local_day, utility.zone),
+                        period_end=local_midnight(local_day + timedelta(days=1), utility.zone),
                         kwh=kwh,
                         rate=(Decimal(nano) / NANO / kwh).quantize(Decimal("0.000001"))
                         if kwh
@@ -844,7 +846,7 @@ def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime)
     meter = Meter.objects.select_related("utility").get(pk=meter_id)
     balance = Balance.objects.select_for_update().get(account=account)
     prices, calendars = _Prices(), {}
-    months: dict[tuple[int, date], dict[tuple[int, date], _Month]] = defaultdict(dict)
+    months: dict[tuple[int, date], dict[tuple[tuple[int, date], date], _Month]] = defaultdict(dict)
     released: list[ChargedDay] = []
     states = ChargedDay.objects.select_for_update().filter(
         meter_id=meter_id, day__gte=after.astimezone(UTC).date()
@@ -862,13 +864,12 @@ def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime)
             nano = 0
             if pricing.tariff.kind != Tariff.Kind.PROGRESSIVE:
                 nano = wh * prices.slot_rates(pricing, calendar)[slot]
-            month = day_months.setdefault((account.pk, month_start), _Month())
-            month.add(calendar.locals[slot], wh, nano, new=False)
+            month = day_months.setdefault((account.pk, calendar.locals[slot].date()), _Month())
+            month.add(wh, nano, new=False)
             values[slot], quality[slot] = 0, 0
         if not day_months:
             continue
-        for group, month in day_months.items():
-            months[group][(meter_id, state.day)] = month
+        _by_month(months, day_months, (meter_id, state.day))
         state.values, state.quality = values_pack(values), bytes(quality)
         state.version += 1
         state.charged_at = (

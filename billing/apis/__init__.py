@@ -35,15 +35,27 @@ class BalanceApi(APIView):
         return Response(body)
 
 
+class LocalMoment(serializers.DateTimeField):
+    """A moment in the account's utility zone, with its offset: a statement's periods are local
+    days (2026-11-24T00:00:00+03:00 to 2026-11-25T00:00:00+03:00), never UTC ones."""
+
+    def get_attribute(self, instance):
+        value = super().get_attribute(instance)
+        return None if value is None else value.astimezone(instance.account.utility.zone)
+
+    def to_representation(self, value):
+        return None if value is None else value.isoformat()
+
+
 class EntrySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
     description = serializers.CharField()
     amount = serializers.SerializerMethodField()
     balance_after = serializers.SerializerMethodField()
-    created_at = serializers.DateTimeField()
-    period_start = serializers.DateTimeField()
-    period_end = serializers.DateTimeField()
+    created_at = LocalMoment()
+    period_start = LocalMoment(allow_null=True)
+    period_end = LocalMoment(allow_null=True)
     kwh = serializers.DecimalField(max_digits=14, decimal_places=3, allow_null=True)
     rate = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
     reason = serializers.CharField()

@@ -258,3 +258,28 @@ def test_a_dst_day_is_priced_by_each_intervals_local_time(db):
     assert balance(meter.account) == -expected
     assert sum(e.kwh for e in LedgerEntry.objects.filter(kind="energy_charge")) == 100
     assert ledger_check() == []
+
+
+def test_energy_charges_are_local_days_in_the_statement(make_api, meter):
+    """A UTC day of readings is 03:00 to 03:00 in Kuwait: it is charged as the two local days it
+    touches, each entry's period that local day, shown with the utility's offset."""
+    flat_tariff(meter.utility, rate="0.005")
+    ingest(meter, datetime(2026, 11, 2, tzinfo=UTC), [1000] * 96)
+    charging.charges_run()
+    api = make_api(AccountLinkFactory(account=meter.account).user)
+
+    body = api.get(
+        f"/api/v1/accounts/{meter.account.pk}/statement/", {"kind": "energy_charge"}
+    ).json()
+
+    lines = sorted(
+        (e["period_start"], e["period_end"], e["kwh"], e["amount"]) for e in body["results"]
+    )
+    assert lines == [
+        ("2026-11-02T00:00:00+03:00", "2026-11-03T00:00:00+03:00", "84.000", "-0.420"),
+        ("2026-11-03T00:00:00+03:00", "2026-11-04T00:00:00+03:00", "12.000", "-0.060"),
+    ]
+    assert {e["description"].split(",")[0] for e in body["results"]} == {
+        "Energy on 02 Nov 2026",
+        "Energy on 03 Nov 2026",
+    }
