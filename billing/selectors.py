@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -483,16 +484,22 @@ def bucket_costs(*, meter, series, spans: list[tuple[int, int]]) -> list[str | N
             else:
                 units[a] = day_units
 
-    running = [0]
-    for value in units[:count]:
-        running.append(running[-1] + value)
+    running = [0, *itertools.accumulate(units[:count])]
+    any_unpriced = 1 in unpriced
+    texts: dict[int, str] = {}  # a month of quarter-hours repeats a few small amounts
     out: list[str | None] = []
     for i0, i1 in spans:
         chunk = quality[i0:i1]
-        if (actual not in chunk and estimated not in chunk) or 1 in unpriced[i0:i1]:
+        if (actual not in chunk and estimated not in chunk) or (
+            any_unpriced and 1 in unpriced[i0:i1]
+        ):
             out.append(None)
-        else:
-            out.append(_units_text(running[i1] - running[i0], minor))
+            continue
+        amount = running[i1] - running[i0]
+        text = texts.get(amount)
+        if text is None:
+            text = texts[amount] = _units_text(amount, minor)
+        out.append(text)
     return out
 
 
@@ -514,6 +521,10 @@ class _MonthPrice:
 
         values, quality = series.values, series.quality
         progressive = self.pricing.tariff.kind == "progressive"
+        chunk = quality[a:b]
+        if not self.tou and chunk.count(PRESENT[0]) + chunk.count(PRESENT[1]) == b - a:
+            rate = self.month_nano if progressive else self.flat  # every slot present: one rate
+            return [value * rate for value in values[a:b]]
         out = []
         for i in range(a, b):
             if quality[i] not in PRESENT:
