@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts import services
-from accounts.forms import ConsumerAccountForm, ConsumerImportForm
+from accounts.forms import ConsumerAccountForm, ConsumerImportForm, UtilityForm
 from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
 from core.admin import HistoryInline, UtilityScopedAdmin, scope_queryset
 
@@ -22,6 +22,7 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(Utility)
 class UtilityAdmin(UtilityScopedAdmin):
+    form = UtilityForm
     list_display = ["code", "name", "country", "timezone", "currency", "helpline", "is_active"]
     search_fields = ["code", "name"]
     list_filter = ["country", "is_active"]

@@ -4,6 +4,7 @@ from django import forms
 
 from accounts.models import ConsumerAccount, Utility
 from accounts.services import account_status_problem
+from core.admin import MoneyForm
 from core.errors import DomainError
 from core.phone import phone_normalize
 
@@ -53,3 +54,16 @@ class ConsumerAccountForm(forms.ModelForm):
             except DomainError as exc:
                 self.add_error("registered_mobile", exc.message)
         return cleaned
+
+
+class UtilityForm(MoneyForm):
+    """The admin's utility form: its money (the smallest top-up) in the currency's own decimals,
+    which the same form sets."""
+
+    money_fields = ("min_topup",)
+
+    def minor_unit(self, data: dict) -> int | None:
+        minor_unit = data.get("currency_minor_unit")
+        if minor_unit is None and self.instance.pk:
+            minor_unit = self.instance.currency_minor_unit
+        return minor_unit

@@ -32,6 +32,7 @@ from billing.models import (
 )
 from billing.relay import policy_for, reconnect_request
 from core.errors import Conflict, DomainError, NotFound
+from core.money import money_digits, utility_money
 from core.phone import phone_normalize
 from meters.models import Meter, MeterAssignment, MeterDay
 from meters.storage import floor_to_interval
@@ -236,7 +237,8 @@ def _settle(
                 kind=LedgerEntry.Kind.DEBT_TRANSFER,
                 amount=Decimal(0),
                 key=f"{key}:debt-in",
-                description=f"Debt of {owed} carried from account {account.consumer_id}",
+                description=f"Debt of {utility_money(owed, account.utility)} carried from "
+                f"account {account.consumer_id}",
                 created_by=staff,
                 debt_change=owed,
                 meta={"move": move.pk, "from": account.pk, "debt": str(owed)},
@@ -259,12 +261,15 @@ def _settle(
                 meta={"move": move.pk, "debt": str(owed)},
             )
         else:
-            currency = account.utility.currency
+            utility = account.utility
             raise Conflict(
-                f"The account owes {owed} {currency}: carry it to the consumer's new account "
-                "or write it off with a reason.",
+                f"The account owes {utility_money(owed, utility)}: carry it to the consumer's new "
+                "account or write it off with a reason.",
                 code="debt_unsettled",
-                extra={"owed": str(owed), "currency": currency},
+                extra={
+                    "owed": money_digits(owed, minor_unit=utility.currency_minor_unit),
+                    "currency": utility.currency,
+                },
             )
         move.debt, move.debt_amount = choice.debt, owed
     # The closed account's unpaid bills are settled by the transfer or the write-off: no fine,
@@ -295,7 +300,12 @@ def _final_statement(account: ConsumerAccount, tenancies: list[MeterAssignment])
                 "last_interval_start": last.isoformat() if last else None,
             }
         )
-    return {"meters": meters, "balance": str(balance.amount), "debt": str(balance.debt)}
+    minor_unit = account.utility.currency_minor_unit
+    return {
+        "meters": meters,
+        "balance": money_digits(balance.amount, minor_unit=minor_unit),
+        "debt": money_digits(balance.debt, minor_unit=minor_unit),
+    }
 
 
 def move_out(
@@ -383,10 +393,8 @@ def _tell_moved_out(*, account: ConsumerAccount, move: Move) -> None:
     from notifications.tasks import send_sms
 
     utility = account.utility
-    minor = Decimal(1).scaleb(-utility.currency_minor_unit)
     credit_amount, debt_amount = Decimal(move.credit_amount), Decimal(move.debt_amount)
-    credit = f"{credit_amount.quantize(minor)} {utility.currency}"
-    debt = f"{debt_amount.quantize(minor)} {utility.currency}"
+    credit, debt = utility_money(credit_amount, utility), utility_money(debt_amount, utility)
     if move.source == "conversion":  # the consumer stays; the contract changes
         account_close(account=account)
         body = (

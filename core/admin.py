@@ -7,11 +7,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.db import models, transaction
 
 from core.models import ROLE_GROUPS, AuditEntry, StaffMembership
+from core.money import minor_unit_exponent, money_digits, money_text
 
 # How to reach the Utility from a model's rows, for models other apps own. A model with a
 # `utility` foreign key needs no entry.
@@ -109,6 +111,74 @@ def audit_record(
         utility_id=utility_id,
         changes=changes or {},
     )
+
+
+def _follow(obj: Any, path: str) -> Any:
+    for part in path.split("__"):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            break
+    return obj
+
+
+def money_column(field: str, *, description: str, utility: str = "utility"):
+    """An admin column or read-only field showing the DecimalField `field` in its utility's
+    currency and decimals: "100.00 SAR", "1.500 KWD" (the database keeps 3 decimals for every
+    currency). `utility` is the path from the row to its Utility: put it in list_select_related,
+    or every row of the list costs a query.
+
+        amount_text = money_column("amount", description="Amount")
+    """
+
+    @admin.display(description=description, ordering=field)
+    def show(model_admin, obj) -> str:
+        value, owner = getattr(obj, field), _follow(obj, utility)
+        if value is None or owner is None:
+            return "-"
+        return money_text(value, currency=owner.currency, minor_unit=owner.currency_minor_unit)
+
+    show.__name__ = f"{field}_text"
+    return show
+
+
+class MoneyForm(forms.ModelForm):
+    """A ModelForm whose `money_fields` are in the utility's own decimals: shown as "100.00" for
+    SAR (not the stored "100.000"), and refused with more decimals than the currency has, as
+    core.money.money_parse refuses them in the API. The utility is the row's `utility` (the one
+    chosen in the form first); override `minor_unit` when the row reaches it otherwise."""
+
+    money_fields: tuple[str, ...] = ()
+
+    def minor_unit(self, data: dict) -> int | None:
+        utility = data.get("utility")
+        if utility is None and getattr(self.instance, "utility_id", None):
+            utility = self.instance.utility
+        return utility.currency_minor_unit if utility is not None else None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        minor = self.minor_unit({}) if self.instance.pk else None
+        if minor is None:
+            return
+        for name in self.money_fields:
+            if name not in self.fields:
+                continue
+            self.fields[name].widget.attrs["step"] = f"{minor_unit_exponent(minor):f}"
+            value = getattr(self.instance, name)
+            if value is not None and not self.is_bound:
+                self.initial[name] = money_digits(value, minor_unit=minor)
+
+    def clean(self):
+        data = super().clean()
+        minor = self.minor_unit(data)
+        if minor is None:
+            return data
+        exponent = minor_unit_exponent(minor)
+        for name in self.money_fields:
+            value = data.get(name)
+            if isinstance(value, Decimal) and value != value.quantize(exponent):
+                self.add_error(name, f"At most {minor} decimal places for this currency.")
+        return data
 
 
 class ReadOnlyMixin:

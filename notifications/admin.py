@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
 
+from accounts.models import AccountLink
+from core.admin import MoneyForm
+from core.money import money_text
 from notifications import selectors
 from notifications.models import Device, Fanout, Notification, NotificationPreference
 
@@ -56,7 +60,49 @@ class FanoutAdmin(admin.ModelAdmin):
         )
 
 
+class NotificationPreferenceForm(MoneyForm):
+    """The low-balance amount in the currency of the accounts the user holds (as the API shows
+    it), when they share one."""
+
+    money_fields = ("low_balance_amount",)
+
+    def minor_unit(self, data: dict) -> int | None:
+        user = data.get("user")
+        if user is None and self.instance.user_id:
+            user = self.instance.user
+        utility = selectors.preferences_utility(user=user) if user is not None else None
+        return utility.currency_minor_unit if utility is not None else None
+
+
 @admin.register(NotificationPreference)
 class NotificationPreferenceAdmin(admin.ModelAdmin):
-    list_display = ["user", "quiet_start", "quiet_end", "low_balance_amount", "low_balance_days"]
+    form = NotificationPreferenceForm
+    list_display = ["user", "quiet_start", "quiet_end", "low_balance", "low_balance_days"]
+    list_select_related = ["user"]
     raw_id_fields = ["user"]
+
+    def get_queryset(self, request):
+        # The currency of the user's accounts, in the list's one query: the lowest and highest
+        # code differ when the user holds accounts in several currencies.
+        links = AccountLink.objects.filter(user=OuterRef("user_id"), unlinked_at__isnull=True)
+        currency = "account__utility__currency"
+        first = links.order_by(currency)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                currency=Subquery(first.values(currency)[:1]),
+                last_currency=Subquery(links.order_by(f"-{currency}").values(currency)[:1]),
+                minor_unit=Subquery(first.values("account__utility__currency_minor_unit")[:1]),
+            )
+        )
+
+    @admin.display(description="Low-balance amount", ordering="low_balance_amount")
+    def low_balance(self, preference: NotificationPreference) -> str:
+        amount = preference.low_balance_amount
+        if amount is None:
+            return "-"
+        currency = getattr(preference, "currency", None)
+        if currency is None or currency != preference.last_currency:
+            return f"{amount:f}"
+        return money_text(amount, currency=currency, minor_unit=preference.minor_unit)

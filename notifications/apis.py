@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Language
+from core.money import money_digits
 from notifications import categories, selectors, services
 from notifications.models import Device
 
@@ -169,12 +170,30 @@ class QuietHoursSerializer(serializers.Serializer):
 
 
 class PreferencesOutputSerializer(serializers.Serializer):
+    """`utility` in the context: the one whose currency the low-balance amount is in (None: the
+    user holds no account, or accounts in several currencies; the amount is then as stored)."""
+
     categories = serializers.SerializerMethodField()
-    low_balance_amount = serializers.DecimalField(
-        max_digits=12, decimal_places=3, allow_null=True, help_text="null: the utility's default"
+    low_balance_amount = serializers.SerializerMethodField(
+        help_text="In the currency's own decimals; null: the utility's default."
+    )
+    currency = serializers.SerializerMethodField(
+        help_text="The currency of the low-balance amount: that of the accounts I hold."
     )
     low_balance_days = serializers.IntegerField(allow_null=True)
     quiet_hours = serializers.SerializerMethodField()
+
+    def get_low_balance_amount(self, preference) -> str | None:
+        amount, utility = preference.low_balance_amount, self.context.get("utility")
+        if amount is None:
+            return None
+        if utility is None:
+            return f"{amount:f}"
+        return money_digits(amount, minor_unit=utility.currency_minor_unit)
+
+    def get_currency(self, preference) -> str | None:
+        utility = self.context.get("utility")
+        return utility.currency if utility else None
 
     def get_categories(self, preference) -> dict[str, bool]:
         return {code: code not in preference.disabled_categories for code in categories.CATEGORIES}
@@ -204,9 +223,7 @@ class PreferencesApi(APIView):
 
     @extend_schema(responses=PreferencesOutputSerializer, summary="My alert preferences")
     def get(self, request):
-        return Response(
-            PreferencesOutputSerializer(selectors.preferences_get(user=request.user)).data
-        )
+        return _preferences_response(request, selectors.preferences_get(user=request.user))
 
     @extend_schema(
         request=UpdateInput,
@@ -221,4 +238,9 @@ class PreferencesApi(APIView):
             quiet = values["quiet_hours"]
             values["quiet_hours"] = None if quiet is None else (quiet["start"], quiet["end"])
         preference = services.preferences_update(user=request.user, **values)
-        return Response(PreferencesOutputSerializer(preference).data)
+        return _preferences_response(request, preference)
+
+
+def _preferences_response(request, preference) -> Response:
+    utility = selectors.preferences_utility(user=request.user)
+    return Response(PreferencesOutputSerializer(preference, context={"utility": utility}).data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from babel.dates import format_skeleton, format_time
@@ -329,10 +329,27 @@ def days_phrase(days: Decimal | int | float, *, language: str) -> str:
     return "1 day" if n == 1 else f"{n} days"
 
 
+# The placeholders that hold money. A caller that hands one over as a number or a plain string
+# ("100.000" from a JSON field) still gets the currency's own decimals, never the stored three.
+MONEY_PLACEHOLDERS = frozenset({"amount", "balance", "threshold", "credit", "debt"})
+
+
+def _as_money(value: Any) -> Any:
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            return value
+        return amount if amount.is_finite() else value
+    return value
+
+
 def _format_value(key: str, value: Any, *, language: str, utility: Utility | None) -> str:
     country = utility.country if utility else ""
     if key == "days":
         return days_phrase(value, language=language)
+    if key in MONEY_PLACEHOLDERS:
+        value = _as_money(value)
     if isinstance(value, Decimal):
         if utility is None:
             raise DomainError(f"The amount {key!r} needs a utility for its currency.")

@@ -7,7 +7,7 @@ from typing import TypedDict
 
 from django.db.models import Count, QuerySet
 
-from accounts.models import User
+from accounts.models import AccountLink, User, Utility
 from core.errors import NotFound
 from notifications.models import Device, Fanout, Notification, NotificationPreference
 
@@ -50,6 +50,17 @@ def preferences_get(*, user: User) -> NotificationPreference:
     return NotificationPreference.objects.filter(user=user).first() or NotificationPreference(
         user=user
     )
+
+
+def preferences_utility(*, user: User) -> Utility | None:
+    """The utility whose currency the user's low-balance amount is in: that of the accounts the
+    user holds (live links), when they share one currency. None when the user holds none, or
+    holds accounts in several currencies."""
+    links = AccountLink.objects.filter(user=user, unlinked_at__isnull=True)
+    utilities = list(Utility.objects.filter(consumer_accounts__links__in=links).distinct())
+    if len({(u.currency, u.currency_minor_unit) for u in utilities}) != 1:
+        return None
+    return utilities[0]
 
 
 def quiet_hours_active(*, start: time | None, end: time | None, now: time) -> bool:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.models import AccountLink, ConsumerAccount, Language, User, Utility
 from core.errors import DomainError, NotFound
+from core.money import money_quantize
 from notifications import categories as c
 from notifications import delivery, selectors
 from notifications.messages import message_render, push_data
@@ -360,6 +361,15 @@ def preferences_update(
                 raise DomainError.for_field(
                     "low_balance_amount", "Give zero or more.", code="negative_threshold"
                 )
+            utility = selectors.preferences_utility(user=user)
+            if low_balance_amount is not None and utility is not None:
+                minor_unit = utility.currency_minor_unit
+                if low_balance_amount != money_quantize(low_balance_amount, minor_unit=minor_unit):
+                    raise DomainError.for_field(
+                        "low_balance_amount",
+                        f"At most {minor_unit} decimal places for this currency.",
+                        code="too_many_decimals",
+                    )
             preference.low_balance_amount = low_balance_amount
         if low_balance_days is not UNSET:
             if low_balance_days is not None and low_balance_days < 0:

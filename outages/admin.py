@@ -17,8 +17,16 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.models import RelayCommand
-from core.admin import HistoryInline, ReadOnlyMixin, UtilityScopedAdmin, staff_utility_ids
+from core.admin import (
+    HistoryInline,
+    MoneyForm,
+    ReadOnlyMixin,
+    UtilityScopedAdmin,
+    money_column,
+    staff_utility_ids,
+)
 from core.errors import DomainError
+from core.money import utility_money
 from outages import selectors, services, standards
 from outages.models import (
     Compensation,
@@ -446,20 +454,43 @@ def _plain_form(value):
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-@admin.register(StandardsPolicy)
-class StandardsPolicyAdmin(UtilityScopedAdmin):
-    list_display = [
-        "utility",
+class StandardsPolicyForm(MoneyForm):
+    money_fields = (
         "notice_amount",
-        "restoration_hours",
         "restoration_amount",
         "restoration_amount_per_hour",
+        "reconnection_amount",
+        "reconnection_amount_per_hour",
+        "repeated_amount",
+        "repeated_amount_per_outage",
+        "wrongful_disconnection_amount",
+    )
+
+
+@admin.register(StandardsPolicy)
+class StandardsPolicyAdmin(UtilityScopedAdmin):
+    form = StandardsPolicyForm
+    list_display = [
+        "utility",
+        "notice",
+        "restoration_hours",
+        "restoration",
+        "restoration_per_hour",
         "reconnection_hours",
         "repeated_allowed",
-        "wrongful_disconnection_amount",
+        "wrongful_disconnection",
         "exemption_working_days",
         "payment_days",
     ]
+    list_select_related = ["utility"]
+    notice = money_column("notice_amount", description="Notice amount")
+    restoration = money_column("restoration_amount", description="Restoration amount")
+    restoration_per_hour = money_column(
+        "restoration_amount_per_hour", description="Restoration amount per hour"
+    )
+    wrongful_disconnection = money_column(
+        "wrongful_disconnection_amount", description="Wrongful disconnection amount"
+    )
     fieldsets = (
         (None, {"fields": ("utility",)}),
         (
@@ -527,8 +558,7 @@ class CompensationAdmin(ReadOnlyMixin, UtilityScopedAdmin):
         "id",
         "account",
         "standard",
-        "amount",
-        "currency",
+        "amount_text",
         "status",
         "failure_at",
         "exemption_deadline",
@@ -537,9 +567,16 @@ class CompensationAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     ]
     list_filter = ["status", "standard", "utility"]
     search_fields = ["account__consumer_id", "account__name", "event_key", "reason"]
-    list_select_related = ["account", "outage"]
+    list_select_related = ["utility", "account__utility", "outage"]
     date_hierarchy = "failure_at"
-    readonly_fields = [f.name for f in Compensation._meta.fields]
+    # The stored amount has 3 decimals whatever the currency: shown through amount_text instead.
+    fields = [
+        "amount_text" if f.name == "amount" else f.name
+        for f in Compensation._meta.fields
+        if f.name not in ("id", "currency")
+    ]
+    readonly_fields = fields
+    amount_text = money_column("amount", description="Amount")
     actions = ["file_exemption"]
 
     @admin.action(description="File a force-majeure exemption for this event")
@@ -721,7 +758,7 @@ class DisconnectionAdmin(UtilityScopedAdmin):
                 messages.error(request, f"{command.meter}: {refused.message}")
                 continue
             owed = (
-                f"{compensation.amount} {compensation.currency} compensation recorded"
+                f"{utility_money(compensation.amount, compensation.utility)} compensation recorded"
                 if compensation
                 else "no standards policy, so no compensation"
             )

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.money import money_quantize
+from core.money import money_digits
 from outages import selectors
 from outages.models import Outage
 
@@ -75,7 +75,7 @@ class CompensationSerializer(serializers.Serializer):
 
     def get_amount(self, compensation) -> str:
         minor = compensation.utility.currency_minor_unit
-        return str(money_quantize(compensation.amount, minor_unit=minor))
+        return money_digits(compensation.amount, minor_unit=minor)
 
 
 class OutageListApi(APIView):

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing.models import MONEY, LedgerEntry, RelayCommand
+from core.money import money_text
 from meters.models import Feeder, GridArea, Meter, Transformer
 
 POSITIVE = [MinValueValidator(0)]
@@ -253,7 +254,10 @@ class Compensation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_standard_display()}: {self.amount} {self.currency} to {self.account}"
+        # The account's utility is the compensation's own, and str(account) loads it anyway.
+        minor_unit = self.account.utility.currency_minor_unit
+        amount = money_text(self.amount, currency=self.currency, minor_unit=minor_unit)
+        return f"{self.get_standard_display()}: {amount} to {self.account}"
 
 
 class ExemptionRequest(models.Model):

@@ -22,7 +22,7 @@ from billing.ledger import ledger_post
 from billing.models import LedgerEntry, RelayCommand
 from billing.services import reconnect_request
 from core.errors import Conflict, DomainError
-from core.money import money_quantize
+from core.money import money_quantize, utility_money
 from core.timebuckets import local_midnight
 from core.workdays import utility_working_deadline
 from meters.models import MeterAssignment
@@ -216,8 +216,9 @@ def standards_evaluate_outage(*, outage: Outage) -> list[Compensation]:
             amount, hours = late
             reason = (
                 f"Supply off {_duration_text(duration)} from {when}; the standard is "
-                f"{policy.restoration_hours} h: {policy.restoration_amount} + {hours} started "
-                f"hour(s) × {policy.restoration_amount_per_hour}."
+                f"{policy.restoration_hours} h: {utility_money(policy.restoration_amount, utility)}"
+                f" + {hours} started hour(s) × "
+                f"{utility_money(policy.restoration_amount_per_hour, utility)}."
             )
             details = {"duration_minutes": int(duration.total_seconds() // 60), "hours": hours}
             failure_at = outage.actual_start + threshold
@@ -323,10 +324,11 @@ def standards_evaluate_reconnection(*, command: RelayCommand) -> Compensation | 
     if late is None:
         return None
     amount, hours = late
+    utility = command.account.utility
     reason = (
         f"Reconnected {_duration_text(elapsed)} after the payment was notified; the standard is "
-        f"{policy.reconnection_hours} h: {policy.reconnection_amount} + {hours} started hour(s) "
-        f"× {policy.reconnection_amount_per_hour}."
+        f"{policy.reconnection_hours} h: {utility_money(policy.reconnection_amount, utility)} + "
+        f"{hours} started hour(s) × {utility_money(policy.reconnection_amount_per_hour, utility)}."
     )
     compensation, _ = compensation_record(
         policy=policy,

@@ -15,8 +15,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from core.admin import HistoryInline, UtilityScopedAdmin
+from core.admin import HistoryInline, MoneyForm, UtilityScopedAdmin, money_column
 from core.errors import DomainError
+from core.money import utility_money
 from servicerequests import services
 from servicerequests.apis import attachment_response
 from servicerequests.models import (
@@ -51,15 +52,23 @@ class RequestTypeAdmin(UtilityScopedAdmin):
     search_fields = ["code", "name_en", "name_ar", "name_hi"]
 
 
+class ConnectionPolicyForm(MoneyForm):
+    money_fields = ("amount", "amount_per_day")
+
+
 @admin.register(ConnectionPolicy)
 class ConnectionPolicyAdmin(UtilityScopedAdmin):
+    form = ConnectionPolicyForm
     list_display = [
         "utility",
         "low_voltage_days",
         "medium_voltage_days",
-        "amount",
-        "amount_per_day",
+        "amount_text",
+        "amount_per_day_text",
     ]
+    list_select_related = ["utility"]
+    amount_text = money_column("amount", description="Amount")
+    amount_per_day_text = money_column("amount_per_day", description="Amount per day")
 
 
 @admin.register(OpeningHours)
@@ -191,7 +200,7 @@ class ServiceRequestAdmin(UtilityScopedAdmin):
         "assigned_to",
         "answers",
         "description",
-        "estimate_amount",
+        "estimate",
         "estimate_note",
         "estimate_issued_at",
         "paid_at",
@@ -210,6 +219,8 @@ class ServiceRequestAdmin(UtilityScopedAdmin):
         return False
 
     # --- Display --------------------------------------------------------------------------
+
+    estimate = money_column("estimate_amount", description="Estimate")
 
     @admin.display(description="Submitted (local)", ordering="created_at")
     def submitted(self, obj):
@@ -357,6 +368,9 @@ class ServiceRequestAdmin(UtilityScopedAdmin):
             "form": form,
             "button": button,
             "currency": obj.utility.currency,
+            "estimate": utility_money(obj.estimate_amount, obj.utility)
+            if obj.estimate_amount is not None
+            else None,
             "deadline_local": _local(obj.deadline_at, obj.utility.zone),
         }
         return TemplateResponse(request, "admin/servicerequests/servicerequest/step.html", context)

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import account_get_for_user
-from core.money import money_quantize
+from core.money import money_digits
 from servicerequests import attachments, estimates, selectors, services
 from servicerequests.models import ServiceRequest
 
@@ -18,7 +18,7 @@ from servicerequests.models import ServiceRequest
 def _money(value, utility) -> str | None:
     if value is None:
         return None
-    return str(money_quantize(value, minor_unit=utility.currency_minor_unit))
+    return money_digits(value, minor_unit=utility.currency_minor_unit)
 
 
 def _local(value, zone) -> str | None:

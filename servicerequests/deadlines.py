@@ -23,7 +23,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from core.money import money_quantize
+from core.money import money_quantize, utility_money
 from core.workdays import utility_working_deadline, working_days_between
 from outages.models import Compensation, StandardsPolicy
 from outages.standards import compensation_record
@@ -94,12 +94,14 @@ def _policies(request: ServiceRequest) -> tuple[ConnectionPolicy, StandardsPolic
 
 
 def _reason(request: ServiceRequest, policy: ConnectionPolicy, late_days: int, done: bool) -> str:
-    deadline = request.deadline_at.astimezone(request.utility.zone) - timedelta(days=1)
+    utility = request.utility
+    deadline = request.deadline_at.astimezone(utility.zone) - timedelta(days=1)
     state = "completed" if done else "still open"
     return (
         f"Service request #{request.pk} ({request.type.name_en}) {state} {late_days} working "
         f"day(s) after its deadline of {request.deadline_working_days} working days "
-        f"(end of {deadline:%Y-%m-%d}): {policy.amount} + {late_days} × {policy.amount_per_day}."
+        f"(end of {deadline:%Y-%m-%d}): {utility_money(policy.amount, utility)} + {late_days} × "
+        f"{utility_money(policy.amount_per_day, utility)}."
     )
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import AccountLink, User
 from accounts.selectors import account_get_for_user
 from core.errors import Conflict, DomainError, NotFound
-from core.money import money_parse
+from core.money import money_parse, utility_money
 from notifications import categories as c
 from notifications.services import alert_create
 from servicerequests import deadlines
@@ -393,7 +393,7 @@ def estimate_issue(*, request_id: int, amount: object, note: str, actor: User) -
             request,
             RequestEvent.Kind.ESTIMATE,
             actor=actor,
-            text=f"{request.estimate_amount} {utility.currency}. {note}".strip(),
+            text=f"{utility_money(request.estimate_amount, utility)}. {note}".strip(),
         )
         transition_apply(request, S.ESTIMATE_ISSUED, actor=actor)
     return request

@@ -4,6 +4,7 @@ and the meter by its serial, never by an internal id; every move is recorded and
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
@@ -15,8 +16,9 @@ from django.utils import timezone
 from accounts.models import ConsumerAccount, Utility
 from billing import moves
 from billing.models import Move
-from core.admin import ReadOnlyMixin, UtilityScopedAdmin, scope_queryset
+from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError
+from core.money import money_digits, utility_money
 from meters.models import Meter
 
 WHEN_HELP = "Local time at the utility, YYYY-MM-DD HH:MM (a quarter-hour). Empty: now."
@@ -80,9 +82,9 @@ class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
         "account",
         "local_at",
         "credit",
-        "credit_amount",
+        "credit_text",
         "debt",
-        "debt_amount",
+        "debt_text",
         "source",
         "created_by",
     ]
@@ -90,6 +92,28 @@ class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     search_fields = ["account__consumer_id", "meters__serial"]
     list_select_related = ["account__utility", "created_by"]
     change_list_template = "admin/billing/move/change_list.html"
+    # The stored amounts have 3 decimals whatever the currency: shown in the currency's own.
+    fields = [
+        "kind",
+        "account",
+        "meters",
+        "local_at",
+        "credit",
+        "credit_text",
+        "debt",
+        "debt_text",
+        "carried_to",
+        "reason",
+        "final_statement",
+        "created_by",
+        "source",
+        "created_at",
+    ]
+    readonly_fields = fields
+    credit_text = money_column(
+        "credit_amount", description="Credit amount", utility="account__utility"
+    )
+    debt_text = money_column("debt_amount", description="Debt amount", utility="account__utility")
 
     def get_urls(self):
         return [
@@ -162,7 +186,7 @@ class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
                         request,
                         f"{account.consumer_id} moved out at "
                         f"{timezone.localtime(move.at, utility.zone):%Y-%m-%d %H:%M %Z}; "
-                        f"final balance {move.final_statement.get('balance')} {utility.currency}.",
+                        f"final balance {_final_balance(move, utility)}.",
                     )
                     return redirect(reverse("admin:billing_move_changelist"))
         return self._render(request, form, "Move out: end a tenancy and close the account")
@@ -214,11 +238,16 @@ def _add_errors(form: forms.Form, exc: DomainError) -> None:
         form.add_error(None, exc.message)
 
 
+def _final_balance(move: Move, utility: Utility) -> str:
+    return utility_money(Decimal(move.final_statement.get("balance", "0")), utility)
+
+
 def _summary(move: Move) -> dict:
+    minor_unit = move.account.utility.currency_minor_unit
     return {
         "at": move.at.isoformat(),
         "meters": sorted(move.meters.values_list("serial", flat=True)),
-        "credit": [move.credit, str(move.credit_amount)],
-        "debt": [move.debt, str(move.debt_amount)],
+        "credit": [move.credit, money_digits(move.credit_amount, minor_unit=minor_unit)],
+        "debt": [move.debt, money_digits(move.debt_amount, minor_unit=minor_unit)],
         "carried_to": move.carried_to_id,
     }
