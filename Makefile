@@ -4,6 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Where browsers and the gateway reach the web process (payment pages, webhooks, links in SMS).
+# honcho gives every process its own PORT (web PORT, worker PORT+100, beat PORT+200), so the worker
+# and beat must be told the web's address rather than derive it from theirs.
+SERVE_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}"
 export DJANGO_SETTINGS_MODULE := config.settings
 
 .PHONY: run test lint format migrate demo web worker beat clean
@@ -30,7 +34,7 @@ run: $(BIN)/.installed
 	@echo "  Admin:     http://127.0.0.1:$(PORT)/admin/   (login printed above)"
 	@echo "  Health:    http://127.0.0.1:$(PORT)/healthz"
 	@echo
-	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	$(SERVE_ENV) $(BIN)/honcho start -f Procfile
 
 ## test: the whole suite (PostgreSQL + Redis when DATABASE_URL and REDIS_URL are set)
 # Tests publish to a queue of their own, so a `make run` worker on the same broker never takes their tasks.
@@ -47,7 +51,7 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 
 web worker beat: $(BIN)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start -f Procfile $@
+	$(SERVE_ENV) $(BIN)/honcho start -f Procfile $@
 
 clean:
 	rm -rf $(VENV) var

@@ -1,9 +1,20 @@
 """Payment gateways: the one place that talks to card processors.
 
-A gateway makes a hosted checkout for a top-up and signs the webhook that tells us its outcome.
-`simulated` (the default) is a complete stand-in: its checkout page is served by this project
-(/pay/simulated/<reference>/), and paying there sends a signed webhook to our endpoint over HTTP,
-as a real gateway would. Real gateways plug in by adding a class with the same three methods.
+A gateway implements three calls. Those that reach the gateway raise TransientGatewayError
+(unreachable, timed out, busy: ask again later, honouring `retry_after`) or PermanentGatewayError
+(refused: asking again will not help; record it and stop):
+
+- `checkout_create(topup_id, amount, currency)`: open a hosted checkout; its reference and URL.
+- `webhook_verify(body, meta)`: check a signed event's signature and read it (DomainError if not).
+- `payment_status(reference)`: what the gateway knows of a checkout: succeeded, failed, pending
+  (open, nothing final yet) or unknown (it never saw it). Reconciliation settles top-ups whose
+  webhook never came with it (billing.payments.topups_reconcile).
+
+`simulated` (the default) is a complete stand-in that behaves like a real gateway: its checkout
+page is served by this project (/pay/simulated/<reference>/), it keeps its own books
+(billing.models.SimulatedPayment), it sends the signed outcome to our webhook over HTTP and retries
+with backoff from those books until delivered (a beat task, so a restart loses nothing), and it
+answers status queries over HTTP with an API key. Its own side is the last section of this module.
 """
 
 from __future__ import annotations
@@ -11,14 +22,37 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+import requests
 from django.conf import settings
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
-from core.errors import DomainError
+from billing.models import SimulatedPayment
+from core.errors import DomainError, Gone, NotFound
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayError(Exception):
+    pass
+
+
+class TransientGatewayError(GatewayError):
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentGatewayError(GatewayError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -37,15 +71,67 @@ class PaymentEvent:
     raw: dict
 
 
+@dataclass(frozen=True)
+class PaymentStatus:
+    reference: str
+    status: str  # succeeded | failed | pending | unknown
+    amount: Decimal | None = None
+    currency: str = ""
+    paid_at: datetime | None = None
+
+
+STATUSES = ("succeeded", "failed", "pending", "unknown")
+
+
+def _retry_after(response: requests.Response) -> int | None:
+    value = response.headers.get("Retry-After", "")
+    return int(value) if value.isdigit() else None
+
+
 class SimulatedGateway:
     name = "simulated"
     header = "HTTP_SIM_SIGNATURE"  # Sim-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>
 
     def checkout_create(self, *, topup_id: str, amount: Decimal, currency: str) -> Checkout:
         reference = f"sim_{secrets.token_urlsafe(16)}"
+        simulated_checkout_open(reference=reference, amount=amount, currency=currency)
         return Checkout(
             reference=reference, url=f"{settings.PUBLIC_BASE_URL}/pay/simulated/{reference}/"
         )
+
+    def payment_status(self, *, reference: str) -> PaymentStatus:
+        """GET the gateway's status API, as a real gateway is asked: errors classed for retry."""
+        try:
+            response = requests.get(
+                f"{settings.PUBLIC_BASE_URL}/pay/simulated/api/payments/{reference}/",
+                headers={"Authorization": f"Bearer {settings.PAYMENT_GATEWAY_API_KEY}"},
+                timeout=settings.PAYMENT_GATEWAY_TIMEOUT_SECONDS,
+            )
+        except requests.RequestException as exc:
+            raise TransientGatewayError(f"gateway unreachable: {exc.__class__.__name__}") from exc
+        if response.status_code == 404:
+            return PaymentStatus(reference=reference, status="unknown")
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise TransientGatewayError(
+                f"gateway answered {response.status_code}", retry_after=_retry_after(response)
+            )
+        if response.status_code != 200:
+            raise PermanentGatewayError(f"gateway refused the query: {response.status_code}")
+        try:
+            data = response.json()
+            status = data["status"]
+            if status not in STATUSES:
+                raise ValueError(status)
+            paid_at = data.get("paid_at")
+            return PaymentStatus(
+                reference=reference,
+                status=status,
+                amount=Decimal(str(data["amount"])),
+                currency=str(data["currency"]),
+                paid_at=datetime.fromisoformat(paid_at) if paid_at else None,
+            )
+        except (ValueError, KeyError, TypeError, ArithmeticError):
+            raise PermanentGatewayError("gateway answered something unreadable") from None
 
     @staticmethod
     def sign(body: bytes, *, timestamp: int | None = None) -> str:
@@ -86,11 +172,17 @@ class SimulatedGateway:
             raise DomainError("The event is malformed.", code="malformed_event") from None
 
     def event_body(
-        self, *, reference: str, amount: Decimal, currency: str, succeeded: bool
+        self,
+        *,
+        reference: str,
+        amount: Decimal,
+        currency: str,
+        succeeded: bool,
+        event_id: str | None = None,
     ) -> bytes:
         return json.dumps(
             {
-                "id": f"evt_{secrets.token_hex(12)}",
+                "id": event_id or f"evt_{secrets.token_hex(12)}",
                 "type": "payment.succeeded" if succeeded else "payment.failed",
                 "reference": reference,
                 "amount": str(amount),
@@ -107,3 +199,176 @@ def gateway_get(name: str | None = None):
         return GATEWAYS[name or settings.PAYMENT_GATEWAY]
     except KeyError:
         raise DomainError(f"No payment gateway {name!r}.", code="unknown_gateway") from None
+
+
+# --- The simulated gateway's own side -------------------------------------------------------------
+# What a real gateway does on its servers: keep the checkout, take the payment, deliver the outcome
+# until our endpoint accepts it, answer status queries. Nothing of ours is read or written here.
+
+# Delivery retries: 10 s, 20 s, 40 s … at most an hour apart, 16 attempts (about 10 hours) in all.
+# Reconciliation settles what is still undelivered after that.
+DELIVERY_FIRST_RETRY_SECONDS = 10
+DELIVERY_MAX_RETRY_SECONDS = 3600
+DELIVERY_MAX_ATTEMPTS = 16
+# An attempt is claimed for this long: if its worker dies mid-attempt, the outcome is due again.
+DELIVERY_LEASE_SECONDS = 60
+DELIVERY_TIMEOUT_SECONDS = 10
+DELIVERY_BATCH = 50
+
+
+def simulated_checkout_open(
+    *, reference: str, amount: Decimal, currency: str, now: datetime | None = None
+) -> SimulatedPayment:
+    now = now or timezone.now()
+    return SimulatedPayment.objects.create(
+        reference=reference,
+        amount=amount,
+        currency=currency,
+        created_at=now,
+        expires_at=now + timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES),
+    )
+
+
+def simulated_pay(
+    *, reference: str, succeeded: bool, now: datetime | None = None
+) -> SimulatedPayment:
+    """The payer pays (or cancels) on the checkout page: the outcome is recorded once and its
+    delivery to the merchant's webhook queued. An expired checkout takes no payment."""
+    from billing.tasks import simulated_gateway_deliver
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Two clicks at once: the second finds the outcome decided and changes nothing.
+        payment = SimulatedPayment.objects.select_for_update().filter(reference=reference).first()
+        if payment is None:
+            raise NotFound("This payment page does not exist.", code="unknown_reference")
+        if payment.outcome:
+            return payment
+        if payment.expires_at <= now:
+            raise Gone("This payment page has expired. Nothing was charged.", code="expired")
+        payment.outcome = (
+            SimulatedPayment.Outcome.SUCCEEDED if succeeded else SimulatedPayment.Outcome.FAILED
+        )
+        payment.decided_at = now
+        payment.event_id = f"evt_{secrets.token_hex(12)}"
+        payment.next_attempt_at = now
+        payment.save(update_fields=["outcome", "decided_at", "event_id", "next_attempt_at"])
+        # The row is the delivery's truth; this task only saves waiting for the next beat.
+        transaction.on_commit(lambda: simulated_gateway_deliver.delay(reference))
+    return payment
+
+
+def simulated_status(*, reference: str) -> dict | None:
+    """The status API's answer, or None when the gateway never saw the reference."""
+    payment = SimulatedPayment.objects.filter(reference=reference).first()
+    if payment is None:
+        return None
+    return {
+        "reference": payment.reference,
+        "status": payment.outcome or "pending",
+        "amount": str(payment.amount),
+        "currency": payment.currency,
+        "paid_at": payment.decided_at.isoformat()
+        if payment.outcome == SimulatedPayment.Outcome.SUCCEEDED
+        else None,
+        "expires_at": payment.expires_at.isoformat(),
+    }
+
+
+def simulated_deliveries_due(*, now: datetime) -> QuerySet:
+    """(id, next_attempt_at) of the outcomes due a delivery attempt, oldest first: a range scan
+    of the partial index simulated_delivery_due, which holds undelivered outcomes only."""
+    return (
+        SimulatedPayment.objects.filter(next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", "next_attempt_at")
+    )
+
+
+def simulated_deliveries_send(
+    *, now: datetime | None = None, limit: int = DELIVERY_BATCH, reference: str | None = None
+) -> dict[str, int]:
+    """Send the outcomes whose delivery is due (or only `reference`'s), each once per attempt.
+
+    1. Find due outcomes through the partial index on next_attempt_at, oldest first, `limit`.
+    2. Claim each with a conditional update (next_attempt_at moves a lease ahead, attempts + 1):
+       two workers sweeping at once, or the sweep and the fast-path task, never send one attempt
+       twice; a worker that dies mid-attempt leaves the row due again when the lease runs out.
+    3. POST the signed event (the same event id every time, so the merchant can de-duplicate).
+       2xx: delivered. Unreachable, 408, 429 or 5xx: again after a doubling wait. Another 4xx:
+       the merchant refuses the event, so sending it again would not help: stop and record it.
+    """
+    pinned = now
+    due = simulated_deliveries_due(now=pinned or timezone.now())
+    if reference is not None:
+        due = due.filter(reference=reference)
+    counts = {"delivered": 0, "retrying": 0, "given_up": 0, "claimed_elsewhere": 0}
+    for pk, seen in due[:limit]:
+        # Each attempt's own clock: a batch of slow endpoints must not start with a spent lease.
+        now = pinned or timezone.now()
+        lease = now + timedelta(seconds=DELIVERY_LEASE_SECONDS)
+        claimed = SimulatedPayment.objects.filter(pk=pk, next_attempt_at=seen).update(
+            next_attempt_at=lease, attempts=F("attempts") + 1
+        )
+        if not claimed:
+            counts["claimed_elsewhere"] += 1
+            continue
+        counts[_simulated_attempt(pk=pk, lease=lease, now=now)] += 1
+    return counts
+
+
+def _simulated_attempt(*, pk: int, lease: datetime, now: datetime) -> str:
+    payment = SimulatedPayment.objects.get(pk=pk)
+    gateway = GATEWAYS["simulated"]
+    body = gateway.event_body(
+        reference=payment.reference,
+        amount=payment.amount,
+        currency=payment.currency,
+        succeeded=payment.outcome == SimulatedPayment.Outcome.SUCCEEDED,
+        event_id=payment.event_id,
+    )
+    url = f"{settings.PUBLIC_BASE_URL}/api/v1/payments/webhooks/simulated/"
+    try:
+        response = requests.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", "Sim-Signature": gateway.sign(body)},
+            timeout=DELIVERY_TIMEOUT_SECONDS,
+        )
+        retry, error = _delivery_verdict(response)
+    except requests.RequestException as exc:
+        retry, error = True, f"{url} unreachable: {exc.__class__.__name__}"
+    # Only while the claim is still ours: a lease that ran out belongs to another attempt now.
+    mine = SimulatedPayment.objects.filter(pk=pk, next_attempt_at=lease)
+    if not error:
+        mine.update(delivered_at=now, next_attempt_at=None, last_error="")
+        return "delivered"
+    if retry and payment.attempts < DELIVERY_MAX_ATTEMPTS:
+        wait = min(
+            DELIVERY_FIRST_RETRY_SECONDS * 2 ** (payment.attempts - 1), DELIVERY_MAX_RETRY_SECONDS
+        )
+        mine.update(next_attempt_at=now + timedelta(seconds=wait), last_error=error[:200])
+        logger.warning(
+            "Simulated gateway: %s delivery %d failed (%s); again in %d s",
+            payment.reference,
+            payment.attempts,
+            error,
+            wait,
+        )
+        return "retrying"
+    mine.update(next_attempt_at=None, last_error=error[:200])
+    logger.error(
+        "Simulated gateway: %s not delivered after %d attempts: %s",
+        payment.reference,
+        payment.attempts,
+        error,
+    )
+    return "given_up"
+
+
+def _delivery_verdict(response: requests.Response) -> tuple[bool, str]:
+    """(worth retrying, error) for the merchant's answer; no error when it took the event."""
+    if 200 <= response.status_code < 300:
+        return False, ""
+    error = f"webhook answered {response.status_code}: {response.text[:120]}"
+    return response.status_code in (408, 429) or response.status_code >= 500, error

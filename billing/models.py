@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
+from core.money import money_text
 
 # Money columns: enough for any account, and 3 decimals for the currencies that have them (KWD).
 MONEY = {"max_digits": 14, "decimal_places": 3}
@@ -66,7 +67,7 @@ class LedgerEntry(models.Model):
         verbose_name_plural = "ledger entries"
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.amount} {self.currency}"
+        return f"{self.get_kind_display()} {_money(self, self.amount)}"
 
 
 class Balance(models.Model):
@@ -84,7 +85,7 @@ class Balance(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
-        return f"{self.account}: {self.amount}"
+        return f"{self.account}: {_money(self, self.amount)}"
 
 
 class RelayCommand(models.Model):
@@ -334,6 +335,17 @@ class TopUp(models.Model):
     )
     gateway = models.CharField(max_length=20, blank=True)
     gateway_reference = models.CharField(max_length=100, blank=True)
+    checkout_url = models.URLField(
+        max_length=500, blank=True, help_text="The gateway's hosted payment page for this top-up."
+    )
+    reconcile_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="While pending: when reconciliation next asks the gateway about it.",
+    )
+    reconcile_note = models.CharField(
+        max_length=200, blank=True, help_text="What the gateway answered when last asked."
+    )
     receipt_number = models.CharField(max_length=32, blank=True, unique=True, null=True)
     created_at = models.DateTimeField(default=timezone.now)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -343,7 +355,15 @@ class TopUp(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["account", "created_at"])]
+        indexes = [
+            models.Index(fields=["account", "created_at"]),
+            # Reconciliation's work: only pending top-ups are in it, however long the history.
+            models.Index(
+                fields=["reconcile_at"],
+                condition=models.Q(status="pending"),
+                name="topup_pending_reconcile",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["gateway", "gateway_reference"],
@@ -351,9 +371,12 @@ class TopUp(models.Model):
                 name="gateway_reference_unique",
             )
         ]
+        permissions = [
+            ("reconcile_topup", "Can ask the gateway about pending top-ups and settle them")
+        ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} {self.channel} ({self.status})"
+        return f"{_money(self, self.amount)} {self.channel} ({self.status})"
 
 
 class IdempotencyRecord(models.Model):
@@ -412,7 +435,7 @@ class PaymentLink(models.Model):
     )
 
     def __str__(self) -> str:
-        return f"Link for {self.account}: {self.amount}"
+        return f"Link for {self.account}: {_money(self, self.amount)}"
 
 
 class PaymentPartner(models.Model):
@@ -475,7 +498,7 @@ class Bill(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.account} {self.month:%Y-%m}: {self.amount}"
+        return f"{self.account} {self.month:%Y-%m}: {_money(self, self.amount)}"
 
     @property
     def unpaid(self):
@@ -580,3 +603,51 @@ class Move(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.account} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class SimulatedPayment(models.Model):
+    """The simulated gateway's own books, not ours: each checkout it opened, what the payer did
+    on its page, and its delivery of the outcome to our webhook. Like a real gateway it keeps
+    retrying an undelivered outcome (with backoff, from this table, surviving restarts) and
+    answers status queries from it (billing.gateway)."""
+
+    class Outcome(models.TextChoices):
+        OPEN = "", "Waiting for payment"
+        SUCCEEDED = "succeeded", "Paid"
+        FAILED = "failed", "Cancelled by the payer"
+
+    reference = models.CharField(max_length=100, unique=True)
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(help_text="The checkout page refuses payment after this.")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    event_id = models.CharField(
+        max_length=40, blank=True, help_text="The outcome's event: the same on every delivery."
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the outcome is next sent; empty: nothing to send."
+    )
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        indexes = [
+            # The delivery queue: only outcomes still to send are in it.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(next_attempt_at__isnull=False),
+                name="simulated_delivery_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.get_outcome_display()})"
+
+
+def _money(row: models.Model, amount) -> str:
+    """An amount of a row with an account, in its utility's decimals ("100.00 INR", "1.500 KWD")."""
+    utility = row.account.utility
+    return money_text(amount, currency=utility.currency, minor_unit=utility.currency_minor_unit)

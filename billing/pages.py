@@ -1,54 +1,92 @@
-"""Pages a consumer's browser opens: the simulated gateway's checkout and the call-centre payment link."""
+"""Pages a consumer's browser opens: the simulated gateway's checkout and the call-centre payment
+link; and the simulated gateway's status API, which reconciliation asks as it would a real one."""
 
 from __future__ import annotations
 
-from django.http import HttpResponseRedirect
-from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+import hmac
 
-from billing import payments
-from billing.models import TopUp
+from django.conf import settings
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods
+
+from billing import gateway, payments
+from billing.models import SimulatedPayment, TopUp
 from core.errors import DomainError
+from core.money import utility_money
 
 
 def _masked_name(name: str) -> str:
     return " ".join(w[0] + "*" * (len(w) - 1) for w in name.split())
 
 
+def _local(moment, utility) -> str:
+    return f"{timezone.localtime(moment, utility.zone):%Y-%m-%d %H:%M %Z}"
+
+
+def _message(request, title: str, text: str, status: int = 200):
+    return render(request, "billing/message.html", {"title": title, "text": text}, status=status)
+
+
 @require_http_methods(["GET", "POST"])
 def simulated_checkout(request, reference: str):
-    """The simulated gateway's hosted page. Paying sends the signed webhook, as a real gateway does."""
-    from billing.tasks import simulated_gateway_notify
-
+    """The simulated gateway's hosted page. Paying records the outcome in the gateway's books,
+    which deliver it to our webhook until it is taken (billing.gateway)."""
     topup = (
         TopUp.objects.select_related("account__utility")
         .filter(gateway="simulated", gateway_reference=reference)
         .first()
     )
-    if topup is None:
-        return render(
+    payment = SimulatedPayment.objects.filter(reference=reference).first()
+    if topup is None or payment is None:
+        return _message(request, "Payment not found", "This payment page does not exist.", 404)
+    utility = topup.account.utility
+    amount = utility_money(payment.amount, utility)
+    if request.method == "POST" and not payment.outcome:
+        try:
+            payment = gateway.simulated_pay(
+                reference=reference, succeeded=request.POST.get("outcome") == "pay"
+            )
+        except DomainError as exc:
+            return _message(request, "Payment page expired", exc.message, exc.status_code)
+        if payment.outcome == SimulatedPayment.Outcome.SUCCEEDED:
+            return _message(
+                request,
+                "Payment accepted",
+                f"{amount} paid to {utility.name}. Your balance is updated within a minute.",
+            )
+        return _message(request, "Payment cancelled", "Nothing was charged.")
+    if payment.outcome == SimulatedPayment.Outcome.SUCCEEDED:
+        return _message(request, "Already paid", f"{amount} was paid on this page.")
+    if payment.outcome == SimulatedPayment.Outcome.FAILED:
+        return _message(request, "Payment cancelled", "This payment was cancelled.")
+    if payment.expires_at <= timezone.now():
+        return _message(
             request,
-            "billing/message.html",
-            {"title": "Payment not found", "text": "This payment page does not exist."},
-            status=404,
-        )
-    if request.method == "POST" and topup.status == TopUp.Status.PENDING:
-        succeeded = request.POST.get("outcome") == "pay"
-        simulated_gateway_notify.delay(reference, succeeded)
-        return render(
-            request,
-            "billing/message.html",
-            {
-                "title": "Payment accepted" if succeeded else "Payment cancelled",
-                "text": "Your balance is updated in a few seconds."
-                if succeeded
-                else "Nothing was charged.",
-                "topup": topup,
-            },
+            "Payment page expired",
+            "This payment page has expired. Nothing was charged.",
+            410,
         )
     return render(
-        request, "billing/checkout.html", {"topup": topup, "name": _masked_name(topup.account.name)}
+        request,
+        "billing/checkout.html",
+        {"topup": topup, "amount": amount, "name": _masked_name(topup.account.name)},
     )
+
+
+@require_GET
+def simulated_status(request, reference: str):
+    """The simulated gateway's status API: `Authorization: Bearer <PAYMENT_GATEWAY_API_KEY>`;
+    404 when it never saw the reference."""
+    header = request.headers.get("Authorization", "")
+    expected = f"Bearer {settings.PAYMENT_GATEWAY_API_KEY}"
+    if not hmac.compare_digest(header.encode(), expected.encode()):
+        return JsonResponse({"error": "unauthorized"}, status=401)
+    answer = gateway.simulated_status(reference=reference)
+    if answer is None:
+        return JsonResponse({"error": "unknown", "reference": reference}, status=404)
+    return JsonResponse(answer)
 
 
 @require_http_methods(["GET", "POST"])
@@ -58,12 +96,14 @@ def payment_link(request, token: str):
         if request.method == "POST":
             return HttpResponseRedirect(payments.payment_link_pay(token=token))
     except DomainError as exc:
-        return render(
-            request,
-            "billing/message.html",
-            {"title": "Payment link", "text": exc.message},
-            status=exc.status_code,
-        )
+        return _message(request, "Payment link", exc.message, exc.status_code)
     return render(
-        request, "billing/link.html", {"link": link, "name": _masked_name(link.account.name)}
+        request,
+        "billing/link.html",
+        {
+            "link": link,
+            "amount": utility_money(link.amount, link.account.utility),
+            "valid_until": _local(link.expires_at, link.account.utility),
+            "name": _masked_name(link.account.name),
+        },
     )

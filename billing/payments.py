@@ -1,18 +1,22 @@
-"""Money coming in: top-ups on every channel, the gateway's webhook, payment links, the counter,
-payment codes, and what a payment sets off (debt recovery, bills paid, reconnection, alerts)."""
+"""Money coming in: top-ups on every channel, the gateway's webhook and reconciliation with the
+gateway, payment links, the counter, payment codes, and what a payment sets off (debt recovery,
+bills paid, reconnection, alerts). docs/payments.md tells the whole journey."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from stdnum.iso7064 import mod_97_10
 
@@ -32,7 +36,9 @@ from billing.models import (
 )
 from billing.relay import policy_for, reconnect_after_payment
 from core.errors import Conflict, DomainError, Gone, NotFound
-from core.money import money_parse, money_quantize
+from core.money import money_parse, money_quantize, money_text, utility_money
+
+logger = logging.getLogger(__name__)
 
 # --- Idempotency-Key --------------------------------------------------------------------------
 
@@ -42,14 +48,22 @@ def request_fingerprint(data: object) -> str:
 
 
 def idempotent(
-    *, user: User, scope: str, key: str, fingerprint: str, produce: Callable[[], tuple[int, dict]]
+    *,
+    user: User,
+    scope: str,
+    key: str,
+    fingerprint: str,
+    produce: Callable[[], tuple[int, dict]],
+    replay: Callable[[int, dict], tuple[int, dict]] | None = None,
 ) -> tuple[int, dict]:
-    """Run `produce` once per (user, scope, key); replay its answer to retries.
+    """Run `produce` once per (user, scope, key); answer its retries from what it made.
 
     1. Insert the key first: a concurrent retry blocks on the unique index until this commits,
        then finds the stored answer instead of producing a second one.
-    2. The same key with a different request is refused (422), never silently replayed.
+    2. The same key with a different request is refused (400), never silently replayed.
     3. If `produce` refuses the request, the key is rolled back with it and may be used again.
+    4. A retry is answered by `replay(status, first body)` when given: what the first request
+       made may have moved on since (a top-up paid), and the retry must see it as it is now.
     """
     if not key or len(key) > 100:
         raise DomainError(
@@ -74,6 +88,8 @@ def idempotent(
                     "This Idempotency-Key was used for a different request.",
                     code="idempotency_key_reused",
                 ) from None
+            if replay is not None:
+                return replay(record.status_code, record.body)
             return record.status_code, record.body
         status, body = produce()
         record.status_code, record.body = status, body
@@ -95,7 +111,7 @@ def topup_amount_check(*, account: ConsumerAccount, raw: object) -> Decimal:
     if amount < utility.min_topup:
         raise DomainError.for_field(
             "amount",
-            f"The smallest top-up is {utility.min_topup} {utility.currency}.",
+            f"The smallest top-up is {utility_money(utility.min_topup, utility)}.",
             code="amount_below_minimum",
         )
     return amount
@@ -109,10 +125,12 @@ def topup_start(
     user: User | None = None,
     purpose: str = TopUp.Purpose.BALANCE,
 ) -> tuple[TopUp, str]:
-    """Create a pending top-up and its hosted checkout; returns the top-up and the checkout URL."""
+    """Create a pending top-up and its hosted checkout; returns the top-up and the checkout URL.
+    Reconciliation asks the gateway about it if it is still pending a few minutes on."""
     if account.status == ConsumerAccount.Status.CLOSED:
         raise Conflict("This consumer account is closed.", code="account_closed")
     gateway = gateways.gateway_get()
+    now = timezone.now()
     topup = TopUp(
         account=account,
         amount=amount,
@@ -121,11 +139,14 @@ def topup_start(
         user=user,
         purpose=purpose,
         gateway=gateway.name,
+        created_at=now,
+        reconcile_at=now + timedelta(minutes=settings.PAYMENT_RECONCILE_AFTER_MINUTES),
     )
     checkout = gateway.checkout_create(
         topup_id=str(topup.pk), amount=amount, currency=topup.currency
     )
     topup.gateway_reference = checkout.reference
+    topup.checkout_url = checkout.url
     topup.save(force_insert=True)
     return topup, checkout.url
 
@@ -145,12 +166,17 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
     """Credit a paid top-up, exactly once.
 
     1. Lock the top-up row; a second confirmation (a replayed webhook, a double click at the
-       counter) finds it already succeeded and credits nothing.
+       counter, the webhook and reconciliation at once) finds it already succeeded and credits
+       nothing.
     2. Post the credit (keyed by the top-up), then take the utility's share for arrears still owed.
     3. Apply the money to unpaid bills, oldest first.
     4. After commit: reconnect a disconnected meter, tell the consumer, re-arm balance alerts.
     A payment for a cost estimate (purpose "estimate") is only credited: the service request debits
     it as a service charge, and it must not repay arrears, pay bills or reconnect anything.
+
+    A confirmation means the money was taken. A top-up that had expired or failed here first (the
+    gateway's news came late or out of order) is credited all the same: refusing it would keep
+    money the consumer paid and leave a refund to chase (docs/payments.md).
     """
     with transaction.atomic():
         # The account's Balance row first, as every money movement does (see charging).
@@ -162,7 +188,9 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
         if topup.status == TopUp.Status.SUCCEEDED:
             return Confirmation(topup=topup, credited=False)
         if topup.status != TopUp.Status.PENDING:
-            raise Conflict(f"This top-up is {topup.status}.", code="topup_not_pending")
+            logger.warning(
+                "Top-up %s was %s here but paid at the gateway: credited", topup.pk, topup.status
+            )
         account = topup.account
         paid_at = paid_at or timezone.now()
         posting = ledger_post(
@@ -176,7 +204,15 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
                 else "Payment of a cost estimate"
             ),
             created_by=created_by,
-            meta={"channel": topup.channel, "gateway_reference": topup.gateway_reference},
+            meta={
+                "channel": topup.channel,
+                "gateway_reference": topup.gateway_reference,
+                **(
+                    {"settled_late_from": topup.status}
+                    if topup.status != TopUp.Status.PENDING
+                    else {}
+                ),
+            },
         )
         for_balance = topup.purpose == TopUp.Purpose.BALANCE
         if for_balance:
@@ -241,11 +277,19 @@ def _after_balance_change(*, account: ConsumerAccount, topup: TopUp | None = Non
 # --- Webhooks ---------------------------------------------------------------------------------
 
 
-def webhook_receive(*, gateway_name: str, body: bytes, meta: dict) -> str:
-    """Handle one signed gateway event. Returns what became of it: credited, failed, duplicate, ignored.
+@dataclass(frozen=True)
+class WebhookOutcome:
+    status: str  # credited | already_credited | failed | duplicate | ignored
+    reason: str = ""  # why an event was ignored: already_succeeded, unknown_event_type …
+
+
+def webhook_receive(*, gateway_name: str, body: bytes, meta: dict) -> WebhookOutcome:
+    """Handle one signed gateway event and say what became of it.
 
     The signature and timestamp are checked first; an event id is processed once (a replay is
-    answered 200 and changes nothing); amount and currency must match the top-up.
+    answered 200 and changes nothing); amount and currency must match the top-up. Events never
+    move a settled top-up backwards: a failure after success (or after expiry) is ignored, and
+    the answer says so. A success is credited whatever happened here before (topup_confirm).
     """
     gateway = gateways.gateway_get(gateway_name)
     event = gateway.webhook_verify(body=body, meta=meta)
@@ -256,7 +300,7 @@ def webhook_receive(*, gateway_name: str, body: bytes, meta: dict) -> str:
                     gateway=gateway.name, event_id=event.event_id, payload=event.raw
                 )
         except IntegrityError:
-            return "duplicate"
+            return WebhookOutcome("duplicate")
         topup = TopUp.objects.filter(
             gateway=gateway.name, gateway_reference=event.reference
         ).first()
@@ -267,13 +311,135 @@ def webhook_receive(*, gateway_name: str, body: bytes, meta: dict) -> str:
                 "The event's amount or currency does not match the top-up.", code="amount_mismatch"
             )
         if event.kind == "payment.succeeded":
-            return "credited" if topup_confirm(topup=topup).credited else "already_credited"
+            credited = topup_confirm(topup=topup).credited
+            return WebhookOutcome("credited" if credited else "already_credited")
         if event.kind == "payment.failed":
-            TopUp.objects.filter(pk=topup.pk, status=TopUp.Status.PENDING).update(
+            if TopUp.objects.filter(pk=topup.pk, status=TopUp.Status.PENDING).update(
                 status=TopUp.Status.FAILED
+            ):
+                return WebhookOutcome("failed")
+            status = TopUp.objects.values_list("status", flat=True).get(pk=topup.pk)
+            return WebhookOutcome("ignored", reason=f"already_{status}")
+    return WebhookOutcome("ignored", reason="unknown_event_type")
+
+
+# --- Reconciliation with the gateway -------------------------------------------------------------
+
+
+def topups_reconcile(
+    *,
+    now: datetime | None = None,
+    topup_ids: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> Counter:
+    """Settle pending top-ups whose webhook has not come by asking the gateway. Returns how many
+    were `due` and what became of each: credited, already_credited, failed, expired, pending,
+    unreachable, error, skipped (another worker had it), not_pending (admin choices).
+
+    1. The work: pending top-ups whose reconcile_at has passed, oldest first, `limit` at a time,
+       found through the partial index topup_pending_reconcile (pending rows only, however long
+       the history); or, asked by staff, the chosen `topup_ids` still pending, due or not.
+    2. Claim each with a conditional update that moves reconcile_at to the next check: of two
+       workers given the same top-up, one asks the gateway and the other skips it.
+    3. Ask the gateway, holding no lock while it answers, and settle (_topup_settle).
+    4. An unreachable gateway ends the batch: the rest wait for the next run.
+    """
+    now = now or timezone.now()
+    pending = TopUp.objects.filter(status=TopUp.Status.PENDING)
+    counts: Counter = Counter()
+    if topup_ids is None:
+        rows = list(topups_due(now=now)[: limit or settings.PAYMENT_RECONCILE_BATCH])
+    else:
+        chosen = {str(pk) for pk in topup_ids}
+        rows = list(
+            pending.filter(pk__in=chosen).order_by("created_at").values_list("pk", "reconcile_at")
+        )
+        counts["not_pending"] = len(chosen) - len(rows)
+    counts["due"] = len(rows)
+    recheck = now + timedelta(minutes=settings.PAYMENT_RECONCILE_AFTER_MINUTES)
+    for pk, seen in rows:
+        if not pending.filter(pk=pk, reconcile_at=seen).update(reconcile_at=recheck):
+            counts["skipped"] += 1
+            continue
+        topup = TopUp.objects.select_related("account__utility").get(pk=pk)
+        outcome = _topup_settle(topup=topup, now=now)
+        counts[outcome] += 1
+        if outcome == "unreachable":
+            break
+    return counts
+
+
+def topups_due(*, now: datetime) -> QuerySet:
+    """(id, reconcile_at) of the pending top-ups due a check, oldest first: an index range scan
+    of topup_pending_reconcile, which holds pending rows only."""
+    return (
+        TopUp.objects.filter(status=TopUp.Status.PENDING, reconcile_at__lte=now)
+        .order_by("reconcile_at")
+        .values_list("pk", "reconcile_at")
+    )
+
+
+def _topup_settle(*, topup: TopUp, now: datetime) -> str:
+    """Ask the gateway about one claimed top-up and settle it as the answer says:
+    paid → credited once; failed → failed; not paid (open, or never seen) and older than the
+    checkout's validity → expired; still open → asked again at reconcile_at. Each change is a
+    conditional update from pending, so a webhook settling it meanwhile wins and nothing moves back.
+    """
+    gateway = gateways.GATEWAYS.get(topup.gateway)
+    if gateway is None:
+        _topup_note(topup, f"gateway {topup.gateway!r} cannot be asked", stop=True)
+        return "error"
+    try:
+        answer = gateway.payment_status(reference=topup.gateway_reference)
+    except gateways.TransientGatewayError as exc:
+        logger.warning("Reconciliation: gateway unreachable for top-up %s: %s", topup.pk, exc)
+        if exc.retry_after and exc.retry_after > settings.PAYMENT_RECONCILE_AFTER_MINUTES * 60:
+            topup.reconcile_at = now + timedelta(seconds=exc.retry_after)
+            TopUp.objects.filter(pk=topup.pk, status=TopUp.Status.PENDING).update(
+                reconcile_at=topup.reconcile_at
             )
-            return "failed"
-    return "ignored"
+        _topup_note(topup, str(exc))
+        return "unreachable"
+    except gateways.PermanentGatewayError as exc:
+        # Asking again would be refused again: stop asking, and let staff see why.
+        logger.error("Reconciliation: gateway refused the query for top-up %s: %s", topup.pk, exc)
+        _topup_note(topup, str(exc), stop=True)
+        return "error"
+    pending = TopUp.objects.filter(pk=topup.pk, status=TopUp.Status.PENDING)
+    if answer.status == "succeeded":
+        if answer.amount != topup.amount or answer.currency != topup.currency:
+            logger.error("Reconciliation: top-up %s paid another amount at the gateway", topup.pk)
+            paid = money_text(
+                answer.amount or 0,
+                currency=answer.currency,
+                minor_unit=topup.account.utility.currency_minor_unit,
+            )
+            _topup_note(topup, f"paid {paid} at the gateway: check by hand", stop=True)
+            return "error"
+        credited = topup_confirm(topup=topup, paid_at=answer.paid_at or now).credited
+        return "credited" if credited else "already_credited"
+    if answer.status == "failed":
+        changed = pending.update(status=TopUp.Status.FAILED, reconcile_note="failed at the gateway")
+        return "failed" if changed else "settled_meanwhile"
+    valid_until = topup.created_at + timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
+    seen = "never seen by the gateway" if answer.status == "unknown" else "not paid"
+    if valid_until <= now:
+        changed = pending.update(
+            status=TopUp.Status.EXPIRED, reconcile_note=f"{seen}; checkout expired"
+        )
+        return "expired" if changed else "settled_meanwhile"
+    _topup_note(topup, seen)
+    return "pending"
+
+
+def _topup_note(topup: TopUp, note: str, *, stop: bool = False) -> None:
+    """Record what the gateway said (only if it changed); `stop` ends automatic checks: staff
+    can still ask from the admin."""
+    values: dict = {"reconcile_at": None} if stop else {}
+    if topup.reconcile_note != note[:200]:
+        values["reconcile_note"] = note[:200]
+    if values:
+        TopUp.objects.filter(pk=topup.pk, status=TopUp.Status.PENDING).update(**values)
 
 
 # --- Payment links (call centre) ----------------------------------------------------------------
@@ -296,8 +462,8 @@ def payment_link_create(
     )
     url = f"{settings.PUBLIC_BASE_URL}/pay/link/{link.token}/"
     body = (
-        f"{account.utility.name}: pay {amount} {account.utility.currency} for account {account.consumer_id} "
-        f"at {url} (valid {policy.payment_link_hours} h, one use)."
+        f"{account.utility.name}: pay {utility_money(amount, account.utility)} for account "
+        f"{account.consumer_id} at {url} (valid {policy.payment_link_hours} h, one use)."
     )
     transaction.on_commit(lambda: send_sms.delay(account.registered_mobile, body))
     return link, url
@@ -319,18 +485,27 @@ def payment_link_open(*, token: str) -> PaymentLink:
 
 
 def payment_link_pay(*, token: str) -> str:
-    """Start (or resume) the link's checkout; returns the hosted payment page to go to."""
+    """Start (or resume) the link's checkout; returns the hosted payment page to go to. A checkout
+    that was cancelled, or is past its validity (expired, or about to be by reconciliation), is
+    replaced by a new one while the link itself is valid."""
     with transaction.atomic():
         link = payment_link_open(token=token)
+        # Two clicks at once: the second waits here and resumes the first one's checkout.
         link = PaymentLink.objects.select_for_update().get(pk=link.pk)
-        if link.topup is None:
-            topup, url = topup_start(
-                account=link.account, amount=link.amount, channel=TopUp.Channel.CALL_CENTRE
-            )
-            link.topup = topup
-            link.save(update_fields=["topup"])
-            return url
-    return f"{settings.PUBLIC_BASE_URL}/pay/simulated/{link.topup.gateway_reference}/"
+        topup = link.topup
+        valid = timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
+        if (
+            topup is not None
+            and topup.status == TopUp.Status.PENDING
+            and topup.created_at + valid > timezone.now()
+        ):
+            return topup.checkout_url
+        topup, url = topup_start(
+            account=link.account, amount=link.amount, channel=TopUp.Channel.CALL_CENTRE
+        )
+        link.topup = topup
+        link.save(update_fields=["topup"])
+        return url
 
 
 # --- The counter ----------------------------------------------------------------------------------
@@ -353,8 +528,8 @@ def counter_payment_record(*, account: ConsumerAccount, amount: object, cashier:
         )
         topup = topup_confirm(topup=topup, created_by=cashier).topup
         body = (
-            f"{account.utility.name}: received {amount} {account.utility.currency} in cash for account "
-            f"{account.consumer_id}. Receipt {topup.receipt_number}."
+            f"{account.utility.name}: received {utility_money(amount, account.utility)} in cash "
+            f"for account {account.consumer_id}. Receipt {topup.receipt_number}."
         )
         transaction.on_commit(lambda: send_sms.delay(account.registered_mobile, body))
     return topup

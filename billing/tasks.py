@@ -71,28 +71,38 @@ def bills_run() -> int:
     return bills.bills_daily()
 
 
-@shared_task(bind=True, max_retries=8)
-def simulated_gateway_notify(self, reference: str, succeeded: bool) -> None:
-    """The simulated gateway's side: POST the signed outcome to our webhook, retrying like a real one."""
-    import requests
+@shared_task
+def topups_reconcile() -> dict[str, int]:
+    """Beat, every minute: ask the gateway about top-ups pending too long and settle them. A full
+    batch queues the next one at once (unless the gateway is unreachable: then the next run)."""
     from django.conf import settings
 
-    from billing.gateway import GATEWAYS
-    from billing.models import TopUp
+    from billing import payments
 
-    topup = TopUp.objects.get(gateway="simulated", gateway_reference=reference)
-    gateway = GATEWAYS["simulated"]
-    body = gateway.event_body(
-        reference=reference, amount=topup.amount, currency=topup.currency, succeeded=succeeded
-    )
-    try:
-        response = requests.post(
-            f"{settings.PUBLIC_BASE_URL}/api/v1/payments/webhooks/simulated/",
-            data=body,
-            headers={"Content-Type": "application/json", "Sim-Signature": gateway.sign(body)},
-            timeout=10,
-        )
-    except requests.RequestException as exc:
-        raise self.retry(exc=exc, countdown=min(5 * 2**self.request.retries, 300)) from exc
-    if response.status_code >= 500:
-        raise self.retry(countdown=min(5 * 2**self.request.retries, 300))
+    counts = payments.topups_reconcile()
+    if counts["due"] >= settings.PAYMENT_RECONCILE_BATCH and not counts["unreachable"]:
+        topups_reconcile.delay()
+    return dict(counts)
+
+
+# The simulated gateway's own work (billing.gateway): a real gateway does this on its servers.
+
+
+@shared_task
+def simulated_gateway_deliver(reference: str) -> None:
+    """Right after a payment on the simulated page: send its outcome without waiting for the beat.
+    Losing this task loses nothing: the outcome is due in the gateway's table until delivered."""
+    from billing import gateway
+
+    gateway.simulated_deliveries_send(reference=reference)
+
+
+@shared_task
+def simulated_gateway_deliveries() -> dict[str, int]:
+    """Beat, every 10 seconds: the simulated gateway sends (again) the outcomes that are due."""
+    from billing import gateway
+
+    counts = gateway.simulated_deliveries_send()
+    if counts["delivered"] + counts["retrying"] + counts["given_up"] >= gateway.DELIVERY_BATCH:
+        simulated_gateway_deliveries.delay()
+    return counts

@@ -16,6 +16,13 @@ app.conf.beat_schedule = {
     "charge-readings": {"task": "billing.tasks.charge_readings", "schedule": 60.0},
     "relay-due": {"task": "billing.tasks.relay_due", "schedule": 60.0},
     "postpaid-bills": {"task": "billing.tasks.bills_run", "schedule": crontab(hour=1, minute=13)},
+    # Payments: settle top-ups whose webhook never came by asking the gateway (docs/payments.md).
+    "reconcile-topups": {"task": "billing.tasks.topups_reconcile", "schedule": 60.0},
+    # The simulated gateway's own retries of undelivered outcomes (a real gateway runs its own).
+    "simulated-gateway-deliveries": {
+        "task": "billing.tasks.simulated_gateway_deliveries",
+        "schedule": 10.0,
+    },
     "purge-spent-one-time-codes": {
         "task": "accounts.tasks.purge_spent_codes",
         "schedule": crontab(minute=17),

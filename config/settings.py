@@ -217,8 +217,22 @@ PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "simulated")
 # Shared secret of the simulated gateway's signed webhooks (a real gateway has its own).
 PAYMENT_WEBHOOK_SECRET = os.environ.get("PAYMENT_WEBHOOK_SECRET") or f"{SECRET_KEY}-webhooks"
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env_int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", 300)
-# Where consumers' browsers and the simulated gateway reach this server (payment pages, webhooks).
-PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Where consumers' browsers and the gateway reach this server: payment pages, links sent by SMS,
+# webhooks. Unset, it follows PORT (the port the web process serves): links and webhooks reach the
+# server that made them. `make run` sets it for every process, since honcho gives each its own PORT.
+PUBLIC_BASE_URL = (
+    os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
+).rstrip("/")
+# Calls to the gateway (the simulated one's status API): its API key, and how long to wait.
+PAYMENT_GATEWAY_API_KEY = os.environ.get("PAYMENT_GATEWAY_API_KEY") or f"{SECRET_KEY}-gateway-api"
+PAYMENT_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_GATEWAY_TIMEOUT_SECONDS", "10"))
+# A hosted checkout can be paid for this long; after it, a checkout the gateway never saw paid
+# is expired here (and the simulated gateway's page refuses it).
+PAYMENT_CHECKOUT_VALID_MINUTES = env_int("PAYMENT_CHECKOUT_VALID_MINUTES", 30)
+# Reconciliation asks the gateway about a top-up still pending this long after it started, then
+# again as often while it stays pending; PAYMENT_RECONCILE_BATCH top-ups to a task.
+PAYMENT_RECONCILE_AFTER_MINUTES = env_int("PAYMENT_RECONCILE_AFTER_MINUTES", 5)
+PAYMENT_RECONCILE_BATCH = env_int("PAYMENT_RECONCILE_BATCH", 100)
 # Charging runs as this many parallel tasks a minute, each over its share of the meters.
 CHARGE_SHARDS = env_int("CHARGE_SHARDS", 4)
 HEADEND_BACKEND = os.environ.get("HEADEND_BACKEND", "log")  # log | http

@@ -1,17 +1,23 @@
 from __future__ import annotations
 
+from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 
+from babel.numbers import get_currency_precision
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from accounts.models import ConsumerAccount
 from billing import charging, moves, payments
 from billing.ledger import ledger_post
 from billing.models import (
+    Balance,
     Bill,
     BillingPolicy,
     Conversion,
@@ -19,13 +25,15 @@ from billing.models import (
     PaymentLink,
     PaymentPartner,
     RelayCommand,
+    SimulatedPayment,
     Tariff,
     TariffPeriod,
     TariffSlab,
     TopUp,
 )
-from core.admin import ReadOnlyMixin, UtilityScopedAdmin, scope_queryset
+from core.admin import MoneyForm, ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError
+from core.money import money_text, utility_money
 
 
 class ReadOnlyAdmin(ReadOnlyMixin, UtilityScopedAdmin):
@@ -56,16 +64,37 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "id",
         "account",
         "kind",
-        "amount",
-        "balance_after",
-        "currency",
+        "amount_text",
+        "balance_after_text",
         "created_at",
         "created_by",
     ]
     list_filter = ["kind", "currency", "account__utility"]
     search_fields = ["account__consumer_id", "key", "description"]
-    list_select_related = ["account", "created_by"]
+    list_select_related = ["account__utility", "created_by"]
     change_list_template = "admin/billing/ledgerentry/change_list.html"
+    # Amounts are stored with 3 decimals whatever the currency: shown in the currency's own.
+    fields = [
+        "account",
+        "kind",
+        "amount_text",
+        "balance_after_text",
+        "key",
+        "description",
+        "created_at",
+        "period_start",
+        "period_end",
+        "kwh",
+        "rate",
+        "created_by",
+        "reason",
+        "meta",
+    ]
+    readonly_fields = fields
+    amount_text = money_column("amount", description="Amount", utility="account__utility")
+    balance_after_text = money_column(
+        "balance_after", description="Balance after", utility="account__utility"
+    )
 
     def get_urls(self):
         return [
@@ -106,9 +135,11 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                     reason=form.cleaned_data["reason"],
                 )
                 self.audit(request, posting.entry, "adjustment", {"amount": str(amount)})
+                utility = account.utility
                 self.message_user(
                     request,
-                    f"Posted {amount} to {account}; balance now {posting.entry.balance_after}.",
+                    f"Posted {utility_money(amount, utility)} to {account}; balance now "
+                    f"{utility_money(posting.entry.balance_after, utility)}.",
                 )
                 return redirect(reverse("admin:billing_ledgerentry_changelist"))
         return TemplateResponse(
@@ -132,22 +163,101 @@ class CounterForm(forms.Form):
     amount = forms.CharField(max_length=20, help_text="In the utility's currency, e.g. 1.500 KWD.")
 
 
+class PendingTooLongFilter(admin.SimpleListFilter):
+    """Pending top-ups past the reconciliation delay: their webhook is late, the gateway is asked."""
+
+    title = "waiting for the gateway"
+    parameter_name = "waiting"
+
+    def lookups(self, request, model_admin):
+        return [("late", f"Pending over {settings.PAYMENT_RECONCILE_AFTER_MINUTES} minutes")]
+
+    def queryset(self, request, queryset):
+        if self.value() != "late":
+            return queryset
+        since = timezone.now() - timedelta(minutes=settings.PAYMENT_RECONCILE_AFTER_MINUTES)
+        return queryset.filter(status=TopUp.Status.PENDING, created_at__lt=since)
+
+
+# What each outcome of billing.payments.topups_reconcile means to staff.
+RECONCILE_OUTCOMES = {
+    "credited": "credited to the account",
+    "already_credited": "already credited",
+    "failed": "failed at the gateway",
+    "expired": "expired unpaid",
+    "pending": "not paid yet (asked again later)",
+    "settled_meanwhile": "settled meanwhile by the gateway's webhook",
+    "skipped": "being checked by another worker",
+    "error": "not settled: see the gateway note on the top-up",
+}
+
+
+def reconcile_message(counts: Counter) -> str:
+    asked = sum(counts[outcome] for outcome in RECONCILE_OUTCOMES) + counts["unreachable"]
+    parts = [f"{counts[o]} {text}" for o, text in RECONCILE_OUTCOMES.items() if counts[o]]
+    if counts["unreachable"]:
+        parts.append(
+            f"{counts['due'] - asked + counts['unreachable']} not settled: the gateway is "
+            "unreachable, try again later"
+        )
+    text = f"Asked the gateway about {counts['due']} pending top-up(s)"
+    text += f": {'; '.join(parts)}." if parts else "."
+    if counts["not_pending"]:
+        text += f" {counts['not_pending']} chosen top-up(s) were already settled; nothing asked."
+    return text
+
+
 @admin.register(TopUp)
 class TopUpAdmin(ReadOnlyAdmin):
     list_display = [
         "receipt_number",
         "account",
-        "amount",
-        "currency",
+        "amount_text",
         "channel",
         "status",
         "created_at",
         "paid_at",
     ]
-    list_filter = ["channel", "status", "currency", "account__utility"]
+    list_filter = [PendingTooLongFilter, "channel", "status", "currency", "account__utility"]
     search_fields = ["account__consumer_id", "receipt_number", "gateway_reference"]
-    list_select_related = ["account"]
+    list_select_related = ["account__utility"]
     change_list_template = "admin/billing/topup/change_list.html"
+    actions = ["reconcile_selected"]
+    fields = [
+        "account",
+        "amount_text",
+        "channel",
+        "purpose",
+        "status",
+        "user",
+        "gateway",
+        "gateway_reference",
+        "checkout_url",
+        "reconcile_at",
+        "reconcile_note",
+        "receipt_number",
+        "created_at",
+        "paid_at",
+        "ledger_entry",
+    ]
+    readonly_fields = fields
+    amount_text = money_column("amount", description="Amount", utility="account__utility")
+
+    def has_reconcile_permission(self, request) -> bool:
+        return request.user.has_perm("billing.reconcile_topup")
+
+    @admin.action(
+        description="Ask the gateway about the selected pending top-ups and settle them",
+        permissions=["reconcile"],
+    )
+    def reconcile_selected(self, request, queryset):
+        """The beat's reconciliation (billing.payments.topups_reconcile), now, for these rows:
+        paid ones are credited once, failed and long-unpaid ones closed, the rest left pending."""
+        counts = payments.topups_reconcile(topup_ids=queryset.values_list("pk", flat=True))
+        trouble = counts["unreachable"] or counts["error"]
+        self.message_user(
+            request, reconcile_message(counts), messages.WARNING if trouble else messages.SUCCESS
+        )
 
     def get_urls(self):
         return [
@@ -176,6 +286,7 @@ class TopUpAdmin(ReadOnlyAdmin):
                 form.add_error("amount", exc.message)
             else:
                 self.audit(request, topup, "counter-payment", {"amount": str(topup.amount)})
+                utility = topup.account.utility
                 return TemplateResponse(
                     request,
                     "admin/billing/receipt.html",
@@ -184,6 +295,8 @@ class TopUpAdmin(ReadOnlyAdmin):
                         "opts": self.model._meta,
                         "title": "Receipt",
                         "topup": topup,
+                        "amount": utility_money(topup.amount, utility),
+                        "paid_at": f"{timezone.localtime(topup.paid_at, utility.zone):%Y-%m-%d %H:%M %Z}",
                     },
                 )
         return TemplateResponse(
@@ -198,10 +311,18 @@ class TopUpAdmin(ReadOnlyAdmin):
         )
 
 
-class LinkForm(forms.ModelForm):
+class LinkForm(MoneyForm):
+    money_fields = ("amount",)
+
     class Meta:
         model = PaymentLink
         fields = ["account", "amount"]
+
+    def minor_unit(self, data: dict) -> int | None:
+        account = data.get("account")
+        if account is None and self.instance.account_id:
+            account = self.instance.account
+        return account.utility.currency_minor_unit if account is not None else None
 
 
 @admin.register(PaymentLink)
@@ -209,9 +330,11 @@ class PaymentLinkAdmin(UtilityScopedAdmin):
     """Call centre: a link for an amount, sent by SMS to the account's registered mobile."""
 
     form = LinkForm
-    list_display = ["account", "amount", "created_by", "created_at", "expires_at", "topup"]
+    list_display = ["account", "amount_text", "created_by", "created_at", "expires_at", "topup"]
+    list_select_related = ["account__utility", "created_by", "topup__account__utility"]
     raw_id_fields = ["account"]
     search_fields = ["account__consumer_id"]
+    amount_text = money_column("amount", description="Amount", utility="account__utility")
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -241,8 +364,14 @@ class PeriodInline(admin.TabularInline):
     extra = 1
 
 
+class TariffForm(MoneyForm):
+    # Rates per kWh keep their 6 decimals (2 fils/kWh is 0.002000 KWD): only the charge is money.
+    money_fields = ("fixed_daily_charge",)
+
+
 @admin.register(Tariff)
 class TariffAdmin(UtilityScopedAdmin):
+    form = TariffForm
     list_display = [
         "name",
         "utility",
@@ -251,10 +380,12 @@ class TariffAdmin(UtilityScopedAdmin):
         "valid_from",
         "valid_to",
         "flat_rate",
-        "fixed_daily_charge",
+        "fixed_daily_charge_text",
     ]
     list_filter = ["utility", "kind", "payment_mode"]
+    list_select_related = ["utility"]
     inlines = [SlabInline, PeriodInline]
+    fixed_daily_charge_text = money_column("fixed_daily_charge", description="Fixed daily charge")
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -268,14 +399,53 @@ class BillAdmin(ReadOnlyAdmin):
         "account",
         "month",
         "kwh",
-        "amount",
-        "fine_amount",
-        "paid_amount",
+        "amount_text",
+        "fine_amount_text",
+        "paid_amount_text",
         "due_date",
         "status",
     ]
     list_filter = ["status", "account__utility"]
+    list_select_related = ["account__utility"]
     search_fields = ["account__consumer_id"]
+    fields = [
+        "account",
+        "month",
+        "kwh",
+        "energy_amount_text",
+        "fixed_amount_text",
+        "amount_text",
+        "fine_amount_text",
+        "paid_amount_text",
+        "issued_at",
+        "due_date",
+        "status",
+        "fined_at",
+    ]
+    readonly_fields = fields
+    energy_amount_text = money_column(
+        "energy_amount", description="Energy", utility="account__utility"
+    )
+    fixed_amount_text = money_column(
+        "fixed_amount", description="Fixed charges", utility="account__utility"
+    )
+    amount_text = money_column("amount", description="Amount", utility="account__utility")
+    fine_amount_text = money_column("fine_amount", description="Fine", utility="account__utility")
+    paid_amount_text = money_column("paid_amount", description="Paid", utility="account__utility")
+
+
+@admin.register(Balance)
+class BalanceAdmin(ReadOnlyAdmin):
+    """Each account's balance and arrears, kept beside the ledger (billing.models.Balance)."""
+
+    list_display = ["account", "amount_text", "debt_text", "updated_at"]
+    list_filter = ["account__utility"]
+    list_select_related = ["account__utility"]
+    search_fields = ["account__consumer_id"]
+    fields = ["account", "amount_text", "debt_text", "updated_at"]
+    readonly_fields = fields
+    amount_text = money_column("amount", description="Balance", utility="account__utility")
+    debt_text = money_column("debt", description="Arrears to recover", utility="account__utility")
 
 
 class ConversionForm(forms.Form):
@@ -291,10 +461,33 @@ class ConversionForm(forms.Form):
 
 @admin.register(Conversion)
 class ConversionAdmin(ReadOnlyAdmin):
-    list_display = ["account", "status", "reason", "flagged_at", "done_at", "arrears", "new_meter"]
+    list_display = [
+        "account",
+        "status",
+        "reason",
+        "flagged_at",
+        "done_at",
+        "arrears_text",
+        "new_meter",
+    ]
     list_filter = ["status", "account__utility"]
+    list_select_related = ["account__utility", "new_meter"]
     search_fields = ["account__consumer_id"]
     change_form_template = "admin/billing/conversion/change_form.html"
+    fields = [
+        "account",
+        "status",
+        "reason",
+        "flagged_at",
+        "done_at",
+        "done_by",
+        "old_meter",
+        "new_meter",
+        "new_account",
+        "arrears_text",
+    ]
+    readonly_fields = fields
+    arrears_text = money_column("arrears", description="Arrears", utility="account__utility")
 
     def get_urls(self):
         return [
@@ -331,7 +524,8 @@ class ConversionAdmin(ReadOnlyAdmin):
                 self.message_user(
                     request,
                     f"{done.account} is closed; prepaid account {done.new_account.consumer_id} "
-                    f"holds meter {done.new_meter.serial} with {done.arrears} carried as debt.",
+                    f"holds meter {done.new_meter.serial} with "
+                    f"{utility_money(done.arrears, done.account.utility)} carried as debt.",
                 )
                 return redirect(reverse("admin:billing_conversion_changelist"))
         return TemplateResponse(
@@ -363,15 +557,24 @@ class RelayCommandAdmin(ReadOnlyAdmin):
     search_fields = ["meter__serial", "account__consumer_id"]
 
 
+class PolicyForm(MoneyForm):
+    money_fields = ("emergency_credit", "max_topup")
+
+
 @admin.register(BillingPolicy)
 class BillingPolicyAdmin(UtilityScopedAdmin):
+    form = PolicyForm
     list_display = [
         "utility",
-        "emergency_credit",
+        "emergency_credit_text",
+        "max_topup_text",
         "debt_recovery_percent",
         "friendly_night_start",
         "friendly_night_end",
     ]
+    list_select_related = ["utility"]
+    emergency_credit_text = money_column("emergency_credit", description="Emergency credit")
+    max_topup_text = money_column("max_topup", description="Largest top-up")
 
 
 @admin.register(PaymentPartner)
@@ -391,6 +594,30 @@ class PaymentPartnerAdmin(UtilityScopedAdmin):
             f"Give this token to the partner now; it is not shown again: {raw}",
             messages.WARNING,
         )
+
+
+@admin.register(SimulatedPayment)
+class SimulatedPaymentAdmin(ReadOnlyAdmin):
+    """The simulated gateway's own books (its "dashboard"): superusers only, as no utility owns them."""
+
+    list_display = [
+        "reference",
+        "amount_text",
+        "outcome",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "last_error",
+    ]
+    list_filter = ["outcome"]
+    search_fields = ["reference"]
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_text(self, payment: SimulatedPayment) -> str:
+        # The gateway knows no utility: ISO 4217's decimals for the currency, as a gateway uses.
+        minor_unit = get_currency_precision(payment.currency)
+        return money_text(payment.amount, currency=payment.currency, minor_unit=minor_unit)
 
 
 from billing.admin import tenancy  # noqa: E402, F401  (registers the moves admin)

@@ -14,13 +14,14 @@ from rest_framework.views import APIView
 
 from accounts.selectors import account_get_for_user
 from billing import payments, selectors
-from billing.models import PaymentPartner
+from billing.models import PaymentPartner, TopUp
 from core.errors import DomainError, NotFound
+from core.money import money_digits
 from core.timebuckets import local_moment_parse
 
 
 def _money(value, account) -> str:
-    return selectors._money(value, account.utility.currency_minor_unit)
+    return money_digits(value, minor_unit=account.utility.currency_minor_unit)
 
 
 # --- Consumers ----------------------------------------------------------------------------------
@@ -149,25 +150,46 @@ class TopUpListApi(APIView):
         ],
         responses={
             201: inline_serializer(
-                "TopUpStarted", {"topup": TopUpSerializer(), "payment_url": serializers.URLField()}
+                "TopUpStarted",
+                {
+                    "topup": TopUpSerializer(),
+                    "payment_url": serializers.URLField(
+                        allow_null=True,
+                        help_text="The hosted payment page while the top-up is pending; "
+                        "null once it is settled.",
+                    ),
+                },
             )
         },
         summary="Top up: returns the hosted payment page; the webhook credits the account",
+        description=(
+            "A retry with the same Idempotency-Key and body answers the top-up as it is now "
+            "(paid, with its receipt, or still pending with its payment page); the same key "
+            "with another body is refused."
+        ),
     )
     def post(self, request, account_id: int):
         account = account_get_for_user(user=request.user, account_id=account_id, acting=True)
         data = self.TopUpInput(data=request.data)
         data.is_valid(raise_exception=True)
 
+        def answer(topup: TopUp) -> dict:
+            url = topup.checkout_url if topup.status == TopUp.Status.PENDING else None
+            return {"topup": TopUpSerializer(topup).data, "payment_url": url or None}
+
         def produce():
             amount = payments.topup_amount_check(account=account, raw=data.validated_data["amount"])
-            topup, url = payments.topup_start(
+            topup, _url = payments.topup_start(
                 account=account,
                 amount=amount,
                 channel=data.validated_data["channel"],
                 user=request.user,
             )
-            return 201, {"topup": TopUpSerializer(topup).data, "payment_url": url}
+            return 201, answer(topup)
+
+        def replay(code: int, first: dict):
+            topup = selectors.topups_for_account(account=account).select_related("account__utility")
+            return code, answer(topup.get(pk=first["topup"]["id"]))
 
         code, body = payments.idempotent(
             user=request.user,
@@ -177,6 +199,7 @@ class TopUpListApi(APIView):
                 {"account": account.pk, **data.validated_data}
             ),
             produce=produce,
+            replay=replay,
         )
         return Response(body, status=code)
 
@@ -237,12 +260,33 @@ class WebhookApi(APIView):
     authentication_classes = []
     parser_classes = [RawBody]
 
-    @extend_schema(request=None, responses={200: dict}, summary="Payment gateway webhook")
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "WebhookOutcome",
+                {
+                    "status": serializers.ChoiceField(
+                        choices=["credited", "already_credited", "failed", "duplicate", "ignored"]
+                    ),
+                    "reason": serializers.CharField(
+                        required=False,
+                        help_text="Why an event was ignored, e.g. already_succeeded: events "
+                        "never move a settled top-up backwards.",
+                    ),
+                },
+            )
+        },
+        summary="Payment gateway webhook",
+    )
     def post(self, request, gateway: str):
         outcome = payments.webhook_receive(
             gateway_name=gateway, body=request.data, meta=request.META
         )
-        return Response({"status": outcome})
+        body = {"status": outcome.status}
+        if outcome.reason:
+            body["reason"] = outcome.reason
+        return Response(body)
 
 
 # --- Payment networks (payment codes) -------------------------------------------------------------

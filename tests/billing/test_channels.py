@@ -113,15 +113,19 @@ def test_a_payment_link_goes_to_the_registered_mobile_and_works_once(
             account=eg_account, amount=Decimal("75.00"), created_by=None
         )
     assert [m.to for m in sms_outbox] == ["+201001234567"]
-    assert url in sms_outbox[0].body
+    assert url in sms_outbox[0].body and "pay 75.00 EGP for account" in sms_outbox[0].body
     path = url.removeprefix(settings.PUBLIC_BASE_URL)
 
     page = client.get(path)
-    assert page.status_code == 200 and b"75.00" in page.content and b"A**** H*****" in page.content
+    assert page.status_code == 200 and b"A**** H*****" in page.content
+    assert b"75.00 EGP" in page.content and b"75.000" not in page.content
+    assert b"EET" in page.content or b"EEST" in page.content  # valid until, in Cairo time
     go = client.post(path)
     assert go.status_code == 302 and "/pay/simulated/" in go["Location"]
     topup = TopUp.objects.get()
     assert topup.channel == "call_centre"
+    checkout = client.get(go["Location"].removeprefix(settings.PUBLIC_BASE_URL))
+    assert b"75.00 EGP" in checkout.content and b"75.000" not in checkout.content
 
     sim = GATEWAYS["simulated"]
     body = sim.event_body(
@@ -139,6 +143,45 @@ def test_a_payment_link_goes_to_the_registered_mobile_and_works_once(
     assert used.status_code == 410 and b"already been used" in used.content
     assert client.post(path).status_code == 410
     assert TopUp.objects.count() == 1
+
+
+def test_a_link_whose_checkout_expired_starts_a_new_one(client, eg_account, settings):
+    _link, url = payment_link_create(account=eg_account, amount=Decimal("75.00"), created_by=None)
+    path = url.removeprefix(settings.PUBLIC_BASE_URL)
+    first = client.post(path)
+    TopUp.objects.filter(pk=PaymentLink.objects.get().topup_id).update(status="expired")
+
+    again = client.post(path)
+
+    assert again.status_code == 302 and again["Location"] != first["Location"]
+    assert TopUp.objects.count() == 2
+    assert PaymentLink.objects.get().topup.checkout_url == again["Location"]
+    assert client.post(path)["Location"] == again["Location"]  # resumed, not a third
+    # A checkout past its validity is not resumed either: its page would refuse the payment.
+    TopUp.objects.filter(pk=PaymentLink.objects.get().topup_id).update(
+        created_at=timezone.now() - timedelta(minutes=31)
+    )
+    assert client.post(path)["Location"] != again["Location"]
+    assert TopUp.objects.count() == 3
+
+
+def test_admin_payment_links_are_sent_in_the_currency_s_decimals(
+    client, eg_account, sms_outbox, django_capture_on_commit_callbacks
+):
+    client.force_login(UserFactory(username="agent", is_staff=True, is_superuser=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/admin/billing/paymentlink/add/", {"account": eg_account.pk, "amount": "75"}
+        )
+    assert response.status_code == 302
+    assert "pay 75.00 EGP for account 0123456789" in sms_outbox[-1].body
+    listing = client.get("/admin/billing/paymentlink/")
+    assert b"75.00 EGP" in listing.content and b"75.000" not in listing.content
+    refused = client.post(
+        "/admin/billing/paymentlink/add/", {"account": eg_account.pk, "amount": "75.005"}
+    )
+    assert b"At most 2 decimal places" in refused.content
+    assert PaymentLink.objects.count() == 1
 
 
 def test_an_expired_link_is_refused(client, eg_account):
@@ -167,6 +210,8 @@ def test_a_cashier_records_cash_and_the_consumer_gets_a_receipt(
     assert topup.receipt_number.encode() in response.content
     assert Balance.objects.get(account=eg_account).amount == Decimal("300.00")
     assert sms_outbox[-1].to == "+201001234567" and topup.receipt_number in sms_outbox[-1].body
+    assert "received 300.00 EGP in cash" in sms_outbox[-1].body
+    assert b"300.00 EGP" in response.content and b"300.000" not in response.content
     entry = topup.ledger_entry
     assert entry.created_by == cashier
 

@@ -1,4 +1,5 @@
-"""Top-ups from the app: the same top-up twice credits once, a webhook replay credits nothing."""
+"""Top-ups from the app: the same top-up twice credits once, a retry sees the top-up as it is now,
+a webhook replay credits nothing, and late or out-of-order events never undo a payment."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import pytest
 
 from billing.gateway import GATEWAYS
 from billing.models import Balance, LedgerEntry, TopUp
-from tests.accounts.factories import AccountLinkFactory, UserFactory
+from tests.accounts.factories import (
+    AccountLinkFactory,
+    ConsumerAccountFactory,
+    UserFactory,
+    UtilityFactory,
+)
+from tests.meters.factories import EGYPT, INDIA
 
 SIM = GATEWAYS["simulated"]
 
@@ -160,6 +167,76 @@ def test_an_event_for_another_amount_credits_nothing(api, link, client):
     assert balance(link.account) == 0
     # and the refused event is not remembered: the real one still goes through
     assert webhook(client, topup).json()["status"] == "credited"
+
+
+def test_a_retry_of_a_paid_top_up_answers_it_as_it_is_now(api, link, client):
+    first = start(api, link, key="once").json()
+    topup = TopUp.objects.get()
+    webhook(client, topup)
+
+    retry = start(api, link, key="once")
+
+    assert retry.status_code == 201
+    body = retry.json()
+    topup.refresh_from_db()
+    assert body["topup"]["id"] == first["topup"]["id"] == str(topup.pk)
+    assert body["topup"]["status"] == "succeeded"
+    assert body["topup"]["paid_at"] is not None
+    assert body["topup"]["receipt_number"] == topup.receipt_number
+    assert body["payment_url"] is None  # nothing left to pay
+    assert TopUp.objects.count() == 1 and balance(link.account) == Decimal("1.500")
+    # Still one request per key: another body under it is refused, paid or not.
+    other = start(api, link, amount="2.000", key="once")
+    assert other.status_code == 400 and other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_retry_of_a_pending_top_up_gives_its_payment_page_again(api, link):
+    first = start(api, link, key="wait").json()
+    retry = start(api, link, key="wait").json()
+    assert retry["payment_url"] == first["payment_url"] == TopUp.objects.get().checkout_url
+    assert retry["topup"]["status"] == "pending"
+
+
+def test_a_failure_after_success_is_ignored_and_says_so(api, link, client):
+    start(api, link)
+    topup = TopUp.objects.get()
+    assert webhook(client, topup).json() == {"status": "credited"}
+
+    late = webhook(client, topup, succeeded=False)
+
+    assert late.status_code == 200
+    assert late.json() == {"status": "ignored", "reason": "already_succeeded"}
+    topup.refresh_from_db()
+    assert topup.status == "succeeded" and balance(link.account) == Decimal("1.500")
+
+
+def test_a_failure_after_expiry_changes_nothing(api, link, client):
+    start(api, link)
+    topup = TopUp.objects.get()
+    TopUp.objects.filter(pk=topup.pk).update(status="expired")
+    late = webhook(client, topup, succeeded=False)
+    assert late.json() == {"status": "ignored", "reason": "already_expired"}
+    assert TopUp.objects.get().status == "expired"
+
+
+@pytest.mark.parametrize(
+    ("utility", "minimum", "raw", "message"),
+    [
+        ({}, "1.000", "0.5", "The smallest top-up is 1.000 KWD."),
+        (INDIA, "100.00", "99", "The smallest top-up is 100.00 INR."),
+        (EGYPT, "10.00", "9.99", "The smallest top-up is 10.00 EGP."),
+    ],
+)
+def test_the_smallest_top_up_is_told_in_the_currency_s_decimals(
+    make_api, utility, minimum, raw, message
+):
+    account = ConsumerAccountFactory(utility=UtilityFactory(**utility, min_topup=Decimal(minimum)))
+    link = AccountLinkFactory(account=account)
+    response = start(make_api(link.user), link, amount=raw)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == message
+    assert error["fields"]["amount"][0]["message"] == message
 
 
 def test_a_failed_payment_credits_nothing(api, link, client):
