@@ -8,7 +8,7 @@ A gateway implements three calls. Those that reach the gateway raise TransientGa
 - `webhook_verify(body, meta)`: check a signed event's signature and read it (DomainError if not).
 - `payment_status(reference)`: what the gateway knows of a checkout: succeeded, failed, pending
   (open, nothing final yet) or unknown (it never saw it). Reconciliation settles top-ups whose
-  webhook never came with it (billing.payments.topups_reconcile).
+  webhook never came with it (billing.reconcile.topups_reconcile).
 
 `simulated` (the default) is a complete stand-in that behaves like a real gateway: its checkout
 page is served by this project (/pay/simulated/<reference>/), it keeps its own books

@@ -58,13 +58,19 @@ def account_balance_changed(*, account_id: int, topup_id: str | None = None) -> 
             .order_by("not_before")
             .first()
         )
-        days_left = summary["projected_days_left"]
-        balance_alerts_evaluate(
-            account=account,
-            balance=Decimal(summary["balance"]),
-            days_left=Decimal(days_left) if days_left is not None else None,
-            disconnect_at=pending.not_before if pending else None,
-        )
+        if summary["payment_mode"] == "postpaid":
+            # Bills, not a running balance: no low-balance, days-left or zero alerts; a payment
+            # is told against what is still owed.
+            balance = Decimal(summary["credit"]) - Decimal(summary["amount_due"])
+        else:
+            balance = Decimal(summary["balance"])
+            days_left = summary["projected_days_left"]
+            balance_alerts_evaluate(
+                account=account,
+                balance=balance,
+                days_left=Decimal(days_left) if days_left is not None else None,
+                disconnect_at=pending.not_before if pending else None,
+            )
         if topup_id:
             topup = TopUp.objects.get(pk=topup_id)
             for link in AccountLink.objects.filter(
@@ -76,7 +82,7 @@ def account_balance_changed(*, account_id: int, topup_id: str | None = None) -> 
                     dedupe_key=f"topup:{topup.pk}",
                     context={
                         "amount": topup.amount,
-                        "balance": Decimal(summary["balance"]),
+                        "balance": balance,
                         "consumer_id": account.consumer_id,
                         "account_id": account.pk,
                     },

@@ -77,9 +77,9 @@ def topups_reconcile() -> dict[str, int]:
     batch queues the next one at once (unless the gateway is unreachable: then the next run)."""
     from django.conf import settings
 
-    from billing import payments
+    from billing import reconcile
 
-    counts = payments.topups_reconcile()
+    counts = reconcile.topups_reconcile()
     if counts["due"] >= settings.PAYMENT_RECONCILE_BATCH and not counts["unreachable"]:
         topups_reconcile.delay()
     return dict(counts)

@@ -13,9 +13,11 @@ the money was paid, however late the sync runs.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import User
 from billing.ledger import ledger_post
@@ -30,9 +32,11 @@ logger = logging.getLogger(__name__)
 S = ServiceRequest.Status
 
 
-def _checkout_url(topup: TopUp) -> str:
-    # The simulated gateway's hosted page, as billing.payments.payment_link_pay resumes it.
-    return f"{settings.PUBLIC_BASE_URL}/pay/simulated/{topup.gateway_reference}/"
+def _checkout_open(topup: TopUp) -> bool:
+    """Pending and its hosted page still takes payment (as billing.payments.payment_link_pay
+    resumes one): past its validity, reconciliation expires it and a new checkout is started."""
+    valid = timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
+    return topup.status == TopUp.Status.PENDING and topup.created_at + valid > timezone.now()
 
 
 def estimate_pay_start(*, request: ServiceRequest, user: User) -> tuple[TopUp, str, bool]:
@@ -47,8 +51,8 @@ def estimate_pay_start(*, request: ServiceRequest, user: User) -> tuple[TopUp, s
                 extra={"status": request.status},
             )
         topup = request.estimate_topup
-        if topup is not None and topup.status == TopUp.Status.PENDING:
-            return topup, _checkout_url(topup), False
+        if topup is not None and _checkout_open(topup):
+            return topup, topup.checkout_url, False
         if topup is not None and topup.status == TopUp.Status.SUCCEEDED:
             raise Conflict(
                 "This estimate is paid; the request is being updated.", code="estimate_paid"

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from billing import moves
 from billing.models import Move
 from core.errors import NotFound
+from core.money import money_digits
 from meters.auth import ServiceTokenAuthentication
 from meters.models import Meter
 
@@ -25,11 +26,17 @@ class MoveSerializer(serializers.Serializer):
     meters = serializers.SerializerMethodField()
     at = serializers.DateTimeField()
     credit = serializers.CharField()
-    credit_amount = serializers.DecimalField(max_digits=14, decimal_places=3)
+    credit_amount = serializers.SerializerMethodField()
     debt = serializers.CharField()
-    debt_amount = serializers.DecimalField(max_digits=14, decimal_places=3)
+    debt_amount = serializers.SerializerMethodField()
     carried_to = serializers.CharField(source="carried_to.consumer_id", allow_null=True)
     final_statement = serializers.DictField()
+
+    def get_credit_amount(self, move) -> str:
+        return money_digits(move.credit_amount, minor_unit=move.account.utility.currency_minor_unit)
+
+    def get_debt_amount(self, move) -> str:
+        return money_digits(move.debt_amount, minor_unit=move.account.utility.currency_minor_unit)
 
     def get_meters(self, move) -> list[str]:
         return sorted(move.meters.values_list("serial", flat=True))

@@ -462,3 +462,18 @@ def test_no_channel_takes_money_into_a_closed_account(client, meter):
     with pytest.raises(Exception, match="closed"):
         payments.payment_link_create(account=account, amount="5.000", created_by=cashier)
     assert not LedgerEntry.objects.filter(account=account, kind="topup").exists()
+
+
+def test_the_moves_api_gives_amounts_in_the_currencys_decimals(make_api):
+    from tests.meters.factories import india
+
+    meter = MeterFactory(utility=india(), serial="INM-MOVE-1")
+    flat_tariff(meter.utility, rate="6.30")
+    credit(meter.account, "250.00", "t1")
+    api = make_api()
+    api.client.credentials(HTTP_AUTHORIZATION=f"Bearer {head_end_token(meter.utility)}")
+
+    out = api.post("/api/v1/utility/move-outs/", {"consumer_id": meter.account.consumer_id})
+
+    assert out.status_code == 201, out.json()
+    assert (out.json()["credit_amount"], out.json()["debt_amount"]) == ("250.00", "0.00")

@@ -225,3 +225,27 @@ def test_paying_the_bills_leaves_nothing_due_and_ahead_is_credit(meter, make_api
     assert body["open_bills"] == [] and body["amount_due"] == "0.00"
     assert body["credit"] == "10.00"
     assert body["last_payment"]["amount"] == f"{topup.amount:.2f}"
+
+
+def test_a_postpaid_payment_is_acknowledged_without_prepaid_balance_alerts(
+    meter, django_capture_on_commit_callbacks
+):
+    """The balance check after a payment (the worker crashed on a postpaid account before)."""
+    from notifications.models import Notification
+
+    use(meter, datetime(2026, 8, 31, 21, tzinfo=UTC), 4.8, 30)
+    bill = bills.bill_issue(
+        account=meter.account, month=date(2026, 9, 1), issued_on=date(2026, 10, 1)
+    )
+    link = AccountLinkFactory(account=meter.account)
+    topup = TopUp.objects.create(
+        account=meter.account, amount=Decimal("10.00"), currency="EGP", channel="app"
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        topup_confirm(topup=topup)
+
+    categories = set(Notification.objects.filter(user=link.user).values_list("category", flat=True))
+    assert categories == {"topup_received"}
+    receipt = Notification.objects.get(user=link.user)
+    assert f"{bill.amount - Decimal('10.00'):.2f}" in receipt.body

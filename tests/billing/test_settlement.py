@@ -18,7 +18,8 @@ from django.utils import timezone
 from billing import gateway
 from billing.gateway import GATEWAYS, PermanentGatewayError, TransientGatewayError
 from billing.models import Balance, LedgerEntry, SimulatedPayment, TopUp
-from billing.payments import topup_start, topups_reconcile
+from billing.payments import topup_start
+from billing.reconcile import topups_reconcile
 from config.celery import app as celery_app
 from tests.accounts.factories import ConsumerAccountFactory
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.gateway import simulated_deliveries_due
 from billing.models import SimulatedPayment, TopUp
-from billing.payments import topups_due
+from billing.reconcile import topups_due
 from tests.accounts.factories import ConsumerAccountFactory
 
 HISTORY = 20_000

@@ -4,7 +4,7 @@ the regulated clock runs in Saudi working days (skipping National Day), and fini
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -284,3 +284,38 @@ def test_illegal_status_changes_are_refused(connection, status, to_status, code)
     connection.refresh_from_db()
     assert connection.status == status
     assert not Notification.objects.exists()
+
+
+def test_an_estimate_whose_checkout_expired_is_paid_through_a_new_one(make_api, settings):
+    """The hosted page takes payment for PAYMENT_CHECKOUT_VALID_MINUTES; asking to pay after that
+    starts a new checkout instead of returning a page that refuses payment."""
+    utility = saudi()
+    user, account = consumer(utility)
+    request = ServiceRequestFactory(
+        account=account,
+        type=RequestType.objects.get(utility=utility, code="new_connection"),
+        details=CONNECTION,
+        status=ServiceRequest.Status.ESTIMATE_ISSUED,
+        estimate_amount=Decimal("900.00"),
+    )
+    with time_machine.travel(riyadh(2026, 9, 1, 10, 0), tick=False):
+        api = make_api(user)
+        first = api.post(f"{URL}{request.pk}/estimate/pay/").json()
+    with time_machine.travel(riyadh(2026, 9, 1, 10, 5), tick=False):
+        api.as_user(user)
+        resumed = api.post(f"{URL}{request.pk}/estimate/pay/").json()
+    valid = settings.PAYMENT_CHECKOUT_VALID_MINUTES
+    with time_machine.travel(riyadh(2026, 9, 1, 10, 0) + timedelta(minutes=valid + 1), tick=False):
+        api.as_user(user)
+        renewed = api.post(f"{URL}{request.pk}/estimate/pay/")
+
+    assert resumed["topup_id"] == first["topup_id"]
+    assert resumed["payment_url"] == first["payment_url"]
+    assert renewed.status_code == 201
+    assert renewed.json()["topup_id"] != first["topup_id"]
+    request.refresh_from_db()
+    assert str(request.estimate_topup_id) == renewed.json()["topup_id"]
+    assert (
+        renewed.json()["payment_url"]
+        == TopUp.objects.get(pk=request.estimate_topup_id).checkout_url
+    )
