@@ -6,11 +6,20 @@ from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from accounts import services
 from accounts.forms import ConsumerAccountForm, ConsumerImportForm, UtilityForm
-from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
+from accounts.models import (
+    AccountLink,
+    ConsumerAccount,
+    OneTimeCode,
+    User,
+    Utility,
+    UtilityCalendarDay,
+)
 from core.admin import HistoryInline, UtilityScopedAdmin, scope_queryset
+from core.workdays import country_holiday_names
 
 
 @admin.register(User)
@@ -30,7 +39,7 @@ class UtilityAdmin(UtilityScopedAdmin):
         (None, {"fields": ("code", "name", "country", "timezone", "helpline", "is_active")}),
         ("Currency", {"fields": ("currency", "currency_minor_unit")}),
         ("Languages", {"fields": ("languages", "default_language")}),
-        ("Calendar", {"fields": ("weekend_days", "week_starts_on")}),
+        ("Calendar", {"fields": ("weekend_days", "week_starts_on", "holiday_subdivision")}),
         (
             "Policy",
             {
@@ -159,3 +168,29 @@ class OneTimeCodeAdmin(UtilityScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(UtilityCalendarDay)
+class UtilityCalendarDayAdmin(UtilityScopedAdmin):
+    """The days a utility's staff add to, or strike out of, the public holidays the package gives:
+    every disconnection window and working-day deadline reads them (Utility.holidays_in)."""
+
+    list_display = ["day", "name", "kind", "utility"]
+    fields = ["utility", "day", "kind", "name"]
+    list_filter = ["kind", "utility"]
+    search_fields = ["name"]
+    date_hierarchy = "day"
+    change_list_template = "admin/accounts/utilitycalendarday/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        """Beside the staff's own days, the holidays the package gives each of the staff's
+        utilities this year and next, so nobody adds a day that is already off."""
+        year = timezone.now().year
+        package = [
+            (utility, day, name)
+            for utility in scope_queryset(Utility.objects.all(), request.user)
+            for y in (year, year + 1)
+            for day, name in country_holiday_names(utility.country, y, utility.holiday_subdivision)
+        ]
+        extra_context = {**(extra_context or {}), "package_holidays": package}
+        return super().changelist_view(request, extra_context=extra_context)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
+from datetime import date
 
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
@@ -9,6 +10,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from core.workdays import country_holidays
 
 
 class Language(models.TextChoices):
@@ -95,6 +98,12 @@ class Utility(models.Model):
     outage_notice_hours = models.PositiveSmallIntegerField(
         default=48, help_text="How long before a planned outage consumers must be told."
     )
+    holiday_subdivision = models.CharField(
+        max_length=8,
+        blank=True,
+        help_text="The region whose own public holidays also count (e.g. MP for Madhya Pradesh), "
+        "as the holidays package names it; blank: the country's only.",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -108,11 +117,76 @@ class Utility(models.Model):
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
 
+    def holidays_in(self, year: int) -> frozenset[date]:
+        """The utility's days off in `year`: its country's (and region's) public holidays from the
+        holidays package, plus the days staff added, less those staff struck out
+        (UtilityCalendarDay). Every working-day count and disconnection window reads this.
+        Kept on the instance: a task or request reads one year's calendar once."""
+        cache = self.__dict__.setdefault("_calendar", {})
+        if year not in cache:
+            days = set(country_holidays(self.country, year, self.holiday_subdivision))
+            no_disconnection = set()
+            for day, kind in UtilityCalendarDay.objects.filter(
+                utility_id=self.pk, day__year=year
+            ).values_list("day", "kind"):
+                if kind == UtilityCalendarDay.Kind.HOLIDAY:
+                    days.add(day)
+                elif kind == UtilityCalendarDay.Kind.WORKING_DAY:
+                    days.discard(day)
+                else:
+                    no_disconnection.add(day)
+            cache[year] = (frozenset(days), frozenset(no_disconnection))
+        return cache[year][0]
+
+    def no_disconnection_days_in(self, year: int) -> frozenset[date]:
+        """Days staff declared free of disconnections (an emergency, a heat wave) that are still
+        working days for every other count."""
+        self.holidays_in(year)
+        return self.__dict__["_calendar"][year][1]
+
     def clean(self) -> None:
+        if self.holiday_subdivision:
+            import holidays
+
+            try:
+                known = holidays.country_holidays(self.country).subdivisions
+            except NotImplementedError:
+                known = ()
+            if self.holiday_subdivision not in known:
+                raise ValidationError(
+                    {
+                        "holiday_subdivision": f"Not a region of {self.country} that the holidays "
+                        f"package knows ({', '.join(known) or 'none'})."
+                    }
+                )
         if self.languages and self.default_language not in self.languages:
             raise ValidationError(
                 {"default_language": "The default language must be one of the languages."}
             )
+
+
+class UtilityCalendarDay(models.Model):
+    """A day staff set in a utility's calendar, over what the holidays package says."""
+
+    class Kind(models.TextChoices):
+        HOLIDAY = "holiday", "Holiday (no disconnections, not a working day)"
+        NO_DISCONNECTION = "no_disconnection", "No disconnections (still a working day)"
+        WORKING_DAY = "working_day", "Working day (strikes out a package holiday)"
+
+    utility = models.ForeignKey(Utility, on_delete=models.CASCADE, related_name="calendar_days")
+    day = models.DateField()
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.HOLIDAY)
+    name = models.CharField(max_length=100, help_text="What the day is, as staff will read it.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["utility", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["utility", "day"], name="one_calendar_entry_a_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.name} ({self.get_kind_display()})"
 
 
 class ConsumerAccount(models.Model):

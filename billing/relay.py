@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
-import holidays
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,16 +23,13 @@ def policy_for(utility: Utility) -> BillingPolicy:
     return policy
 
 
-@lru_cache(maxsize=64)
-def _holidays(country: str, year: int) -> holidays.HolidayBase:
-    return holidays.country_holidays(country, years=year)
-
-
 def is_public_holiday(*, utility: Utility, day) -> bool:
-    try:
-        return day in _holidays(utility.country, day.year)
-    except NotImplementedError:  # a country the holidays package does not know
-        return False
+    """No disconnection that day: one of the utility's days off (its country's and region's public
+    holidays and the days staff added, Utility.holidays_in) or a no-disconnection day staff
+    declared (an emergency)."""
+    return day in utility.holidays_in(day.year) or day in utility.no_disconnection_days_in(
+        day.year
+    )
 
 
 def disconnect_allowed_from(

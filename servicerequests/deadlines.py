@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.money import money_quantize, utility_money
-from core.workdays import utility_working_deadline, working_days_between
+from core.workdays import utility_working_days_between, utility_working_deadline
 from outages.models import Compensation, StandardsPolicy
 from outages.standards import compensation_record
 from servicerequests.models import ConnectionPolicy, ServiceRequest, Standard
@@ -64,8 +64,8 @@ def late_working_days(*, request: ServiceRequest, at: datetime) -> int:
     utility = request.utility
     zone = utility.zone
     last_day = request.deadline_at.astimezone(zone).date() - timedelta(days=1)
-    return working_days_between(
-        last_day, at.astimezone(zone).date(), country=utility.country, weekend=utility.weekend_days
+    return utility_working_days_between(
+        utility=utility, start=last_day, end=at.astimezone(zone).date()
     )
 
 

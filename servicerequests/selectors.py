@@ -11,7 +11,6 @@ from django.utils import timezone
 from accounts.models import ConsumerAccount, User
 from accounts.selectors import visible_to
 from core.errors import Conflict, NotFound
-from core.workdays import is_working_day
 from servicerequests.models import (
     Attachment,
     OpeningHours,
@@ -72,11 +71,11 @@ def attachment_get_for_user(*, user: User, request_id: int, attachment_id: int) 
 
 def helpline_for_account(*, account: ConsumerAccount, now: datetime | None = None) -> dict:
     """The utility's helpline and service-centre hours, and whether it is open now (local time;
-    closed on public holidays of the utility's country)."""
+    closed on the utility's days off: its calendar, holidays staff added included)."""
     utility = account.utility
     local = (now or timezone.now()).astimezone(utility.zone)
     hours = list(OpeningHours.objects.filter(utility=utility))
-    holiday = not is_working_day(local.date(), country=utility.country, weekend=())
+    holiday = local.date() in utility.holidays_in(local.year)
     open_now = not holiday and any(
         row.weekday == local.weekday() and row.opens <= local.time() < row.closes for row in hours
     )

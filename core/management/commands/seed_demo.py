@@ -83,6 +83,7 @@ UTILITIES = [
         "code": "in-mpcz",
         "name": "MP Madhya Kshetra Vidyut Vitaran Company",
         "country": "IN",
+        "holiday_subdivision": "MP",  # Madhya Pradesh's own holidays count too
         "timezone": "Asia/Kolkata",
         "currency": "INR",
         "currency_minor_unit": 2,
