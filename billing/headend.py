@@ -10,6 +10,7 @@ PermanentHeadEndError (refused: record and stop).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import requests
 from django.conf import settings
@@ -52,6 +53,13 @@ def _send_http(*, command: str, meter_serial: str, reference: str) -> None:
 
 
 _BACKENDS = {"log": _send_log, "http": _send_http}
+
+
+def relay_send_bound() -> timedelta:
+    """The longest a relay_send may take to return or raise, so how long after a send the head-end
+    may still act on it: the connect and the read timeouts, which requests applies one after the
+    other. A disconnect goes out only if all of that time is allowed (billing.relay)."""
+    return timedelta(seconds=2 * settings.HEADEND_TIMEOUT_SECONDS)
 
 
 def relay_send(*, command: str, meter_serial: str, reference: str) -> None:

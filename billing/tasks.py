@@ -5,7 +5,6 @@ import logging
 from celery import shared_task
 
 from billing import bills, charging, relay
-from billing.headend import TransientHeadEndError
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +49,19 @@ def account_balance_changed(account_id: int, topup_id: str | None) -> None:
     services.account_balance_changed(account_id=account_id, topup_id=topup_id)
 
 
-@shared_task(
-    acks_late=True, autoretry_for=(TransientHeadEndError,), retry_backoff=True, max_retries=5
-)
+@shared_task(acks_late=True)
 def relay_dispatch(command_id: str) -> None:
+    """Send one relay command. The retry policy is the service's, not Celery's: a transient
+    failure puts the command back to waiting with a later not_before (relay.RETRY_DELAYS, for a
+    disconnect an allowed time) and relay_due sends it again through the same send-time checks as
+    the first send (friendly hours, debt, payments, the meter's holder)."""
     relay.relay_dispatch(command_id=command_id)
 
 
 @shared_task
 def relay_due() -> int:
+    """Beat, every minute: dead workers' commands, deferred reconnects, and the waiting commands
+    that are due, each sent by its own relay_dispatch."""
     due = relay.relay_due()
     for command_id in due:
         relay_dispatch.delay(command_id)
@@ -67,8 +70,13 @@ def relay_due() -> int:
 
 @shared_task
 def bills_run() -> int:
-    """Beat, daily: issue last month's postpaid bills, fine what is overdue, flag arrears."""
-    return bills.bills_daily()
+    """Beat, daily: issue last month's postpaid bills, fine what is overdue, flag arrears, remind
+    of bills due soon; then the late path (formal notices, removals due, paid notices cancelled)."""
+    from billing import removals
+
+    issued = bills.bills_daily()
+    removals.removals_daily()
+    return issued
 
 
 @shared_task
