@@ -39,6 +39,8 @@ app.conf.beat_schedule = {
     # Outages: evening-before reminders (each once per outage version), late reconnections,
     # and compensations whose exemption window has closed.
     "outage-reminders": {"task": "outages.tasks.send_outage_reminders", "schedule": 300.0},
+    # Notices whose push is still on its way, SMS fallbacks a dead worker left: docs/outages.md.
+    "outage-notices": {"task": "outages.tasks.sweep_outage_notices", "schedule": 60.0},
     "evaluate-reconnections": {
         "task": "outages.tasks.evaluate_reconnections",
         "schedule": crontab(minute="*/15"),

@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -364,9 +365,14 @@ def _chunk_record(
     sms_rows: list[Notification] = []
     for row in rows:
         done = [*row.devices_done, *reached.get(row.pk, [])]
+        # pushed_at: when a phone first took the alert (outage notices count from it), kept
+        # through retries of the row's other devices; null while none has.
+        pushed_at = row.pushed_at or (now if done else None)
         if row.pk in retry_after:
             if row.push_attempts >= settings.NOTIFY_MAX_PUSH_ATTEMPTS:
-                _finish(row, claim, push_status=Status.FAILED, devices_done=done)
+                _finish(
+                    row, claim, push_status=Status.FAILED, devices_done=done, pushed_at=pushed_at
+                )
                 counts["failed"] += 1
                 if not done:
                     sms_rows.append(row)
@@ -380,19 +386,22 @@ def _chunk_record(
                 devices_done=done,
                 next_attempt_at=due,
                 dispatched_at=due,
+                pushed_at=pushed_at,
             ):
                 counts["retry"] += 1
                 push_dispatch(notification_ids=[row.pk], countdown=delay)
         elif done:
             fully_sent.append(row.pk)
         else:
-            _finish(row, claim, push_status=Status.NO_DEVICE, pushed_at=now)
+            _finish(row, claim, push_status=Status.NO_DEVICE)
             counts["no_device"] += 1
             sms_rows.append(row)
     if fully_sent:
         counts["sent"] += Notification.objects.filter(
             pk__in=fully_sent, claim=claim, push_status=Status.SENDING
-        ).update(push_status=Status.SENT, pushed_at=now, claim=None)
+        ).update(
+            push_status=Status.SENT, pushed_at=Coalesce(F("pushed_at"), Value(now)), claim=None
+        )
     _sms_fallback(sms_rows)
 
 

@@ -209,6 +209,7 @@ class OutageAdmin(UtilityScopedAdmin):
                 "affected_summary",
                 "local_times",
                 "reminder",
+                "notice_delivery",
                 "late_notice",
                 "published_at",
                 "version",
@@ -267,6 +268,23 @@ class OutageAdmin(UtilityScopedAdmin):
             return "-"
         sent = obj.reminded_version is not None and obj.reminded_version == obj.version
         return f"{_local(at, obj.utility.zone)}{' (sent)' if sent else ''}"
+
+    @admin.display(description="Notice delivery")
+    def notice_delivery(self, obj):
+        summary = selectors.outage_notice_summary(outage=obj)
+        if summary is None:
+            return "-"
+        return format_html(
+            "Version {}: {} accounts by the app, {} by SMS, {} on the way, {} not delivered; "
+            "{} reached later than {} h before the start",
+            summary.version,
+            summary.by_app,
+            summary.by_sms,
+            summary.on_the_way,
+            summary.not_delivered,
+            summary.late,
+            obj.utility.outage_notice_hours,
+        )
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:

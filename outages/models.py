@@ -186,6 +186,63 @@ class AffectedMeter(models.Model):
         return f"{self.meter} in outage {self.outage_id}"
 
 
+class OutageNotice(models.Model):
+    """The notice of one schedule version of a planned outage to one affected account: when it
+    reached the account and by which channel. The notice standard (DOMAIN.md §3) measures each
+    account's notice from `sent_at`: a late or failed delivery is a late notice for that account
+    alone. Written set-based at publish and reschedule (one row per account), then settled by
+    outages.services.outage_notices_settle once the pushes to the account's people are answered:
+    reached by the app, or an SMS to the account's registered mobile."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for the app push"
+        SMS = "sms", "SMS to send"
+        SENDING = "sending", "SMS being sent"
+        SENT = "sent", "Delivered"
+        FAILED = "failed", "Not delivered"
+        DROPPED = "dropped", "Not sent: rescheduled, cancelled or begun"
+
+    class Channel(models.TextChoices):
+        NONE = "", "None"
+        PUSH = "push", "App push"
+        SMS = "sms", "SMS to the registered mobile"
+
+    UNFINISHED = (Status.WAITING, Status.SMS, Status.SENDING)
+
+    outage = models.ForeignKey(Outage, on_delete=models.CASCADE, related_name="notices")
+    version = models.PositiveIntegerField(help_text="The schedule version it announces.")
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.WAITING)
+    channel = models.CharField(max_length=4, choices=Channel.choices, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When it reached the account.")
+    sms_to = models.CharField(max_length=16, blank=True)
+    sms_attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claim = models.UUIDField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # Also the index that reads an outage's notices (evaluation, the admin summary).
+            models.UniqueConstraint(
+                fields=["outage", "version", "account"], name="one_notice_per_account_version"
+            )
+        ]
+        indexes = [
+            # The sweeper reads only notices still on their way.
+            models.Index(
+                fields=["status", "outage"],
+                condition=Q(status__in=["waiting", "sms", "sending"]),
+                name="outage_notice_unfinished",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Notice v{self.version} of outage {self.outage_id} to account {self.account_id}"
+
+
 class OutageEvent(models.Model):
     """The outage's history: every state change and schedule change, who made it and what changed."""
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from accounts.models import AccountLink, User
 from accounts.selectors import READABLE, visible_to
 from core.errors import NotFound
 from meters.models import Meter
-from outages.models import AffectedMeter, Compensation, Outage, ReminderSchedule
+from outages.models import AffectedMeter, Compensation, Outage, OutageNotice, ReminderSchedule
 
 
 def outage_scope_meters(*, outage: Outage) -> QuerySet[Meter]:
@@ -38,19 +38,64 @@ def outage_meters(*, outage: Outage) -> QuerySet[Meter]:
     return Meter.objects.filter(pk__in=outage.affected.values("meter_id"))
 
 
-def _account_ids(*, outage: Outage):
+def outage_account_ids(*, outage: Outage) -> QuerySet:
     """Accounts to tell: those holding the outage's meters now (a published outage's snapshot
-    named who held them then; a tenant who has moved in since is told, one who left is not)."""
-    return outage_meters(outage=outage).exclude(account=None).values("account_id")
+    named who held them then; a tenant who has moved in since is told, one who left is not).
+    Each once, as a `values("account_id")` query (a subquery, or the SELECT of an INSERT)."""
+    return (
+        outage_meters(outage=outage)
+        .exclude(account=None)
+        .values("account_id")
+        .order_by()
+        .distinct()
+    )
 
 
 def outage_user_ids(*, outage: Outage) -> QuerySet:
     """Users to tell: those with a live link to an affected account, each once."""
     return (
-        AccountLink.objects.filter(account_id__in=_account_ids(outage=outage), unlinked_at=None)
+        AccountLink.objects.filter(
+            account_id__in=outage_account_ids(outage=outage), unlinked_at=None
+        )
         .values_list("user_id", flat=True)
         .distinct()
         .order_by("user_id")
+    )
+
+
+@dataclass(frozen=True)
+class NoticeSummary:
+    version: int
+    by_app: int
+    by_sms: int
+    on_the_way: int
+    not_delivered: int
+    late: int  # reached the account less than the utility's notice period before the start
+
+
+def outage_notice_summary(*, outage: Outage) -> NoticeSummary | None:
+    """How the notice of the schedule in force travelled, for the admin; None when none was sent
+    account by account (a draft, an unplanned outage, or one published before notices were)."""
+    rows = OutageNotice.objects.filter(outage=outage, version=outage.version)
+    counts = {
+        (row["status"], row["channel"]): row["n"]
+        for row in rows.values("status", "channel").annotate(n=Count("id")).order_by()
+    }
+    if not counts:
+        return None
+    deadline = outage.planned_start - timedelta(hours=outage.utility.outage_notice_hours)
+    unfinished = set(OutageNotice.UNFINISHED)
+    return NoticeSummary(
+        version=outage.version,
+        by_app=counts.get((OutageNotice.Status.SENT, OutageNotice.Channel.PUSH), 0),
+        by_sms=counts.get((OutageNotice.Status.SENT, OutageNotice.Channel.SMS), 0),
+        on_the_way=sum(n for (status, _), n in counts.items() if status in unfinished),
+        not_delivered=sum(
+            n
+            for (status, _), n in counts.items()
+            if status in (OutageNotice.Status.FAILED, OutageNotice.Status.DROPPED)
+        ),
+        late=rows.filter(sent_at__gt=deadline).count(),
     )
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts.models import AccountLink, ConsumerAccount, Utility
 from billing.ledger import ledger_post
 from billing.models import LedgerEntry, RelayCommand
+from billing.relay import GROUND_TEXTS, disconnect_check, reconnect_payment_time
 from billing.services import reconnect_request
 from core.errors import Conflict, DomainError
 from core.money import money_quantize, utility_money
@@ -33,6 +34,7 @@ from outages.models import (
     Compensation,
     ExemptionRequest,
     Outage,
+    OutageNotice,
     Standard,
     StandardsPolicy,
 )
@@ -154,29 +156,96 @@ def compensation_record(
     )
 
 
-def _outage_accounts(outage: Outage) -> list[ConsumerAccount]:
-    """The accounts that held the affected meters when the outage began: a tenant who moved in
-    after the notice but before the outage lived through it and is owed; one who left is not."""
+def compensation_correct(
+    *, compensation_id: int, amount: Decimal, reason: str, details: dict, correction: str
+) -> Compensation | None:
+    """Bring a recorded compensation to what is owed now (a repeated-outage rank moved by an
+    outage that started earlier but was restored later).
+
+    1. Lock the row: the pay task credits under the same lock, so it pays either the corrected
+       amount or the old one, and in the second case the correction sees it credited.
+    2. Pending: amount, reason and details change; no money moves.
+    3. Credited: only the difference is posted (ledger_post, kind COMPENSATION, key
+       `compensation:<pk>:<correction>`), never a second full payment; the key makes a retried
+       correction post nothing twice. The row's amount stays what was credited in total.
+    4. Cancelled by an approved exemption: nothing was or is owed; left alone.
+    """
+    with transaction.atomic():
+        compensation = (
+            Compensation.objects.select_for_update(of=("self",))
+            .select_related("account__utility")
+            .filter(pk=compensation_id)
+            .first()
+        )
+        if compensation is None or compensation.status == Compensation.Status.CANCELLED:
+            return compensation
+        amount = money_quantize(amount, minor_unit=compensation.account.utility.currency_minor_unit)
+        difference = amount - compensation.amount
+        corrections = list(compensation.details.get("corrections", []))
+        if difference:
+            step = {
+                "from": str(compensation.amount),
+                "to": str(amount),
+                "at": timezone.now().isoformat(),
+            }
+            if compensation.status == Compensation.Status.CREDITED:
+                posting = ledger_post(
+                    account=compensation.account,
+                    kind=LedgerEntry.Kind.COMPENSATION,
+                    amount=difference,
+                    key=f"compensation:{compensation.pk}:{correction}",
+                    description=f"Compensation corrected: {compensation.get_standard_display()}",
+                    reason=reason,
+                    meta={
+                        "standard": compensation.standard,
+                        "event": compensation.event_key,
+                        "corrects": compensation.ledger_entry_id,
+                    },
+                )
+                step["ledger_entry"] = posting.entry.pk
+            corrections.append(step)
+        details = {**details, "corrections": corrections} if corrections else details
+        unchanged = compensation.reason == reason[:300] and compensation.details == details
+        if not difference and unchanged:
+            return compensation
+        compensation.amount = amount
+        compensation.reason = reason[:300]
+        compensation.details = details
+        compensation.save(update_fields=["amount", "reason", "details"])
+    return compensation
+
+
+def _outage_holders(outage: Outage):
+    """Ids of the accounts that held the affected meters when the outage began, as a subquery."""
     began = outage.actual_start or outage.planned_start
-    ids = (
+    return (
         MeterAssignment.objects.filter(
             meter_id__in=outage.affected.values("meter_id"), start__lte=began
         )
         .filter(Q(end__isnull=True) | Q(end__gt=began))
         .values("account_id")
     )
-    return list(ConsumerAccount.objects.filter(pk__in=ids).order_by("pk"))
+
+
+def _outage_accounts(outage: Outage) -> list[ConsumerAccount]:
+    """The accounts that held the affected meters when the outage began: a tenant who moved in
+    after the notice but before the outage lived through it and is owed; one who left is not."""
+    return list(ConsumerAccount.objects.filter(pk__in=_outage_holders(outage)).order_by("pk"))
 
 
 def standards_evaluate_outage(*, outage: Outage) -> list[Compensation]:
     """Record what an outage owes each affected account; returns the compensations created.
 
-    1. Notice (planned outages, once started): consumers must be told `outage_notice_hours` before
-       the supply goes off. The notice in force is the last publish or reschedule; the outage
-       begins at its planned start, or earlier if it really started earlier.
+    1. Notice (planned outages, once started): consumers must be told `outage_notice_hours`
+       before the supply goes off, each account counted from when the notice of the schedule in
+       force reached it (OutageNotice.sent_at: the app push or the SMS); a notice that had not
+       reached it when the outage began is missed. The outage begins at its planned start, or
+       earlier if it really started earlier.
     2. Restoration (once restored): off longer than `restoration_hours` → amount_beyond.
-    3. Repeated (once restored, if it lasted `repeated_min_hours` or more): its rank among the
-       account's long outages of the local calendar year (by actual start) → repeated_amount.
+    3. Repeated (once restored, if it lasted `repeated_min_hours` or more): its rank by start
+       among the account's long outages of the local calendar year → repeated_amount; the
+       outages that started after it and were restored before it move one down, and what they
+       were owed is corrected (_repeated_reconcile).
     A consumer hit by both 2 and 3 gets both (DOMAIN.md §3).
     """
     policy = policy_for(outage.utility)
@@ -191,18 +260,10 @@ def standards_evaluate_outage(*, outage: Outage) -> list[Compensation]:
 
     if outage.kind == Outage.Kind.PLANNED and outage.notice_given_at is not None:
         begins = min(outage.planned_start, outage.actual_start)
-        lead = begins - outage.notice_given_at
-        if lead < timedelta(hours=utility.outage_notice_hours):
-            reason = (
-                f"Planned outage of {when} announced {_duration_text(lead)} ahead; "
-                f"the standard is {utility.outage_notice_hours} h."
-            )
-            details = {"lead_minutes": int(lead.total_seconds() // 60)}
-            for account in accounts:
-                owed.append(
-                    (account, Standard.NOTICE, policy.notice_amount, begins, reason, details)
-                )
+        for account, reason, details in _late_notices(outage, accounts=accounts, begins=begins):
+            owed.append((account, Standard.NOTICE, policy.notice_amount, begins, reason, details))
 
+    ranks: dict[tuple[int, int], int] = {}
     if outage.actual_end is not None:
         duration = outage.actual_end - outage.actual_start
         threshold = timedelta(hours=policy.restoration_hours)
@@ -224,31 +285,16 @@ def standards_evaluate_outage(*, outage: Outage) -> list[Compensation]:
             failure_at = outage.actual_start + threshold
             for account in accounts:
                 owed.append((account, Standard.RESTORATION, amount, failure_at, reason, details))
-        if duration >= timedelta(hours=policy.repeated_min_hours):
-            ranks = _long_outage_ranks(outage=outage, policy=policy, accounts=accounts)
-            for account in accounts:
-                rank = ranks.get(account.pk, 0)
-                amount = repeated_amount(rank=rank, policy=policy)
-                if amount is None:
-                    continue
-                reason = (
-                    f"Outage of {when} was long outage number {rank} in "
-                    f"{outage.actual_start.astimezone(zone).year} (more than "
-                    f"{policy.repeated_allowed} of {policy.repeated_min_hours} h or more)."
-                )
-                owed.append(
-                    (
-                        account,
-                        Standard.REPEATED,
-                        amount,
-                        outage.actual_end,
-                        reason,
-                        {"rank": rank},
-                    )
-                )
 
     created = []
     with transaction.atomic():
+        if outage.actual_end is not None and outage.actual_end - outage.actual_start >= timedelta(
+            hours=policy.repeated_min_hours
+        ):
+            # Two outages of the utility restored at once would each rank without the other (both
+            # "third"): ranking is serialised per utility. Restorations are rare staff steps.
+            Utility.objects.select_for_update().filter(pk=utility.pk).first()
+            ranks = _long_outage_ranks(outage=outage, policy=policy, accounts=accounts)
         for account, standard, amount, failure_at, reason, details in owed:
             compensation, new = compensation_record(
                 policy=policy,
@@ -263,57 +309,187 @@ def standards_evaluate_outage(*, outage: Outage) -> list[Compensation]:
             )
             if new:
                 created.append(compensation)
+        if ranks:
+            created += _repeated_reconcile(policy=policy, ranks=ranks, accounts=accounts)
     return created
+
+
+def _late_notices(outage: Outage, *, accounts: list[ConsumerAccount], begins: datetime):
+    """(account, reason, details) for each account the notice reached less than
+    `outage_notice_hours` before the outage began, or not at all. An account that took the meter
+    after the notice went out has no notice of its own: the outage's publication counts for it."""
+    utility = outage.utility
+    required = timedelta(hours=utility.outage_notice_hours)
+    when = outage.actual_start.astimezone(utility.zone).strftime("%Y-%m-%d %H:%M")
+    delivered = {
+        account_id: (sent_at, channel)
+        for account_id, sent_at, channel in OutageNotice.objects.filter(
+            outage=outage, version=outage.version
+        ).values_list("account_id", "sent_at", "channel")
+    }
+    for account in accounts:
+        sent_at, channel = delivered.get(account.pk, (outage.notice_given_at, ""))
+        if sent_at is not None and begins - sent_at >= required:
+            continue
+        if sent_at is None or sent_at >= begins:
+            reason = (
+                f"Planned outage of {when}: the notice had not reached you when it began; "
+                f"the standard is {utility.outage_notice_hours} h ahead."
+            )
+            lead_minutes = None
+        else:
+            lead = begins - sent_at
+            reason = (
+                f"Planned outage of {when} announced {_duration_text(lead)} ahead; "
+                f"the standard is {utility.outage_notice_hours} h."
+            )
+            lead_minutes = int(lead.total_seconds() // 60)
+        details = {
+            "lead_minutes": lead_minutes,
+            "notice_sent_at": sent_at.isoformat() if sent_at else None,
+            "channel": channel,
+        }
+        yield account, reason, details
 
 
 def _long_outage_ranks(
     *, outage: Outage, policy: StandardsPolicy, accounts: list[ConsumerAccount]
-) -> dict[int, int]:
-    """Per account: how many restored outages of `repeated_min_hours` or more it had in the local
-    calendar year of this one, up to and including this one (ordered by actual start, then id)."""
+) -> dict[tuple[int, int], int]:
+    """{(account id, outage id): rank} for this outage and every long outage of the same local
+    calendar year that started after it, per account of this outage.
+
+    DOMAIN.md §3 counts the outages of a calendar year, so the rank is the outage's place by
+    actual start (then id) among the restored outages of `repeated_min_hours` or more that the
+    account lived through (it held an affected meter when each began), whatever order they were
+    restored in. Restoring this outage can move only itself and those that started after it.
+    """
     zone = outage.utility.zone
     year = outage.actual_start.astimezone(zone).year
     start = local_midnight(datetime(year, 1, 1).date(), zone)
     end = local_midnight(datetime(year + 1, 1, 1).date(), zone)
     minimum = timedelta(hours=policy.repeated_min_hours)
-    this = (outage.actual_start, outage.pk)
-    long_ids = [
-        pk
-        for pk, began, ended in Outage.objects.filter(
+    began = {
+        pk: actual_start
+        for pk, actual_start, actual_end in Outage.objects.filter(
             utility_id=outage.utility_id,
             status=Outage.Status.RESTORED,
             actual_start__gte=start,
             actual_start__lt=end,
         ).values_list("pk", "actual_start", "actual_end")
-        if ended - began >= minimum and (began, pk) <= this
-    ]
-    ranks: dict[int, int] = {}
-    rows = (
-        AffectedMeter.objects.filter(
-            outage_id__in=long_ids, account_id__in=[a.pk for a in accounts]
-        )
-        .values_list("account_id", "outage_id")
-        .distinct()
-    )
-    for account_id, _ in set(rows):
-        ranks[account_id] = ranks.get(account_id, 0) + 1
+        if actual_end - actual_start >= minimum
+    }
+    if outage.pk not in began:
+        return {}
+    account_ids = {a.pk for a in accounts}
+    # The tenancies in this year of this outage's accounts, and the long outages on those meters.
+    tenancies = MeterAssignment.objects.filter(
+        account_id__in=_outage_holders(outage), start__lt=end
+    ).filter(Q(end__isnull=True) | Q(end__gt=start))
+    held: dict[int, list[tuple[int, datetime, datetime | None]]] = {}
+    for meter_id, account_id, held_from, held_to in tenancies.values_list(
+        "meter_id", "account_id", "start", "end"
+    ):
+        held.setdefault(meter_id, []).append((account_id, held_from, held_to))
+    lived: dict[int, set[int]] = {}
+    for meter_id, outage_id in AffectedMeter.objects.filter(
+        outage_id__in=list(began), meter_id__in=tenancies.values("meter_id")
+    ).values_list("meter_id", "outage_id"):
+        at = began[outage_id]
+        for account_id, held_from, held_to in held.get(meter_id, []):
+            if account_id in account_ids and held_from <= at and (held_to is None or held_to > at):
+                lived.setdefault(account_id, set()).add(outage_id)
+    this = (began[outage.pk], outage.pk)
+    ranks: dict[tuple[int, int], int] = {}
+    for account_id, outage_ids in lived.items():
+        ordered = sorted(outage_ids, key=lambda pk: (began[pk], pk))
+        for rank, outage_id in enumerate(ordered, start=1):
+            if (began[outage_id], outage_id) >= this:
+                ranks[account_id, outage_id] = rank
     return ranks
+
+
+def _repeated_reason(outage: Outage, *, rank: int, policy: StandardsPolicy) -> str:
+    local = outage.actual_start.astimezone(outage.utility.zone)
+    return (
+        f"Outage of {local:%Y-%m-%d %H:%M} was long outage number {rank} in {local.year} (more "
+        f"than {policy.repeated_allowed} of {policy.repeated_min_hours} h or more)."
+    )
+
+
+def _repeated_reconcile(
+    *, policy: StandardsPolicy, ranks: dict[tuple[int, int], int], accounts: list[ConsumerAccount]
+) -> list[Compensation]:
+    """Bring each ranked outage's repeated-outage compensation to what its rank owes: a new row
+    where one is now owed, a correction (compensation_correct: a difference, never a second
+    payment) where the rank moved. Rows whose rank did not move are not touched, so it may run
+    any number of times. Returns the rows created."""
+    outages = Outage.objects.select_related("utility").in_bulk({pk for _, pk in ranks})
+    by_account = {a.pk: a for a in accounts}
+    existing = {
+        (row.account_id, row.outage_id): row
+        for row in Compensation.objects.filter(
+            standard=Standard.REPEATED, event_key__in=[f"outage:{pk}" for pk in outages]
+        )
+        if (row.account_id, row.outage_id) in ranks
+    }
+    minor_unit = policy.utility.currency_minor_unit
+    created = []
+    for (account_id, outage_id), rank in sorted(ranks.items()):
+        outage = outages[outage_id]
+        amount = money_quantize(
+            repeated_amount(rank=rank, policy=policy) or Decimal(0), minor_unit=minor_unit
+        )
+        reason = _repeated_reason(outage, rank=rank, policy=policy)
+        row = existing.get((account_id, outage_id))
+        if row is None:
+            if amount:
+                compensation, new = compensation_record(
+                    policy=policy,
+                    account=by_account[account_id],
+                    standard=Standard.REPEATED,
+                    event_key=f"outage:{outage_id}",
+                    amount=amount,
+                    failure_at=outage.actual_end,
+                    reason=reason,
+                    details={"rank": rank},
+                    outage=outage,
+                )
+                if new:
+                    created.append(compensation)
+        elif row.details.get("rank") != rank or row.amount != amount:
+            compensation_correct(
+                compensation_id=row.pk,
+                amount=amount,
+                reason=reason,
+                details={"rank": rank},
+                correction=f"rank:{rank}",
+            )
+    return created
 
 
 def standards_evaluate_reconnection(*, command: RelayCommand) -> Compensation | None:
     """A reconnect after payment that took longer than `reconnection_hours` from the payment being
-    notified to the supply being back (DOMAIN.md §3: 100, plus 100 per further hour or part)."""
+    notified to the supply being back (DOMAIN.md §3: 100, plus 100 per further hour or part).
+
+    Measured from the payment however many commands it took: the payment time the command
+    carries, or for a payment reconnect without one (made before reconnects found it) the payment
+    that called for it (billing.relay.reconnect_payment_time).
+    """
     if (
         command.action != RelayCommand.Action.RECONNECT
         or command.status != RelayCommand.Status.DONE
-        or command.payment_notified_at is None
         or command.completed_at is None
     ):
+        return None
+    paid_at = command.payment_notified_at
+    if paid_at is None and command.reason == "payment":
+        paid_at = reconnect_payment_time(meter=command.meter, before=command.created_at)
+    if paid_at is None:
         return None
     policy = policy_for(command.account.utility)
     if policy is None:
         return None
-    elapsed = command.completed_at - command.payment_notified_at
+    elapsed = command.completed_at - paid_at
     threshold = timedelta(hours=policy.reconnection_hours)
     late = amount_beyond(
         elapsed=elapsed,
@@ -336,22 +512,31 @@ def standards_evaluate_reconnection(*, command: RelayCommand) -> Compensation | 
         standard=Standard.RECONNECTION,
         event_key=f"relay:{command.pk}",
         amount=amount,
-        failure_at=command.payment_notified_at + threshold,
+        failure_at=paid_at + threshold,
         reason=reason,
-        details={"elapsed_minutes": int(elapsed.total_seconds() // 60), "hours": hours},
+        details={
+            "elapsed_minutes": int(elapsed.total_seconds() // 60),
+            "hours": hours,
+            "payment_notified_at": paid_at.astimezone(utility.zone).isoformat(),
+            "reconnected_at": command.completed_at.astimezone(utility.zone).isoformat(),
+        },
         relay_command=command,
     )
     return compensation
 
 
 def reconnections_evaluate(*, now: datetime, days: int = 35) -> int:
-    """Evaluate every reconnect completed in the last `days` days; returns how many owe."""
-    commands = RelayCommand.objects.filter(
-        action=RelayCommand.Action.RECONNECT,
-        status=RelayCommand.Status.DONE,
-        payment_notified_at__isnull=False,
-        completed_at__gte=now - timedelta(days=days),
-    ).select_related("account__utility")
+    """Evaluate every reconnect after payment completed in the last `days` days; returns how many
+    owe."""
+    commands = (
+        RelayCommand.objects.filter(
+            action=RelayCommand.Action.RECONNECT,
+            status=RelayCommand.Status.DONE,
+            completed_at__gte=now - timedelta(days=days),
+        )
+        .filter(Q(payment_notified_at__isnull=False) | Q(reason="payment"))
+        .select_related("account__utility", "meter")
+    )
     return sum(1 for command in commands if standards_evaluate_reconnection(command=command))
 
 
@@ -395,22 +580,109 @@ def wrongful_disconnection_record(
             )
         compensation = None
         policy = policy_for(command.account.utility)
-        failure_at = command.completed_at or command.sent_at or command.created_at
         if policy is not None:
-            when = failure_at.astimezone(policy.utility.zone).strftime("%Y-%m-%d %H:%M")
-            compensation, _ = compensation_record(
+            when = _wrongful_at(command).astimezone(policy.utility.zone).strftime("%Y-%m-%d %H:%M")
+            compensation = _wrongful_compensation(
                 policy=policy,
+                command=command,
                 account=command.account,
-                standard=Standard.WRONGFUL_DISCONNECTION,
-                event_key=key,
-                amount=policy.wrongful_disconnection_amount,
-                failure_at=failure_at,
                 reason=f"Supply wrongly disconnected on {when}. {note}".strip(),
                 details={"note": note, "marked_by": getattr(actor, "pk", None)},
-                relay_command=command,
             )
         reconnect = _reconnect_now(command=command)
     return compensation, reconnect
+
+
+def wrongful_disconnection_detect(
+    *, command_id: object
+) -> tuple[Compensation | None, RelayCommand | None] | None:
+    """The system's own finding of a wrongful disconnection (DOMAIN.md §3: prohibited times or
+    cases, the wrong meter: 500, and service restored at once), without anyone marking it.
+    Billing calls it when a disconnect is confirmed, when a dead worker's disconnect is recovered
+    (it may have gone out) and when a payment learned late predates a disconnection.
+
+    1. Lock the command and check it at the moment it went out (billing.relay.disconnect_check
+       at sent_at, carried out by completed_at): friendly hours, the account in debt, no payment
+       since the order, the meter the account's. None when it broke no rule.
+    2. A command still pending (a dead worker's, never confirmed) is cancelled: it must not go
+       out again.
+    3. The compensation, with the check as its evidence in details, goes to the account that held
+       the meter then (nobody's if it was vacant), once per command however often this runs or
+       staff mark it; only where the utility has a standards policy.
+    4. The meter is reconnected at once (_reconnect_now), unless a reconnect was ordered since.
+    Returns the compensation (or None) and the reconnect (or None) when it was wrongful.
+    """
+    with transaction.atomic():
+        command = (
+            RelayCommand.objects.select_for_update(of=("self",))
+            .select_related("account__utility", "meter")
+            .filter(pk=command_id, action=RelayCommand.Action.DISCONNECT)
+            .first()
+        )
+        if command is None or command.sent_at is None:
+            return None
+        check = disconnect_check(command=command, at=command.sent_at, until=command.completed_at)
+        grounds = check.grounds
+        if not grounds:
+            return None
+        logger.warning("disconnect %s was wrongful: %s", command.pk, ", ".join(grounds))
+        if command.status in (RelayCommand.Status.WAITING, RelayCommand.Status.SENT):
+            command.status = RelayCommand.Status.CANCELLED
+            command.error = f"Not sent again: wrongful when it went out ({', '.join(grounds)})."
+            command.save(update_fields=["status", "error"])
+        compensation = Compensation.objects.filter(
+            standard=Standard.WRONGFUL_DISCONNECTION, event_key=f"relay:{command.pk}"
+        ).first()
+        policy = policy_for(command.account.utility)
+        holder = ConsumerAccount.objects.filter(pk=check.holder_id).first()
+        if compensation is None and policy is not None and holder is not None:
+            utility = policy.utility
+            when = _wrongful_at(command).astimezone(utility.zone).strftime("%Y-%m-%d %H:%M")
+            why = "; ".join(GROUND_TEXTS[ground] for ground in grounds)
+            compensation = _wrongful_compensation(
+                policy=policy,
+                command=command,
+                account=holder,
+                reason=f"Supply wrongly disconnected on {when} ({utility.timezone}): {why}.",
+                details={"detected_by": "system", **check.evidence()},
+            )
+        reconnect = (
+            RelayCommand.objects.filter(
+                meter=command.meter,
+                action=RelayCommand.Action.RECONNECT,
+                created_at__gte=command.sent_at,
+            )
+            .exclude(status__in=[RelayCommand.Status.FAILED, RelayCommand.Status.CANCELLED])
+            .first()
+        ) or _reconnect_now(command=command)
+    return compensation, reconnect
+
+
+def _wrongful_at(command: RelayCommand) -> datetime:
+    return command.completed_at or command.sent_at or command.created_at
+
+
+def _wrongful_compensation(
+    *,
+    policy: StandardsPolicy,
+    command: RelayCommand,
+    account: ConsumerAccount,
+    reason: str,
+    details: dict,
+) -> Compensation:
+    """The wrongful-disconnection compensation of one disconnect command (event relay:<id>)."""
+    compensation, _ = compensation_record(
+        policy=policy,
+        account=account,
+        standard=Standard.WRONGFUL_DISCONNECTION,
+        event_key=f"relay:{command.pk}",
+        amount=policy.wrongful_disconnection_amount,
+        failure_at=_wrongful_at(command),
+        reason=reason,
+        details=details,
+        relay_command=command,
+    )
+    return compensation
 
 
 def _reconnect_now(*, command: RelayCommand) -> RelayCommand | None:

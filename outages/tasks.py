@@ -13,6 +13,25 @@ def send_outage_reminders() -> int:
     return services.outage_reminders_send()
 
 
+# Notice tasks need no Celery retries of their own: a notice whose SMS could not go is put back
+# with its own due time and queued again, and the sweeper catches any task that is lost.
+@shared_task(acks_late=True)
+def settle_outage_notices(outage_id: int) -> dict[str, int]:
+    """How the notice of a planned outage reaches each affected account: push or SMS."""
+    return services.outage_notices_settle(outage_id=outage_id)
+
+
+@shared_task(acks_late=True)
+def send_outage_notice_sms(notice_ids: list[int]) -> dict[str, int]:
+    return services.outage_notices_sms_send(notice_ids=notice_ids)
+
+
+@shared_task(acks_late=True)
+def sweep_outage_notices() -> dict[str, int]:
+    """Notices left behind by a lost task, a dead worker or a broker outage (beat, every minute)."""
+    return services.outage_notices_sweep()
+
+
 @shared_task(acks_late=True)
 def evaluate_reconnections() -> int:
     """Reconnections after payment completed recently that missed their standard."""

@@ -159,6 +159,31 @@ def test_a_retry_after_a_partial_failure_skips_devices_already_reached(
     assert fcm_server.duplicates == 0
 
 
+def test_pushed_at_is_when_a_phone_first_took_the_alert(
+    fcm_server, django_capture_on_commit_callbacks
+):
+    """Outage notices count from it (docs/outages.md): the first phone, not the last retry."""
+    user = UserFactory()
+    DeviceFactory(user=user)
+    busy = DeviceFactory(user=user)
+    fcm_server.fail_next(503, retry_after=1, target=busy.token)
+
+    with time_machine.travel(NOW, tick=False) as clock:
+        notification = alert(user, capture=django_capture_on_commit_callbacks)
+        assert (notification.push_status, notification.pushed_at) == ("pending", NOW)
+        clock.move_to(NOW + timedelta(seconds=2))
+        tasks.push_batch([notification.pk])
+
+    notification.refresh_from_db()
+    assert (notification.push_status, notification.pushed_at) == ("sent", NOW)
+
+
+def test_an_alert_no_phone_took_has_no_pushed_at(django_capture_on_commit_callbacks):
+    notification = alert(UserFactory(), capture=django_capture_on_commit_callbacks)
+
+    assert (notification.push_status, notification.pushed_at) == ("no_device", None)
+
+
 def test_a_device_that_registered_its_installation_id_is_addressed_by_it(
     fcm_server, django_capture_on_commit_callbacks
 ):

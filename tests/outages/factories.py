@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import factory
+import time_machine
+from django.test import TestCase
 from django.utils import timezone
 
 from accounts.models import Utility
@@ -79,15 +81,23 @@ class OutageFactory(factory.django.DjangoModelFactory):
             obj.transformers.set(extracted)
 
 
+def outage_publish_delivered(outage: Outage, *, now: datetime, **kwargs) -> Outage:
+    """Publish at `now` (the clock pinned there) and deliver the notice as workers would: the
+    pushes, then the SMS to accounts no phone took it for, all at `now`."""
+    with time_machine.travel(now, tick=False), TestCase.captureOnCommitCallbacks(execute=True):
+        return services.outage_publish(outage_id=outage.pk, now=now, **kwargs)
+
+
 def outage_run(transformer: Transformer, *, start: datetime, duration: timedelta) -> Outage:
-    """A planned outage on `transformer`, announced three days ahead, that ran `duration`."""
+    """A planned outage on `transformer`, announced (and delivered) three days ahead, that ran
+    `duration`."""
     outage = OutageFactory(
         utility=transformer.feeder.area.utility,
         planned_start=start,
         planned_end=start + duration,
         transformers=[transformer],
     )
-    services.outage_publish(outage_id=outage.pk, now=start - timedelta(days=3))
+    outage_publish_delivered(outage, now=start - timedelta(days=3))
     services.outage_start(outage_id=outage.pk, at=start, now=start)
     services.outage_restore(outage_id=outage.pk, at=start + duration, now=start + duration)
     outage.refresh_from_db()

@@ -16,6 +16,7 @@ from tests.accounts.factories import UtilityFactory
 from tests.outages.factories import (
     OutageFactory,
     consumer_on,
+    outage_publish_delivered,
     outage_run,
     saudi,
     staff_member,
@@ -242,3 +243,21 @@ def test_the_policy_and_reminder_schedule_are_editable_data(desk, client):
     services.outage_publish(outage_id=published.pk)
     page = desk["client"].get(URL)
     assert b"18:00" in page.content  # the computed evening-before reminder, local time
+
+
+def test_the_outage_page_shows_how_the_notice_travelled(desk):
+    start = timezone.now() + timedelta(days=3)
+    outage = OutageFactory(
+        utility=desk["utility"],
+        planned_start=start,
+        planned_end=start + timedelta(hours=4),
+        transformers=[desk["transformer"]],
+    )
+    outage_publish_delivered(outage, now=timezone.now())  # nobody has a phone: 3 SMS
+
+    page = desk["client"].get(f"{URL}{outage.pk}/change/")
+
+    assert (
+        b"Version 1: 0 accounts by the app, 3 by SMS, 0 on the way, 0 not delivered; "
+        b"0 reached later than 48 h before the start" in page.content
+    )

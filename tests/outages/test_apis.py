@@ -9,7 +9,13 @@ from django.utils import timezone
 
 from outages import services, standards
 from tests.accounts.factories import UserFactory
-from tests.outages.factories import OutageFactory, consumer_on, saudi, transformer_of
+from tests.outages.factories import (
+    OutageFactory,
+    consumer_on,
+    outage_publish_delivered,
+    saudi,
+    transformer_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +32,7 @@ def published():
         planned_end=start + timedelta(hours=4),
         transformers=[transformer],
     )
-    services.outage_publish(outage_id=outage.pk)
+    outage_publish_delivered(outage, now=timezone.now())
     return {"outage": outage, "owner": owner, "meter": meter, "stranger": stranger}
 
 

@@ -14,6 +14,7 @@ from outages.models import Compensation, Standard
 from tests.outages.factories import (
     OutageFactory,
     consumer_on,
+    outage_publish_delivered,
     outage_run,
     saudi,
     transformer_of,
@@ -43,9 +44,7 @@ def test_a_notice_published_47_hours_ahead_is_compensated():
     meter, _ = consumer_on(transformer)
     outage = _planned(transformer)
 
-    services.outage_publish(
-        outage_id=outage.pk, confirm_late=True, now=THURSDAY_9 - timedelta(hours=47)
-    )
+    outage_publish_delivered(outage, confirm_late=True, now=THURSDAY_9 - timedelta(hours=47))
     services.outage_start(outage_id=outage.pk, at=THURSDAY_9, now=THURSDAY_9)
 
     [compensation] = _compensations(Standard.NOTICE)
@@ -61,7 +60,7 @@ def test_a_notice_published_49_hours_ahead_is_not_compensated():
     consumer_on(transformer)
     outage = _planned(transformer)
 
-    services.outage_publish(outage_id=outage.pk, now=THURSDAY_9 - timedelta(hours=49))
+    outage_publish_delivered(outage, now=THURSDAY_9 - timedelta(hours=49))
     services.outage_start(outage_id=outage.pk, at=THURSDAY_9, now=THURSDAY_9)
     services.outage_restore(
         outage_id=outage.pk, at=THURSDAY_9 + timedelta(hours=4), now=THURSDAY_9 + timedelta(hours=4)
@@ -74,7 +73,7 @@ def test_an_outage_that_starts_early_measures_the_notice_to_its_real_start():
     transformer = transformer_of(saudi())
     consumer_on(transformer)
     outage = _planned(transformer)
-    services.outage_publish(outage_id=outage.pk, now=THURSDAY_9 - timedelta(hours=49))
+    outage_publish_delivered(outage, now=THURSDAY_9 - timedelta(hours=49))
     early = THURSDAY_9 - timedelta(hours=2)
 
     services.outage_start(outage_id=outage.pk, at=early, now=early)
