@@ -1,15 +1,19 @@
-"""Postpaid: monthly bills from readings, due dates, late fines, arrears and conversion to prepaid."""
+"""Postpaid: monthly bills from readings, due dates, reminders, late fines, arrears and conversion
+to prepaid. Egypt's late path (formal notice, removal) is in billing.removals; docs/postpaid.md
+lists each rule with its source and where it is enforced."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import ConsumerAccount
+from accounts.models import AccountLink, ConsumerAccount, Utility
 from billing.ledger import ledger_post
 from billing.models import Balance, Bill, Conversion, LedgerEntry, Tariff
 from billing.relay import policy_for
@@ -19,6 +23,13 @@ from core.money import money_quantize
 from meters.models import Meter, MeterAssignment
 from meters.selectors import meter_series
 from meters.storage import INTERVAL, PRESENT
+from notifications import categories
+from notifications.messages import message_render
+from notifications.services import alert_create
+from notifications.tasks import send_sms
+
+UNPAID = Bill.Status.UNPAID
+CLOSED = ConsumerAccount.Status.CLOSED
 
 
 def _month_bounds(month: date, zone) -> tuple[datetime, datetime]:
@@ -103,85 +114,212 @@ def bill_issue(*, account: ConsumerAccount, month: date, issued_on: date | None 
             elif balance.amount > -bill.amount:
                 bill.paid_amount = bill.amount + balance.amount
                 bill.save(update_fields=["paid_amount"])
+            # A final bill of a contract ending now (a move-out, a conversion: the tenancy is
+            # already closed) is settled by the move, whose statement tells the consumer.
+            ongoing = MeterAssignment.objects.filter(account=account, end__isnull=True).exists()
+            if bill.status == UNPAID and ongoing:
+                holders_tell(
+                    account=account,
+                    category=categories.BILL_ISSUED,
+                    key=f"bill:{bill.pk}:issued",
+                    context={"amount": bill.unpaid, "at": bill.due_date},
+                )
     return bill
 
 
-def fines_apply(*, today: date) -> list[Bill]:
-    """Fine each bill still unpaid after its due date, once: the utility's percentage (7% in Egypt)
-    of the unpaid amount."""
-    fined = []
-    for bill in (
-        Bill.objects.select_related("account__utility")
-        .filter(status=Bill.Status.UNPAID, due_date__lt=today, fined_at__isnull=True)
-        .exclude(account__status=ConsumerAccount.Status.CLOSED)
-    ):
-        utility = bill.account.utility
-        if not utility.late_fine_percent:
+def utility_days(
+    *, today: date | None, utility: Utility | None = None
+) -> Iterator[tuple[Utility, date]]:
+    """Each utility (or the one given) with its own local day; `today` when a caller pins it."""
+    now = timezone.now()
+    for each in [utility] if utility else Utility.objects.order_by("pk"):
+        yield each, today or now.astimezone(each.zone).date()
+
+
+def holders_tell(
+    *, account: ConsumerAccount, category: str, key: str, context: dict[str, Any]
+) -> None:
+    """An alert to every user linked to the account, in the caller's transaction. An urgent one
+    (a formal notice, a removal) reaches a registered mobile that nobody linked by SMS, in the
+    utility's language: the notice the law requires must not depend on the app."""
+    utility = account.utility
+    context = {"account_id": account.pk, "consumer_id": account.consumer_id, **context}
+    links = AccountLink.objects.filter(account=account, unlinked_at__isnull=True)
+    users = [link.user for link in links.select_related("user")]
+    for user in users:
+        alert_create(user=user, category=category, dedupe_key=key, context=context, utility=utility)
+    if not users and categories.category_get(category).urgent and account.registered_mobile:
+        text = message_render(
+            category=category,
+            language=utility.default_language,
+            context=context,
+            utility=utility,
+        )
+        mobile, body = account.registered_mobile, f"{text.title}: {text.body}"
+        transaction.on_commit(lambda: send_sms.delay(mobile, body))
+
+
+def bills_issue_due(*, utility: Utility, today: date) -> int:
+    """Issue last month's bill to each postpaid account of the utility that has none yet: the
+    accounts come from one query (NOT EXISTS a bill of that month), not a walk over all of them."""
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    accounts = (
+        ConsumerAccount.objects.select_related("utility")
+        .filter(utility=utility, meters__payment_mode=Meter.PaymentMode.POSTPAID)
+        .exclude(meters__status=Meter.Status.REMOVED)
+        .filter(~Exists(Bill.objects.filter(account=OuterRef("pk"), month=last_month)))
+        .distinct()
+    )
+    issued = 0
+    for account in accounts:
+        try:
+            bill_issue(account=account, month=last_month, issued_on=today)
+            issued += 1
+        except DomainError:  # no postpaid tariff for that month: nothing to bill with
             continue
-        with transaction.atomic():
-            bill = Bill.objects.select_for_update().get(pk=bill.pk)
-            if bill.fined_at or bill.status != Bill.Status.UNPAID:
-                continue
-            fine = money_quantize(
-                bill.unpaid * utility.late_fine_percent / 100,
-                minor_unit=utility.currency_minor_unit,
-            )
-            ledger_post(
-                account=bill.account,
-                kind=LedgerEntry.Kind.LATE_FINE,
-                amount=-fine,
-                key=f"fine:{bill.pk}",
-                description=f"Late payment fine, {utility.late_fine_percent.normalize():f}% of the unpaid {bill.month:%B %Y} bill",
-                meta={"bill": bill.pk, "unpaid": str(bill.unpaid)},
-            )
-            bill.fine_amount, bill.fined_at = fine, timezone.now()
-            bill.save(update_fields=["fine_amount", "fined_at"])
-        fined.append(bill)
+    return issued
+
+
+def overdue_bills(*, utility: Utility, before: date) -> QuerySet[Bill]:
+    """The utility's bills still unpaid and due before `before` (its local today: overdue), of
+    accounts still open. Read through the partial index of unpaid bills (bill_unpaid_due), so the
+    cost follows the open bills, not the years of paid ones."""
+    return Bill.objects.filter(
+        account__utility_id=utility.pk, status=UNPAID, due_date__lt=before
+    ).exclude(account__status=CLOSED)
+
+
+def fines_apply(*, today: date | None = None, utility: Utility | None = None) -> list[Bill]:
+    """Fine each bill still unpaid after its due date (the utility's local day), once: the
+    utility's percentage (7% in Egypt) of the unpaid amount; its holders are told."""
+    fined = []
+    for each, day in utility_days(today=today, utility=utility):
+        if not each.late_fine_percent:
+            continue
+        late = overdue_bills(utility=each, before=day).filter(fined_at__isnull=True)
+        for bill_id, account_id in late.values_list("pk", "account_id"):
+            with transaction.atomic():
+                # The account's Balance row first, as every money movement does: a payment being
+                # allocated to this very bill locks Balance, then the bills.
+                Balance.objects.get_or_create(account_id=account_id)
+                Balance.objects.select_for_update().get(account_id=account_id)
+                bill = (
+                    Bill.objects.select_for_update()
+                    .select_related("account__utility")
+                    .get(pk=bill_id)
+                )
+                if bill.fined_at or bill.status != UNPAID:
+                    continue
+                fine = money_quantize(
+                    bill.unpaid * each.late_fine_percent / 100,
+                    minor_unit=each.currency_minor_unit,
+                )
+                ledger_post(
+                    account=bill.account,
+                    kind=LedgerEntry.Kind.LATE_FINE,
+                    amount=-fine,
+                    key=f"fine:{bill.pk}",
+                    description=f"Late payment fine, {each.late_fine_percent.normalize():f}% "
+                    f"of the unpaid {bill.month:%B %Y} bill",
+                    meta={"bill": bill.pk, "unpaid": str(bill.unpaid)},
+                )
+                bill.fine_amount, bill.fined_at = fine, timezone.now()
+                bill.save(update_fields=["fine_amount", "fined_at"])
+                holders_tell(
+                    account=bill.account,
+                    category=categories.BILL_FINED,
+                    key=f"bill:{bill.pk}:fine",
+                    context={"fine": fine, "amount": bill.unpaid, "at": bill.due_date},
+                )
+            fined.append(bill)
     return fined
 
 
-def arrears_flag() -> list[Conversion]:
-    """Accounts with at least the utility's number of unpaid bills (two in Egypt) are flagged for
-    conversion to prepaid; staff carry it out in the admin."""
-    flagged = []
-    counts: dict[int, int] = {}
-    for account_id in (
-        Bill.objects.filter(status=Bill.Status.UNPAID)
-        .exclude(account__status=ConsumerAccount.Status.CLOSED)
-        .values_list("account_id", flat=True)
-    ):
-        counts[account_id] = counts.get(account_id, 0) + 1
-    for account in ConsumerAccount.objects.select_related("utility").filter(pk__in=counts):
-        needed = account.utility.unpaid_bills_for_prepaid_conversion
-        if needed and counts[account.pk] >= needed:
-            conversion, created = Conversion.objects.get_or_create(
-                account=account,
-                status=Conversion.Status.FLAGGED,
-                defaults={"reason": f"{counts[account.pk]} unpaid bills"},
-            )
-            if created:
-                flagged.append(conversion)
+def arrears_flag(*, today: date | None = None, utility: Utility | None = None) -> list[Conversion]:
+    """Accounts with at least the utility's number of overdue bills (two in Egypt: due before the
+    local today and unpaid; a bill issued today is not arrears) are flagged for conversion to
+    prepaid; staff carry it out in the admin. One GROUP BY … HAVING per utility finds them and one
+    insert flags them, however many accounts there are."""
+    flagged: list[Conversion] = []
+    for each, day in utility_days(today=today, utility=utility):
+        needed = each.unpaid_bills_for_prepaid_conversion
+        if not needed:
+            continue
+        already = Conversion.objects.filter(
+            account_id=OuterRef("account_id"), status=Conversion.Status.FLAGGED
+        )
+        counts = dict(
+            overdue_bills(utility=each, before=day)
+            .filter(~Exists(already))
+            .values("account_id")
+            .annotate(overdue=Count("pk"))
+            .filter(overdue__gte=needed)
+            .values_list("account_id", "overdue")
+        )
+        if not counts:
+            continue
+        now = timezone.now()
+        # A concurrent run's rows win: the partial unique index allows one flagged per account.
+        Conversion.objects.bulk_create(
+            [
+                Conversion(account_id=account_id, reason=f"{n} overdue bills", flagged_at=now)
+                for account_id, n in counts.items()
+            ],
+            ignore_conflicts=True,
+        )
+        flagged += Conversion.objects.filter(
+            account_id__in=counts, status=Conversion.Status.FLAGGED, flagged_at=now
+        ).order_by("account_id")
     return flagged
 
 
-def bills_daily(*, today: date | None = None) -> int:
-    """Issue last month's bills to postpaid accounts that have none, fine what is overdue, flag arrears."""
-    issued = 0
-    accounts = (
-        ConsumerAccount.objects.select_related("utility")
-        .filter(meters__payment_mode=Meter.PaymentMode.POSTPAID)
-        .exclude(meters__status=Meter.Status.REMOVED)
-        .distinct()
+def bill_reminders_send(*, utility: Utility, today: date) -> list[Bill]:
+    """Remind the holders of each unpaid bill due within the policy's days (none: no reminders),
+    once: each bill is claimed with a conditional update, so a second or concurrent run skips it."""
+    days = policy_for(utility).bill_due_reminder_days
+    if days is None:
+        return []
+    due_soon = (
+        Bill.objects.filter(
+            account__utility=utility,
+            status=UNPAID,
+            reminded_at__isnull=True,
+            due_date__gte=today,
+            due_date__lte=today + timedelta(days=days),
+        )
+        .exclude(account__status=CLOSED)
+        .select_related("account__utility")
     )
-    for account in accounts:
-        local_today = today or timezone.now().astimezone(account.utility.zone).date()
-        last_month = (local_today.replace(day=1) - timedelta(days=1)).replace(day=1)
-        if not Bill.objects.filter(account=account, month=last_month).exists():
-            try:
-                bill_issue(account=account, month=last_month, issued_on=local_today)
-                issued += 1
-            except DomainError:  # no postpaid tariff for that month: nothing to bill with
+    reminded = []
+    for bill in due_soon:
+        with transaction.atomic():
+            claimed = Bill.objects.filter(pk=bill.pk, reminded_at__isnull=True).update(
+                reminded_at=timezone.now()
+            )
+            if not claimed:
                 continue
-    fines_apply(today=today or timezone.now().date())
-    arrears_flag()
+            holders_tell(
+                account=bill.account,
+                category=categories.BILL_DUE_SOON,
+                key=f"bill:{bill.pk}:due-soon",
+                context={
+                    "amount": bill.unpaid,
+                    "at": bill.due_date,
+                    "days": (bill.due_date - today).days,
+                },
+            )
+        reminded.append(bill)
+    return reminded
+
+
+def bills_daily(*, today: date | None = None) -> int:
+    """The daily postpaid run, each utility on its own local day: issue last month's bills, fine
+    what is overdue, flag arrears for conversion, remind of bills due soon. Each step finds its
+    work with a query, never by walking every account. Returns the bills issued."""
+    issued = 0
+    for utility, day in utility_days(today=today):
+        issued += bills_issue_due(utility=utility, today=day)
+        fines_apply(today=day, utility=utility)
+        arrears_flag(today=day, utility=utility)
+        bill_reminders_send(utility=utility, today=day)
     return issued

@@ -166,9 +166,33 @@ class BillingPolicy(models.Model):
     no_disconnect_on_holidays = models.BooleanField(default=True)
     bill_due_days = models.PositiveSmallIntegerField(default=21)
     max_topup = models.DecimalField(
-        **MONEY, default=10000, help_text="The largest single top-up accepted."
+        **MONEY,
+        null=True,
+        blank=True,
+        default=10000,
+        help_text="The largest single top-up accepted; empty: no cap (Kuwait takes any amount "
+        "from 1 KWD up). Absurd amounts are refused whatever this says.",
     )
     payment_link_hours = models.PositiveSmallIntegerField(default=24)
+    # Postpaid: reminders and the late path (Egypt's regime; see docs/postpaid.md). Off when empty.
+    bill_due_reminder_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Remind consumers this many days before a bill is due; empty: no reminder.",
+    )
+    removal_months_late = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A consumer more than this many months late with a bill gets a formal notice of "
+        "meter removal (Egypt: 2); empty: no late path.",
+    )
+    removal_notice_days = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text="Days from the formal notice until the meter may be removed, unless the arrears "
+        "are paid (Egypt: one month).",
+    )
 
     class MoveOutCredit(models.TextChoices):
         REFUND = "refund", "Refund it to the consumer"
@@ -490,11 +514,21 @@ class Bill(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNPAID)
     fined_at = models.DateTimeField(null=True, blank=True)
     fine_amount = models.DecimalField(**MONEY, default=0)
+    reminded_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the consumer was reminded that it is due soon."
+    )
 
     class Meta:
         ordering = ["account", "month"]
         constraints = [
             models.UniqueConstraint(fields=["account", "month"], name="one_bill_per_month")
+        ]
+        indexes = [
+            # The daily run's work (reminders, fines, arrears, notices): open bills by due date,
+            # however many paid bills the years pile up.
+            models.Index(
+                fields=["due_date"], condition=models.Q(status="unpaid"), name="bill_unpaid_due"
+            )
         ]
 
     def __str__(self) -> str:
@@ -547,6 +581,103 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}: {self.get_status_display()}"
+
+
+class RemovalOrder(models.Model):
+    """The removal of a postpaid meter and the end of its contract (Egypt's regime).
+
+    Arrears: a consumer more than the policy's months late is sent a formal notice
+    (notice_sent); when the notice period is over unpaid the removal is due (removal_due); staff
+    confirm it once the meter is taken out and a prepaid one put in (removal_confirmed). Paying the
+    arrears named in the notice cancels it (cancelled). Other grounds (tampering, bypass …) are
+    recorded by staff with their evidence and are due at once.
+    """
+
+    class Ground(models.TextChoices):
+        ARREARS = "arrears", "Arrears: more than the allowed months late, after a formal notice"
+        TAMPERING = "tampering", "Tampering with the meter or its seals"
+        BYPASS = "bypass", "Bypassing the meter"
+        SUPPLY_TO_OTHERS = "supply_to_others", "Supplying electricity to others illegally"
+        PREVENTING_INSPECTION = "preventing_inspection", "Preventing inspection or maintenance"
+        DEMOLITION = "demolition", "Demolition of the premises"
+        LOAD_OVER_CONTRACT = (
+            "load_over_contract",
+            "Load over the contracted load without permission",
+        )
+
+    class Status(models.TextChoices):
+        NOTICE_SENT = "notice_sent", "Formal notice sent"
+        REMOVAL_DUE = "removal_due", "Removal due"
+        REMOVAL_CONFIRMED = "removal_confirmed", "Removed; contract ended"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN = (Status.NOTICE_SENT, Status.REMOVAL_DUE)
+
+    account = models.ForeignKey(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="removal_orders"
+    )
+    ground = models.CharField(max_length=24, choices=Ground.choices)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    arrears = models.DecimalField(
+        **MONEY, default=0, help_text="What the formal notice asked to be paid."
+    )
+    arrears_due_before = models.DateField(
+        null=True,
+        blank=True,
+        help_text="The notice's arrears are the bills due before this local day; once none of "
+        "them is unpaid the order is cancelled.",
+    )
+    notice_sent_at = models.DateTimeField(null=True, blank=True)
+    removal_due_on = models.DateField(
+        null=True, blank=True, help_text="The local day from which the meter may be removed."
+    )
+    due_at = models.DateTimeField(null=True, blank=True, help_text="When the removal became due.")
+    evidence = models.TextField(blank=True, help_text="What staff found (other grounds).")
+    evidence_data = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Structured evidence: report numbers, readings, photos' ids.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    conversion = models.ForeignKey(
+        Conversion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The conversion to prepaid that replaced the removed meter.",
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One open order per account and ground: a retried daily run notifies once.
+            models.UniqueConstraint(
+                fields=["account", "ground"],
+                condition=models.Q(status__in=["notice_sent", "removal_due"]),
+                name="one_open_removal_order",
+            )
+        ]
+        indexes = [
+            # The daily run finds the notices whose period ends, not every order ever made.
+            models.Index(
+                fields=["removal_due_on"],
+                condition=models.Q(status="notice_sent"),
+                name="removal_notice_running",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account}: {self.get_ground_display()} ({self.get_status_display()})"
 
 
 class Move(models.Model):

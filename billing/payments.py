@@ -98,14 +98,33 @@ def idempotent(
 # --- Top-ups ----------------------------------------------------------------------------------
 
 
+# Whatever a utility's policy says (Kuwait: no cap at all), no payment is larger than this: an
+# absurd figure (1e25) is refused before any arithmetic on it.
+TOPUP_ABSOLUTE_MAX = Decimal(10**9)
+
+
 def topup_amount_check(*, account: ConsumerAccount, raw: object) -> Decimal:
     """The amount of a payment into `account` (app, payment link, counter), checked; a closed
-    account takes none: its money was settled when it closed."""
+    account takes none: its money was settled when it closed. The utility's cap applies when it
+    has one (BillingPolicy.max_topup; empty: none, as Kuwait's any amount from 1 KWD up)."""
     if account.status == ConsumerAccount.Status.CLOSED:
         raise Conflict("This consumer account is closed.", code="account_closed")
     utility = account.utility
     policy = policy_for(utility)
-    amount = money_parse(raw, minor_unit=utility.currency_minor_unit, max_major=policy.max_topup)
+    cap = TOPUP_ABSOLUTE_MAX
+    if policy.max_topup is not None:
+        cap = min(cap, policy.max_topup)
+    try:
+        # Compared as given, before money_parse quantizes it: a quantize of 1e25 to fils needs
+        # more digits than the decimal context has and would fail as a server error.
+        too_large = Decimal(str(raw).strip()) > cap
+    except (ArithmeticError, ValueError):  # decimal.InvalidOperation: not a number
+        too_large = False  # money_parse says so
+    if too_large:
+        raise DomainError.for_field(
+            "amount", "The amount is larger than we accept.", code="amount_too_large"
+        )
+    amount = money_parse(raw, minor_unit=utility.currency_minor_unit, max_major=cap)
     if amount < utility.min_topup:
         raise DomainError.for_field(
             "amount",

@@ -38,6 +38,11 @@ SERVICE_REQUEST_UPDATE = "service_request_update"
 LINK_ENDED = "link_ended"
 ACCOUNT_CLOSED = "account_closed"
 MOVED_OUT = "moved_out"
+BILL_ISSUED = "bill_issued"
+BILL_DUE_SOON = "bill_due_soon"
+BILL_FINED = "bill_fined"
+REMOVAL_NOTICE = "removal_notice"
+REMOVAL_CONFIRMED = "removal_confirmed"
 
 CATEGORIES: dict[str, Category] = {
     c.code: c
@@ -81,6 +86,19 @@ CATEGORIES: dict[str, Category] = {
         ),
         Category(ACCOUNT_CLOSED, False, timedelta(days=3), "An account was closed"),
         Category(MOVED_OUT, False, timedelta(days=3), "Final statement on moving out"),
+        Category(BILL_ISSUED, False, timedelta(days=3), "A new postpaid bill"),
+        Category(BILL_DUE_SOON, False, timedelta(hours=24), "A bill is due in a few days"),
+        Category(BILL_FINED, False, timedelta(days=3), "A late payment fine was added to a bill"),
+        # Egypt's late path: the consumer must hear of these even without the app (SMS).
+        Category(
+            REMOVAL_NOTICE,
+            True,
+            timedelta(days=3),
+            "Formal notice: the meter will be removed unless the arrears are paid",
+        ),
+        Category(
+            REMOVAL_CONFIRMED, True, timedelta(days=3), "The meter was removed; contract ended"
+        ),
     ]
 }
 

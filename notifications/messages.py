@@ -1,15 +1,17 @@
 """Alert texts in Arabic, English and Hindi, and how a context becomes a title and a body.
 
 Context values are typed, not pre-formatted: a Decimal is money in the utility's currency (its own
-decimals, the reader's digits and symbol), an aware datetime is shown in the utility's zone, `days` is a
-count of days said the way each language says it. Strings (area names, consumer ids) pass through.
+decimals, the reader's digits and symbol), an aware datetime is shown in the utility's zone, a date is
+a local day (a bill's due date) as the reader's language writes it, `days` is a count of days said the
+way each language says it, a Phrase is said in the reader's language. Strings (area names, consumer
+ids) pass through.
 """
 
 from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -280,6 +282,89 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
             "खाता {consumer_id} {at} को बंद कर दिया गया। इसका अंतिम विवरण और बिल ऐप में देखे जा सकते हैं।",
         ),
     },
+    c.BILL_ISSUED: {
+        "en": (
+            "Your bill is ready",
+            "The bill for account {consumer_id} is ready: {amount} to pay by {at}.",
+        ),
+        "ar": (
+            "فاتورتك جاهزة",
+            "فاتورة حسابك رقم {consumer_id} جاهزة: المطلوب سداده {amount} في موعد أقصاه {at}.",
+        ),
+        "hi": (
+            "आपका बिल तैयार है",
+            "खाता {consumer_id} का बिल तैयार है: {at} तक {amount} का भुगतान करें।",
+        ),
+    },
+    c.BILL_DUE_SOON: {
+        "en": (
+            "Bill due in {days}",
+            "{amount} is still to pay on the bill for account {consumer_id}, due on {at}. Pay it "
+            "by then to avoid a late payment fine.",
+        ),
+        "ar": (
+            "موعد سداد فاتورتك بعد {days}",
+            "يتبقى {amount} على فاتورة حسابك رقم {consumer_id}، وموعد استحقاقها {at}. ادفعها قبل هذا "
+            "الموعد لتجنّب غرامة التأخير.",
+        ),
+        "hi": (
+            "बिल {days} में देय है",
+            "खाता {consumer_id} के बिल पर {amount} का भुगतान बाकी है, जिसकी देय तिथि {at} है। विलंब "
+            "शुल्क से बचने के लिए तब तक भुगतान करें।",
+        ),
+    },
+    c.BILL_FINED: {
+        "en": (
+            "Late payment fine added",
+            "The bill for account {consumer_id} was due on {at} and is not paid, so a late payment "
+            "fine of {fine} was added. {amount} is now to pay on it.",
+        ),
+        "ar": (
+            "أُضيفت غرامة تأخير",
+            "لم تُسدَّد فاتورة حسابك رقم {consumer_id} المستحقة في {at}، لذلك أُضيفت غرامة تأخير "
+            "قدرها {fine}. المبلغ المستحق عليها الآن {amount}.",
+        ),
+        "hi": (
+            "विलंब शुल्क जोड़ा गया",
+            "खाता {consumer_id} का बिल {at} को देय था और उसका भुगतान नहीं हुआ, इसलिए {fine} का विलंब "
+            "शुल्क जोड़ा गया है। अब इस बिल पर {amount} देय है।",
+        ),
+    },
+    c.REMOVAL_NOTICE: {
+        "en": (
+            "Formal notice: meter removal",
+            "Account {consumer_id} has {arrears} in overdue bills. If they are not paid before "
+            "{at}, the meter will be removed and the contract ended. Pay now to keep your supply.",
+        ),
+        "ar": (
+            "إنذار رسمي بإزالة العداد",
+            "على حسابك رقم {consumer_id} فواتير متأخرة قيمتها {arrears}. إن لم تُسدَّد قبل {at} "
+            "فسيُزال العداد ويُنهى التعاقد. ادفع الآن لتبقى الكهرباء متصلة.",
+        ),
+        "hi": (
+            "औपचारिक नोटिस: मीटर हटाया जाएगा",
+            "खाता {consumer_id} पर {arrears} के बिल बकाया हैं। यदि {at} से पहले इनका भुगतान नहीं हुआ, "
+            "तो मीटर हटा दिया जाएगा और अनुबंध समाप्त कर दिया जाएगा। बिजली चालू रखने के लिए अभी भुगतान करें।",
+        ),
+    },
+    c.REMOVAL_CONFIRMED: {
+        "en": (
+            "Your meter was removed",
+            "The meter of account {consumer_id} was removed ({reason}) and its contract has "
+            "ended. A prepaid meter replaces it; the {debt} still owed is recovered from your "
+            "top-ups.",
+        ),
+        "ar": (
+            "أُزيل العداد",
+            "أُزيل عداد حسابك رقم {consumer_id} ({reason}) وانتهى التعاقد. يحل محله عداد مسبق الدفع، "
+            "ويُحصَّل المبلغ المتبقي {debt} من عمليات الشحن.",
+        ),
+        "hi": (
+            "आपका मीटर हटा दिया गया",
+            "खाता {consumer_id} का मीटर हटा दिया गया ({reason}) और उसका अनुबंध समाप्त हो गया। उसकी "
+            "जगह प्रीपेड मीटर लगाया गया है; बकाया {debt} आपके रिचार्ज से वसूला जाएगा।",
+        ),
+    },
 }
 
 # Where the app opens when the alert is tapped; filled from the context's ids.
@@ -301,6 +386,11 @@ DEEP_LINKS: dict[str, str] = {
     c.LINK_ENDED: "smartmeter://accounts",
     c.ACCOUNT_CLOSED: "smartmeter://accounts/{account_id}/statement",
     c.MOVED_OUT: "smartmeter://accounts/{account_id}/statement",
+    c.BILL_ISSUED: "smartmeter://accounts/{account_id}",
+    c.BILL_DUE_SOON: "smartmeter://accounts/{account_id}",
+    c.BILL_FINED: "smartmeter://accounts/{account_id}",
+    c.REMOVAL_NOTICE: "smartmeter://accounts/{account_id}",
+    c.REMOVAL_CONFIRMED: "smartmeter://accounts/{account_id}",
 }
 INBOX_LINK = "smartmeter://notifications"
 
@@ -309,6 +399,54 @@ INBOX_LINK = "smartmeter://notifications"
 class Rendered:
     title: str
     body: str
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A short text the caller holds in every language (a removal's ground), said in the reader's."""
+
+    en: str
+    ar: str
+    hi: str
+
+    def said_in(self, language: str) -> str:
+        return getattr(self, language, self.en)
+
+
+# Why a meter was removed (billing.models.RemovalOrder.Ground), as a consumer reads it.
+REMOVAL_GROUNDS: dict[str, Phrase] = {
+    "arrears": Phrase(
+        en="bills unpaid after a formal notice",
+        ar="فواتير غير مسددة بعد إنذار رسمي",
+        hi="औपचारिक नोटिस के बाद भी बिल बकाया",
+    ),
+    "tampering": Phrase(
+        en="tampering with the meter or its seals",
+        ar="العبث بالعداد أو أختامه",
+        hi="मीटर या उसकी सील से छेड़छाड़",
+    ),
+    "bypass": Phrase(
+        en="bypassing the meter",
+        ar="توصيل الكهرباء دون المرور بالعداد",
+        hi="मीटर को बायपास करना",
+    ),
+    "supply_to_others": Phrase(
+        en="supplying electricity to others",
+        ar="توصيل الكهرباء إلى الغير دون ترخيص",
+        hi="दूसरों को अवैध रूप से बिजली देना",
+    ),
+    "preventing_inspection": Phrase(
+        en="inspection or maintenance prevented",
+        ar="منع التفتيش أو الصيانة",
+        hi="निरीक्षण या रखरखाव से रोकना",
+    ),
+    "demolition": Phrase(en="the premises were demolished", ar="هدم العقار", hi="परिसर ध्वस्त होना"),
+    "load_over_contract": Phrase(
+        en="load over the contracted load without permission",
+        ar="تجاوز القدرة المتعاقد عليها دون إذن",
+        hi="बिना अनुमति अनुबंधित लोड से अधिक लोड",
+    ),
+}
 
 
 def days_phrase(days: Decimal | int | float, *, language: str) -> str:
@@ -331,7 +469,9 @@ def days_phrase(days: Decimal | int | float, *, language: str) -> str:
 
 # The placeholders that hold money. A caller that hands one over as a number or a plain string
 # ("100.000" from a JSON field) still gets the currency's own decimals, never the stored three.
-MONEY_PLACEHOLDERS = frozenset({"amount", "balance", "threshold", "credit", "debt"})
+MONEY_PLACEHOLDERS = frozenset(
+    {"amount", "balance", "threshold", "credit", "debt", "fine", "arrears"}
+)
 
 
 def _as_money(value: Any) -> Any:
@@ -360,6 +500,8 @@ def _format_value(key: str, value: Any, *, language: str, utility: Utility | Non
             language=language,
             country=country,
         )
+    if isinstance(value, Phrase):
+        return value.said_in(language)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise DomainError(f"The time {key!r} must be timezone-aware.")
@@ -367,10 +509,17 @@ def _format_value(key: str, value: Any, *, language: str, utility: Utility | Non
         locale = locale_for(language, country)
         date_text = format_skeleton("MMMMEEEEd", value, tzinfo=zone, locale=locale)
         time_text = format_time(value, "short", tzinfo=zone, locale=locale)
-        text = locale.datetime_formats["long"].format(time_text, date_text)
-        # As core.money does: plain spaces, no bidi marks; phones render CLDR's narrow spaces unevenly.
-        return text.replace("\u202f", " ").replace("\xa0", " ").replace("\u200f", "")
+        return _plain_spaces(locale.datetime_formats["long"].format(time_text, date_text))
+    if isinstance(value, date):
+        # Already a local day of the utility (a due date): written as it is, no zone to apply.
+        locale = locale_for(language, country)
+        return _plain_spaces(format_skeleton("MMMMEEEEd", value, tzinfo=UTC, locale=locale))
     return str(value)
+
+
+def _plain_spaces(text: str) -> str:
+    # As core.money does: plain spaces, no bidi marks; phones render CLDR's narrow spaces unevenly.
+    return text.replace("\u202f", " ").replace("\xa0", " ").replace("\u200f", "")
 
 
 def _placeholders(text: str) -> set[str]:

@@ -210,6 +210,7 @@ class BillAdmin(ReadOnlyAdmin):
         "paid_amount_text",
         "issued_at",
         "due_date",
+        "reminded_at",
         "status",
         "fined_at",
     ]
@@ -369,4 +370,5 @@ class BillingPolicyAdmin(UtilityScopedAdmin):
 
 
 from billing.admin import payments as _payments  # noqa: E402, F401  (registers the payments admin)
+from billing.admin import removals as _removals  # noqa: E402, F401  (Egypt's late path admin)
 from billing.admin import tenancy  # noqa: E402, F401  (registers the moves admin)

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from accounts.models import Utility, UtilityCalendarDay
 from billing import relay
 from core.models import ROLE_GROUPS, StaffMembership
-from core.workdays import utility_working_deadline, utility_working_days_between
+from core.workdays import utility_working_days_between, utility_working_deadline
 from tests.accounts.factories import UserFactory
 from tests.meters.factories import india
 from tests.servicerequests.factories import saudi

@@ -102,16 +102,19 @@ def test_the_fine_follows_the_utilitys_percentage(meter):
     assert LedgerEntry.objects.get(kind="late_fine").amount == Decimal("-4.00")
 
 
-def test_two_unpaid_bills_flag_the_account_for_prepaid_and_staff_convert_it(meter):
+def test_two_overdue_bills_flag_the_account_for_prepaid_and_staff_convert_it(meter):
     for month in (date(2026, 8, 1), date(2026, 9, 1)):
         bills.bill_issue(account=meter.account, month=month, issued_on=month + timedelta(days=31))
-    assert [c.account_id for c in bills.arrears_flag()] == [meter.account_id]
-    assert bills.arrears_flag() == []  # flagged once
+    # Due 16 September and 17 October: on the 17th the second is not overdue yet.
+    assert bills.arrears_flag(today=date(2026, 10, 17)) == []
+    flagged_now = bills.arrears_flag(today=date(2026, 10, 18))
+    assert [c.account_id for c in flagged_now] == [meter.account_id]
+    assert bills.arrears_flag(today=date(2026, 10, 19)) == []  # flagged once
     owed = -Balance.objects.get(account=meter.account).amount
     assert owed == Decimal("61.00")  # August and September: 61 days of 1.00
 
     flagged = Conversion.objects.get(account=meter.account)
-    assert flagged.status == "flagged" and flagged.reason == "2 unpaid bills"
+    assert flagged.status == "flagged" and flagged.reason == "2 overdue bills"
     staff = UserFactory(is_staff=True)
     holder = AccountLinkFactory(account=meter.account)
     done = moves.conversion_carry_out(

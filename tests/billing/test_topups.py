@@ -254,7 +254,10 @@ def test_a_failed_payment_credits_nothing(api, link, client):
         ("1.5001", "too_many_decimals"),
         ("-5", "amount_not_positive"),
         ("0", "amount_not_positive"),
-        ("99999999", "amount_too_large"),
+        ("99999999", "amount_too_large"),  # above the default cap of 10,000
+        ("1000000000.001", "amount_too_large"),
+        ("1e25", "amount_too_large"),
+        ("1E+999999", "amount_too_large"),
         ("lots", "invalid_amount"),
         ("NaN", "invalid_amount"),
     ],
@@ -263,6 +266,53 @@ def test_bad_amounts_are_refused_and_nothing_is_written(api, link, amount, code)
     response = start(api, link, amount=amount, key=f"k-{amount}")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+    assert not TopUp.objects.exists()
+
+
+def test_kuwait_takes_any_amount_from_one_dinar_up_with_no_cap(api, link, client):
+    """Kuwait's rule: 1 KWD and any amount above it. Its policy has no cap (max_topup empty,
+    as seed_demo and migration 0010 set it); an absurd amount is still refused."""
+    from tests.billing.factories import policy
+
+    policy(link.account.utility, max_topup=None)
+    assert start(api, link, amount="1000000000.001", key="absurd").status_code == 400
+    response = start(api, link, amount="10000.001", key="large")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["topup"]["amount"] == "10000.001"
+    assert webhook(client, TopUp.objects.get()).json() == {"status": "credited"}
+    assert balance(link.account) == Decimal("10000.001")
+
+
+def test_a_utility_that_sets_a_cap_refuses_what_is_above_it(api, link):
+    from tests.billing.factories import policy
+
+    policy(link.account.utility, max_topup=Decimal("500.000"))
+
+    refused = start(api, link, amount="500.001", key="over")
+    accepted = start(api, link, amount="500.000", key="at")
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "amount_too_large"
+    assert accepted.status_code == 201
+    assert [t.amount for t in TopUp.objects.all()] == [Decimal("500.000")]
+
+
+@pytest.mark.parametrize("raw", [b"1e25", b"1E+999999", b"1000000000.001"])
+def test_absurd_json_numbers_are_refused_not_crashed_on(api, link, raw):
+    """Without a utility cap the absolute bound refuses them, before any arithmetic (a 1e25 in
+    fils has more digits than the decimal context: it used to be a 500)."""
+    from tests.billing.factories import policy
+
+    policy(link.account.utility, max_topup=None)
+    response = api.client.post(
+        f"/api/v1/accounts/{link.account_id}/topups/",
+        data=b'{"amount": ' + raw + b"}",
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=f"absurd-{raw.decode()}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "amount_too_large"
     assert not TopUp.objects.exists()
 
 

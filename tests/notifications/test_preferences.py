@@ -77,4 +77,6 @@ def test_the_categories_are_listed(make_api):
         "disconnection_pending",
         "outage_unplanned",
         "outage_unplanned_eta",
+        "removal_notice",
+        "removal_confirmed",
     }

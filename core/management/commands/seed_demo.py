@@ -194,6 +194,13 @@ TARIFFS = {
     ],
 }
 EMERGENCY_CREDIT = {"kw-mew": "0.500", "eg-nedc": "20.00", "sa-sec": "10.00", "in-mpcz": "50.00"}
+# The rest of each policy, where it is not the default: Kuwait takes any top-up from 1 KWD up (no
+# cap); Egypt reminds 3 days before a bill is due and follows its late path (a formal notice
+# after more than two months late, removal one month later unless paid).
+POLICY = {
+    "kw-mew": {"max_topup": None},
+    "eg-nedc": {"bill_due_reminder_days": 3, "removal_months_late": 2, "removal_notice_days": 30},
+}
 OPENING_TOPUP = {
     "kw-mew": "10.000",
     "eg-nedc": "2500.00",
@@ -327,7 +334,11 @@ class Command(BaseCommand):
 
     def _billing(self, utility: Utility) -> None:
         BillingPolicy.objects.update_or_create(
-            utility=utility, defaults={"emergency_credit": Decimal(EMERGENCY_CREDIT[utility.code])}
+            utility=utility,
+            defaults={
+                "emergency_credit": Decimal(EMERGENCY_CREDIT[utility.code]),
+                **POLICY.get(utility.code, {}),
+            },
         )
         for spec in TARIFFS[utility.code]:
             tariff, created = Tariff.objects.get_or_create(
