@@ -32,6 +32,7 @@ UTILITY_PATHS: dict[str, str] = {
     "billing.bill": "account__utility",
     "billing.conversion": "account__utility",
     "billing.move": "account__utility",
+    "billing.removalorder": "account__utility",
     "accounts.onetimecode": "account__utility",
     "meters.meterassignment": "meter__utility",
     "meters.readingcorrection": "meter__utility",

@@ -38,6 +38,11 @@ def money_parse(
         ) from None
     if not amount.is_finite():
         raise DomainError.for_field(field, "Give the amount as a number.", code="invalid_amount")
+    # Bounded before any arithmetic: 1e25 has no room for 3 decimals in Decimal's 28 digits.
+    if amount > max_major:
+        raise DomainError.for_field(
+            field, "The amount is larger than we accept.", code="amount_too_large"
+        )
     if amount != amount.quantize(minor_unit_exponent(minor_unit), rounding=ROUND_HALF_UP):
         raise DomainError.for_field(
             field,

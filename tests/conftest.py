@@ -15,10 +15,17 @@ CODE = re.compile(r"\b(\d{6})\b")
 @pytest.fixture(autouse=True)
 def celery_eager():
     """Tasks run in-process unless a test starts a real worker (those turn this off)."""
+    from celery.result import _set_task_join_will_block
+
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
+    # Celery keeps "inside a task, never join a result" in one process-wide flag that each eager
+    # call sets and restores; eager tasks run from two threads at once (the concurrency tests,
+    # a fake head-end's thread) can leave it set, and a later test's `.delay().get()` then fails.
+    _set_task_join_will_block(False)
     yield
     celery_app.conf.task_always_eager = False
+    _set_task_join_will_block(False)
 
 
 @pytest.fixture(autouse=True)

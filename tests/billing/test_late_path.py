@@ -559,3 +559,25 @@ def test_overdue_bills_are_read_through_the_unpaid_index_not_the_paid_history(ut
     assert ("Seq Scan", "billing_bill", None) not in found, found
     assert any(index == "bill_unpaid_due" for _type, _rel, index in found), found
     assert len(query) == 5
+
+
+def test_roles_work_the_late_path_as_the_migration_grants(meter, client):
+    """Support record a ground; approvers of the utility confirm the removal."""
+    support = staff_member(meter.utility, role="support")
+    approver = staff_member(meter.utility, role="approver")
+    assert support.has_perm("billing.add_removalorder")
+    assert not support.has_perm("billing.change_removalorder")
+    assert approver.has_perm("billing.change_removalorder")
+    order = removals.removal_record(
+        account=meter.account, ground="bypass", evidence=EVIDENCE, staff=support
+    )
+    client.force_login(approver)
+
+    response = client.post(
+        f"/admin/billing/removalorder/{order.pk}/confirm/", {"new_meter_serial": "EG-PRE-9"}
+    )
+
+    assert response.status_code == 302
+    order.refresh_from_db()
+    assert order.status == "removal_confirmed"
+    assert ConsumerAccount.objects.get(pk=meter.account_id).status == "closed"

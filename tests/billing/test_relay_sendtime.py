@@ -330,3 +330,23 @@ def test_a_top_up_after_a_send_that_failed_reconnects_to_be_sure(
     [reconnect] = RelayCommand.objects.filter(action="reconnect")
     assert (reconnect.status, reconnect.payment_notified_at) == ("done", paid_at)
     assert head_end.commands("disconnect") == []
+
+
+@pytest.mark.parametrize("kind", ["holiday", "no_disconnection"])
+def test_a_day_staff_added_to_the_calendar_holds_a_backlogged_disconnect(meter, head_end, kind):
+    """Ordered Tuesday; staff then declare Wednesday a day off (or an emergency no-disconnection
+    day); the worker reaches the command Wednesday 09:00: it waits for Thursday 08:00."""
+    from accounts.models import UtilityCalendarDay
+
+    command = order(meter, TUESDAY_10)
+    UtilityCalendarDay.objects.create(
+        utility=meter.utility, day=WEDNESDAY_8.date(), kind=kind, name="Declared by staff"
+    )
+
+    done = dispatch_at(command, riyadh(12, 2, 9))
+
+    command.refresh_from_db()
+    assert done is None
+    assert (command.status, command.not_before) == ("waiting", THURSDAY_8)
+    assert head_end.received == []
+    assert dispatch_at(command, THURSDAY_8).status == "done"

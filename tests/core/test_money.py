@@ -53,3 +53,10 @@ def test_phone_masks_show_country_and_last_four_only():
     assert phone_mask("+96550001234") == "+965 ••••1234"
     assert phone_mask("+919812345670") == "+91 ••••5670"
     assert phone_normalize(raw="01001234567", region="EG") == "+201001234567"
+
+
+@pytest.mark.parametrize("raw", ["1e25", "1E+999999", "99999999999999999999999999999.5"])
+def test_amounts_beyond_any_bound_are_refused_before_arithmetic(raw):
+    with pytest.raises(DomainError) as refused:
+        money_parse(raw, minor_unit=3)
+    assert refused.value.code == "amount_too_large"
