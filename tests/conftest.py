@@ -111,6 +111,16 @@ def make_api(django_capture_on_commit_callbacks, db):
 
 
 @pytest.fixture
+def head_end(settings):
+    """A head-end's command API on 127.0.0.1 (tests/fakes/headend.py), billing.headend pointed at it."""
+    from tests.fakes.headend import head_end_started
+
+    fake = head_end_started(settings)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
 def fcm_server(settings):
     """A fake FCM HTTP v1 server; the real firebase-admin client is pointed at it."""
     from tests.fakes.fcm import FakeFcmServer

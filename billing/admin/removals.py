@@ -7,12 +7,12 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing import removals
+from billing.admin.pages import FormPageMixin
 from billing.models import RemovalOrder
 from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError
@@ -56,7 +56,7 @@ def _local(moment, order: RemovalOrder) -> str:
 
 
 @admin.register(RemovalOrder)
-class RemovalOrderAdmin(ReadOnlyMixin, UtilityScopedAdmin):
+class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
     utility_path = "account__utility"
     list_display = [
         "account",
@@ -120,18 +120,6 @@ class RemovalOrderAdmin(ReadOnlyMixin, UtilityScopedAdmin):
             ),
             *super().get_urls(),
         ]
-
-    def _render(self, request, form, title: str):
-        return TemplateResponse(
-            request,
-            "admin/billing/form.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.model._meta,
-                "title": title,
-                "form": form,
-            },
-        )
 
     def _order(self, request, pk: int) -> RemovalOrder | None:
         return self.get_queryset(request).select_related("account__utility").filter(pk=pk).first()

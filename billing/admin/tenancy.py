@@ -9,12 +9,12 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin
 from django.shortcuts import redirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing import moves
+from billing.admin.pages import FormPageMixin
 from billing.models import Move
 from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError
@@ -76,7 +76,7 @@ class MoveInForm(MoveForm):
 
 
 @admin.register(Move)
-class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
+class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
     list_display = [
         "kind",
         "account",
@@ -136,18 +136,6 @@ class MoveAdmin(ReadOnlyMixin, UtilityScopedAdmin):
         form = form_class(request.POST or None)
         form.fields["utility"].queryset = scope_queryset(Utility.objects.all(), request.user)
         return form
-
-    def _render(self, request, form, title: str):
-        return TemplateResponse(
-            request,
-            "admin/billing/form.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.model._meta,
-                "title": title,
-                "form": form,
-            },
-        )
 
     def _account(self, form, utility: Utility, field: str) -> ConsumerAccount | None:
         consumer_id = (form.cleaned_data.get(field) or "").strip()

@@ -8,14 +8,6 @@ from datetime import timedelta
 import pytest
 
 from billing import headend
-from tests.fakes.headend import head_end_started
-
-
-@pytest.fixture
-def head_end(settings):
-    fake = head_end_started(settings)
-    yield fake
-    fake.stop()
 
 
 def send():

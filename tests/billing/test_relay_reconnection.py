@@ -13,13 +13,13 @@ import pytest
 import time_machine
 from django.db import connection
 
-from billing import relay, tasks
+from billing import relay
 from billing.ledger import ledger_post
 from billing.models import RelayCommand, TopUp
 from billing.payments import topup_confirm
 from outages import standards
 from outages.models import Compensation, Standard
-from tests.fakes.headend import head_end_started
+from tests.billing.relay_support import relay_beat_at
 from tests.meters.factories import MeterFactory
 from tests.outages.factories import saudi
 
@@ -28,13 +28,6 @@ RIYADH = ZoneInfo("Asia/Riyadh")
 
 def riyadh(hour, minute=0, second=0) -> datetime:
     return datetime(2026, 12, 1, hour, minute, second, tzinfo=RIYADH)  # a Tuesday
-
-
-@pytest.fixture
-def head_end(settings):
-    fake = head_end_started(settings)
-    yield fake
-    fake.stop()
 
 
 def prepaid_meter():
@@ -63,11 +56,6 @@ def pay(account, amount="50.00"):
     return topup_confirm(topup=topup).topup
 
 
-def beat_at(at, capture):
-    with time_machine.travel(at, tick=False), capture(execute=True):
-        return tasks.relay_due()
-
-
 def owed(now):
     standards.reconnections_evaluate(now=now)
     return list(Compensation.objects.filter(standard=Standard.RECONNECTION))
@@ -89,7 +77,7 @@ def test_a_reconnect_refused_and_made_again_is_measured_from_the_payment(
     assert (refused.status, refused.payment_notified_at) == ("failed", riyadh(11))
 
     # The beat at 14:10 orders it again; it carries the payment's time.
-    beat_at(riyadh(14, 10), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(14, 10), django_capture_on_commit_callbacks)
 
     again = RelayCommand.objects.filter(action="reconnect").exclude(pk=refused.pk).get()
     assert (again.status, again.payment_notified_at, again.completed_at) == (
@@ -116,9 +104,9 @@ def test_a_reconnect_retried_after_head_end_errors_is_measured_from_the_payment(
     ):
         pay(meter.account)
     for minute in (1, 6):  # retried at 11:01 and 11:06, refused again
-        beat_at(riyadh(11, minute), django_capture_on_commit_callbacks)
+        relay_beat_at(riyadh(11, minute), django_capture_on_commit_callbacks)
 
-    beat_at(riyadh(13, 30), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(13, 30), django_capture_on_commit_callbacks)
 
     [reconnect] = RelayCommand.objects.filter(action="reconnect")
     assert (reconnect.status, reconnect.attempts) == ("done", 4)
@@ -159,7 +147,7 @@ def test_a_reconnect_deferred_behind_a_disconnect_in_flight_is_measured_from_the
     assert not RelayCommand.objects.filter(action="reconnect").exists()  # deferred
 
     # The workers are down until 12:30; the first beat finds the meter off and paid for.
-    beat_at(riyadh(12, 30), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(12, 30), django_capture_on_commit_callbacks)
 
     [reconnect] = RelayCommand.objects.filter(action="reconnect")
     assert (reconnect.status, reconnect.payment_notified_at) == ("done", riyadh(10, 0, 2))

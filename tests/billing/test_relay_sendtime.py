@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from billing import relay, tasks
+from billing import relay
 from billing.ledger import ledger_post
 from billing.models import RelayCommand, TopUp
 from billing.payments import topup_confirm
 from outages.models import Compensation
 from tests.billing.factories import policy
-from tests.fakes.headend import head_end_started
+from tests.billing.relay_support import disconnect_ordered, relay_beat_at
 from tests.meters.factories import MeterFactory
 from tests.outages.factories import saudi
 
@@ -36,29 +36,8 @@ THURSDAY_8 = riyadh(12, 3, 8)
 
 
 @pytest.fixture
-def head_end(settings):
-    fake = head_end_started(settings)
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def meter(db):
     return MeterFactory(utility=saudi(), serial="SAM0000001")
-
-
-def order(meter, at, *, owed="-5.00"):
-    """The account runs out of credit at `at` and a disconnection is ordered."""
-    with time_machine.travel(at, tick=False):
-        ledger_post(
-            account=meter.account,
-            kind="energy_charge",
-            amount=Decimal(owed),
-            key=f"energy:{meter.pk}:{at.isoformat()}",
-            description="energy",
-        )
-        [command] = relay.disconnect_evaluate(account=meter.account)
-    return command
 
 
 def dispatch_at(command, at):
@@ -72,12 +51,6 @@ def pay(account, amount, *, at, paid_at=None):
             account=account, amount=Decimal(amount), currency="SAR", channel="app"
         )
         return topup_confirm(topup=topup, paid_at=paid_at).topup
-
-
-def beat_at(at, capture):
-    """The relay beat at `at`, with the sends it queues and the reconnects they order."""
-    with time_machine.travel(at, tick=False), capture(execute=True):
-        return tasks.relay_due()
 
 
 @pytest.mark.parametrize(
@@ -94,7 +67,9 @@ def beat_at(at, capture):
     ],
 )
 def test_friendly_hours_are_checked_at_the_moment_of_sending(meter, head_end, send_at, waits_until):
-    command = order(meter, TUESDAY_10)  # due at once; the worker only gets to it at `send_at`
+    command = disconnect_ordered(
+        meter, TUESDAY_10
+    )  # due at once; the worker only gets to it at `send_at`
 
     done = dispatch_at(command, send_at)
 
@@ -116,7 +91,7 @@ def test_friendly_hours_are_checked_at_the_moment_of_sending(meter, head_end, se
 
 
 def test_a_retry_after_a_503_at_1759_waits_for_the_next_morning(meter, head_end):
-    command = order(meter, TUESDAY_10)
+    command = disconnect_ordered(meter, TUESDAY_10)
     head_end.fail_next(503)
 
     assert dispatch_at(command, riyadh(12, 1, 17, 59)) is None
@@ -143,18 +118,20 @@ def test_a_retry_after_a_503_at_1759_waits_for_the_next_morning(meter, head_end)
 def test_a_backlog_after_a_worker_outage_goes_the_next_allowed_morning(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter, riyadh(12, 1, 19))  # Tuesday 19:00: waits for Wednesday 08:00
+    command = disconnect_ordered(
+        meter, riyadh(12, 1, 19)
+    )  # Tuesday 19:00: waits for Wednesday 08:00
     assert command.not_before == WEDNESDAY_8
 
     # The workers are down from Wednesday 07:00 until 19:30; the first beat finds it due.
-    assert beat_at(riyadh(12, 2, 19, 30), django_capture_on_commit_callbacks) == 1
+    assert relay_beat_at(riyadh(12, 2, 19, 30), django_capture_on_commit_callbacks) == 1
 
     command.refresh_from_db()
     assert (command.status, command.not_before) == ("waiting", THURSDAY_8)
     assert head_end.received == []
-    assert beat_at(riyadh(12, 2, 19, 31), django_capture_on_commit_callbacks) == 0
+    assert relay_beat_at(riyadh(12, 2, 19, 31), django_capture_on_commit_callbacks) == 0
 
-    assert beat_at(THURSDAY_8, django_capture_on_commit_callbacks) == 1
+    assert relay_beat_at(THURSDAY_8, django_capture_on_commit_callbacks) == 1
 
     command.refresh_from_db()
     assert command.status == "done" and command.sent_at == THURSDAY_8
@@ -164,18 +141,18 @@ def test_a_backlog_after_a_worker_outage_goes_the_next_allowed_morning(
 def test_a_dead_workers_disconnect_recovered_at_1810_waits_for_the_morning(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter, TUESDAY_10)
+    command = disconnect_ordered(meter, TUESDAY_10)
     # A worker claimed it at 17:55 and died before the head-end answered.
     RelayCommand.objects.filter(pk=command.pk).update(status="sent", sent_at=riyadh(12, 1, 17, 55))
 
-    assert beat_at(riyadh(12, 1, 18, 10), django_capture_on_commit_callbacks) == 1
+    assert relay_beat_at(riyadh(12, 1, 18, 10), django_capture_on_commit_callbacks) == 1
 
     command.refresh_from_db()
     assert (command.status, command.not_before) == ("waiting", WEDNESDAY_8)
     assert head_end.received == []
     assert not Compensation.objects.exists()  # sent at 17:55, if at all: allowed
 
-    beat_at(WEDNESDAY_8, django_capture_on_commit_callbacks)
+    relay_beat_at(WEDNESDAY_8, django_capture_on_commit_callbacks)
 
     command.refresh_from_db()
     assert command.status == "done"
@@ -185,7 +162,7 @@ def test_a_dead_workers_disconnect_recovered_at_1810_waits_for_the_morning(
 def test_no_disconnection_on_saudi_national_day(meter, head_end):
     # Due Tuesday 22 September 2026 at 17:00; the worker gets to it on Wednesday the 23rd,
     # National Day, at 10:00: it waits for Thursday 08:00.
-    command = order(meter, riyadh(9, 22, 17))
+    command = disconnect_ordered(meter, riyadh(9, 22, 17))
 
     assert dispatch_at(command, riyadh(9, 23, 10)) is None
 
@@ -195,7 +172,7 @@ def test_no_disconnection_on_saudi_national_day(meter, head_end):
 
 
 def test_a_disconnect_whose_account_is_out_of_debt_when_due_is_cancelled(meter, head_end):
-    command = order(meter, riyadh(12, 1, 19))  # waits for Wednesday 08:00
+    command = disconnect_ordered(meter, riyadh(12, 1, 19))  # waits for Wednesday 08:00
     with time_machine.travel(riyadh(12, 1, 21), tick=False):
         ledger_post(
             account=meter.account,
@@ -214,7 +191,7 @@ def test_a_disconnect_whose_account_is_out_of_debt_when_due_is_cancelled(meter, 
 
 
 def test_a_top_up_while_it_waits_for_the_morning_cancels_it(meter, head_end):
-    command = order(meter, riyadh(12, 1, 19))
+    command = disconnect_ordered(meter, riyadh(12, 1, 19))
     pay(meter.account, "20.00", at=riyadh(12, 1, 22))
 
     assert dispatch_at(command, WEDNESDAY_8) is None
@@ -225,7 +202,7 @@ def test_a_top_up_while_it_waits_for_the_morning_cancels_it(meter, head_end):
 
 
 def test_a_part_payment_that_leaves_the_account_in_debt_does_not_stop_it(meter, head_end):
-    command = order(meter, riyadh(12, 1, 19))  # -5.00
+    command = disconnect_ordered(meter, riyadh(12, 1, 19))  # -5.00
     pay(meter.account, "2.00", at=riyadh(12, 1, 22))  # -3.00
 
     done = dispatch_at(command, WEDNESDAY_8)
@@ -238,7 +215,7 @@ def test_an_order_overtaken_by_a_payment_is_made_afresh_if_in_debt_again(meter, 
     # Five riyals of emergency credit: an order at -6.00; a payment of 3.00 lifts the balance to
     # -3.00, above the disconnection level, and then the account uses -2.50 more.
     policy(meter.utility, emergency_credit=Decimal("5.00"))
-    command = order(meter, TUESDAY_10, owed="-6.00")
+    command = disconnect_ordered(meter, TUESDAY_10, owed="-6.00")
     pay(meter.account, "3.00", at=riyadh(12, 1, 11))
     with time_machine.travel(riyadh(12, 1, 12), tick=False):
         ledger_post(
@@ -262,13 +239,13 @@ def test_an_order_overtaken_by_a_payment_is_made_afresh_if_in_debt_again(meter, 
 def test_a_dead_workers_disconnect_is_not_sent_again_after_a_payment(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter, TUESDAY_10)
+    command = disconnect_ordered(meter, TUESDAY_10)
     RelayCommand.objects.filter(pk=command.pk).update(status="sent", sent_at=riyadh(12, 1, 10, 1))
     paid_at = riyadh(12, 1, 10, 5)
     pay(meter.account, "20.00", at=paid_at)  # its reconnect waits: a command is pending
     assert not RelayCommand.objects.filter(action="reconnect").exists()
 
-    beat_at(riyadh(12, 1, 10, 12), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(12, 1, 10, 12), django_capture_on_commit_callbacks)
 
     command.refresh_from_db()
     assert command.status == "cancelled"
@@ -285,7 +262,7 @@ def test_a_dead_workers_disconnect_of_a_meter_that_changed_hands_is_cancelled(
     from billing import moves
 
     old_account = meter.account
-    command = order(meter, TUESDAY_10)
+    command = disconnect_ordered(meter, TUESDAY_10)
     RelayCommand.objects.filter(pk=command.pk).update(status="sent", sent_at=riyadh(12, 1, 10, 1))
     with time_machine.travel(riyadh(12, 1, 11, 30), tick=False):
         moves.move_out(
@@ -301,7 +278,7 @@ def test_a_dead_workers_disconnect_of_a_meter_that_changed_hands_is_cancelled(
             at=riyadh(12, 1, 11, 15),
         ).account
 
-    beat_at(riyadh(12, 1, 11, 45), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(12, 1, 11, 45), django_capture_on_commit_callbacks)
 
     command.refresh_from_db()
     assert command.status == "cancelled" and "not the indebted account's" in command.error
@@ -314,7 +291,7 @@ def test_a_dead_workers_disconnect_of_a_meter_that_changed_hands_is_cancelled(
 def test_a_top_up_after_a_send_that_failed_reconnects_to_be_sure(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter, TUESDAY_10)
+    command = disconnect_ordered(meter, TUESDAY_10)
     head_end.fail_next(503)
     dispatch_at(command, TUESDAY_10)  # may or may not have been carried out
     paid_at = riyadh(12, 1, 10, 3)
@@ -338,7 +315,7 @@ def test_a_day_staff_added_to_the_calendar_holds_a_backlogged_disconnect(meter, 
     day); the worker reaches the command Wednesday 09:00: it waits for Thursday 08:00."""
     from accounts.models import UtilityCalendarDay
 
-    command = order(meter, TUESDAY_10)
+    command = disconnect_ordered(meter, TUESDAY_10)
     UtilityCalendarDay.objects.create(
         utility=meter.utility, day=WEDNESDAY_8.date(), kind=kind, name="Declared by staff"
     )

@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,8 +18,8 @@ from accounts.services import tokens_issue
 from billing.models import LedgerEntry, SimulatedPayment
 from config.celery import app as celery_app
 from tests.accounts.factories import AccountLinkFactory
+from tests.e2e.celery_worker import ROOT, worker_process
 
-ROOT = Path(__file__).resolve().parents[2]
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
@@ -47,27 +46,10 @@ def worker(live_server, settings, celery_eager):
         "PORT": "8230",
         "SMS_BACKEND": "console",
     }
-    command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-        "--queues", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-mingle",
-        "--without-gossip", "--loglevel", "WARNING", "--hostname", "payments-test@%h",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    yield process
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    if process.returncode not in (0, -15):
-        print(output.decode(errors="replace"))
+    with worker_process(
+        env=env, queue=settings.CELERY_TASK_DEFAULT_QUEUE, hostname="payments-test@%h"
+    ) as process:
+        yield process
 
 
 def _wait_for(predicate, *, timeout: float, what: str):

@@ -4,19 +4,15 @@ worker process → the SMS gateway."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
 from config.celery import app as celery_app
 from tests.conftest import CODE
+from tests.e2e.celery_worker import worker_process
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -32,37 +28,8 @@ def worker(sms_gateway, celery_eager, settings):
         "SMS_HTTP_TOKEN": sms_gateway.token,
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "--queues",
-            settings.CELERY_TASK_DEFAULT_QUEUE,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    yield process
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    if process.returncode not in (0, -15):
-        print(output.decode(errors="replace"))
+    with worker_process(env=env, queue=settings.CELERY_TASK_DEFAULT_QUEUE) as process:
+        yield process
 
 
 def test_a_sign_in_code_is_delivered_by_a_real_worker(live_server, sms_gateway, worker, sms_outbox):

@@ -12,14 +12,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from billing import relay, tasks
+from billing import relay
 from billing.ledger import ledger_post
 from billing.models import RelayCommand, TopUp
 from billing.payments import topup_confirm
 from core.errors import Conflict
 from outages import standards
 from outages.models import Compensation, Standard
-from tests.fakes.headend import head_end_started
+from tests.billing.relay_support import disconnect_ordered, relay_beat_at
 from tests.meters.factories import MeterFactory
 from tests.outages.factories import saudi
 
@@ -32,38 +32,13 @@ def riyadh(hour, minute=0, second=0, day=1) -> datetime:
 
 
 @pytest.fixture
-def head_end(settings):
-    fake = head_end_started(settings)
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def meter(db):
     return MeterFactory(utility=saudi(), serial="SAM0000001")
-
-
-def order(meter, at=TUESDAY_10):
-    with time_machine.travel(at, tick=False):
-        ledger_post(
-            account=meter.account,
-            kind="energy_charge",
-            amount=Decimal("-5.00"),
-            key=f"energy:{meter.pk}",
-            description="energy",
-        )
-        [command] = relay.disconnect_evaluate(account=meter.account)
-    return command
 
 
 def claimed_by_a_worker_that_died(command, sent_at):
     """What a worker leaves when it dies between claiming a command and hearing back."""
     RelayCommand.objects.filter(pk=command.pk).update(status="sent", sent_at=sent_at)
-
-
-def beat_at(at, capture):
-    with time_machine.travel(at, tick=False), capture(execute=True):
-        return tasks.relay_due()
 
 
 def wrongful():
@@ -73,7 +48,7 @@ def wrongful():
 def test_a_disconnection_the_head_end_carried_out_after_1800_is_found_and_compensated(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter)
+    command = disconnect_ordered(meter, TUESDAY_10)
     with time_machine.travel(riyadh(17, 59, 30), tick=False) as clock:
         # Sent at 17:59:30, allowed; the head-end takes 45 s to act on it: 18:00:15.
         head_end.during = lambda message: clock.shift(timedelta(seconds=45))
@@ -111,7 +86,7 @@ def test_a_disconnection_the_head_end_carried_out_after_1800_is_found_and_compen
 
     # Once per command: the engine again, the beat again, and staff marking it by hand.
     assert standards.wrongful_disconnection_detect(command_id=command.pk)[0] == compensation
-    beat_at(riyadh(18, 30), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(18, 30), django_capture_on_commit_callbacks)
     with pytest.raises(Conflict, match="already marked wrongful"):
         standards.wrongful_disconnection_record(command_id=command.pk, actor=None)
     assert len(wrongful()) == 1
@@ -121,7 +96,7 @@ def test_a_disconnection_the_head_end_carried_out_after_1800_is_found_and_compen
 def test_a_payment_learned_late_that_came_before_the_send_makes_it_wrongful(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter, riyadh(9, 50))
+    command = disconnect_ordered(meter, riyadh(9, 50))
     with time_machine.travel(riyadh(10), tick=False):
         topup = TopUp.objects.create(
             account=meter.account, amount=Decimal("20.00"), currency="SAR", channel="app"
@@ -147,11 +122,11 @@ def test_a_payment_learned_late_that_came_before_the_send_makes_it_wrongful(
 def test_a_dead_workers_disconnect_sent_in_the_night_is_wrongful(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter)
+    command = disconnect_ordered(meter, TUESDAY_10)
     # Claimed at 18:00:05 by a worker running code without the send-time check, which died.
     claimed_by_a_worker_that_died(command, riyadh(18, 0, 5))
 
-    beat_at(riyadh(18, 20), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(18, 20), django_capture_on_commit_callbacks)
 
     command.refresh_from_db()
     assert command.status == "cancelled" and "wrongful" in command.error
@@ -166,7 +141,7 @@ def test_a_dead_workers_disconnect_sent_in_the_night_is_wrongful(
 def test_a_disconnect_sent_while_the_account_was_in_credit_is_wrongful(
     meter, head_end, django_capture_on_commit_callbacks
 ):
-    command = order(meter)
+    command = disconnect_ordered(meter, TUESDAY_10)
     with time_machine.travel(riyadh(10, 30), tick=False):
         ledger_post(
             account=meter.account,
@@ -177,7 +152,7 @@ def test_a_disconnect_sent_while_the_account_was_in_credit_is_wrongful(
         )
     claimed_by_a_worker_that_died(command, riyadh(11))
 
-    beat_at(riyadh(11, 15), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(11, 15), django_capture_on_commit_callbacks)
 
     [compensation] = wrongful()
     assert compensation.details["grounds"] == ["not_in_debt"]
@@ -189,7 +164,7 @@ def test_a_disconnect_of_a_meter_another_account_held_compensates_that_account(
 ):
     from billing import moves
 
-    command = order(meter)
+    command = disconnect_ordered(meter, TUESDAY_10)
     with time_machine.travel(riyadh(11, 30), tick=False):
         moves.move_out(
             account=meter.account,
@@ -206,7 +181,7 @@ def test_a_disconnect_of_a_meter_another_account_held_compensates_that_account(
     # The old tenant's order went out at 11:20 (recovered and sent by code without the check).
     claimed_by_a_worker_that_died(command, riyadh(11, 20))
 
-    beat_at(riyadh(11, 40), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(11, 40), django_capture_on_commit_callbacks)
 
     [compensation] = wrongful()
     assert compensation.account == new_account
@@ -220,10 +195,10 @@ def test_a_utility_without_standards_reconnects_but_records_nothing(
     head_end, db, django_capture_on_commit_callbacks
 ):
     meter = MeterFactory(utility=saudi(policy=False), serial="SAM0000002")
-    command = order(meter)
+    command = disconnect_ordered(meter, TUESDAY_10)
     claimed_by_a_worker_that_died(command, riyadh(18, 0, 5))
 
-    beat_at(riyadh(18, 20), django_capture_on_commit_callbacks)
+    relay_beat_at(riyadh(18, 20), django_capture_on_commit_callbacks)
 
     assert not Compensation.objects.exists()
     [reconnect] = RelayCommand.objects.filter(action="reconnect")
@@ -231,7 +206,7 @@ def test_a_utility_without_standards_reconnects_but_records_nothing(
 
 
 def test_a_rightful_disconnection_is_not_compensated_and_staff_can_still_mark_one(meter, head_end):
-    command = order(meter)
+    command = disconnect_ordered(meter, TUESDAY_10)
 
     with time_machine.travel(riyadh(10, 5), tick=False):
         done = relay.relay_dispatch(command_id=str(command.pk))
