@@ -386,24 +386,51 @@ def payment_link_pay(*, token: str) -> str:
     """Start (or resume) the link's checkout; returns the hosted payment page to go to. A checkout
     that was cancelled, or is past its validity (expired, or about to be by reconciliation), is
     replaced by a new one while the link itself is valid."""
+    valid = timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
+    lapsed = payment_link_open(token=token).topup
+    if (
+        lapsed is not None
+        and lapsed.status == TopUp.Status.PENDING
+        and lapsed.created_at + valid <= timezone.now()
+    ):
+        # Outside the transaction below: what the gateway says (a credit) is kept even when the
+        # answer is that the link is used.
+        _link_checkout_settle(topup=lapsed)
     with transaction.atomic():
         link = payment_link_open(token=token)
         # Two clicks at once: the second waits here and resumes the first one's checkout.
         link = PaymentLink.objects.select_for_update().get(pk=link.pk)
         topup = link.topup
-        valid = timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
-        if (
-            topup is not None
-            and topup.status == TopUp.Status.PENDING
-            and topup.created_at + valid > timezone.now()
-        ):
-            return topup.checkout_url
+        if topup is not None and topup.status == TopUp.Status.PENDING:
+            if topup.created_at + valid > timezone.now():
+                return topup.checkout_url
+            raise Conflict(  # lapsed meanwhile: the next click asks the gateway about it
+                "The last payment on this link is still being checked; try again in a minute.",
+                code="payment_being_checked",
+            )
         topup, url = topup_start(
             account=link.account, amount=link.amount, channel=TopUp.Channel.CALL_CENTRE
         )
         link.topup = topup
         link.save(update_fields=["topup"])
         return url
+
+
+def _link_checkout_settle(*, topup: TopUp) -> None:
+    """Before a one-use link's lapsed checkout is replaced, ask the gateway what became of it: paid
+    with its webhook lost, the link is used (never a second payment); not paid, it expires and a
+    new checkout may start; the gateway out of reach, nothing new starts until it answers."""
+    from billing.reconcile import topups_reconcile
+
+    topups_reconcile(topup_ids=[topup.pk])
+    topup.refresh_from_db()
+    if topup.status == TopUp.Status.SUCCEEDED:
+        raise Gone("This payment link has already been used.", code="link_used")
+    if topup.status == TopUp.Status.PENDING:
+        raise Conflict(
+            "The last payment on this link is still being checked; try again in a few minutes.",
+            code="payment_being_checked",
+        )
 
 
 # --- The counter ----------------------------------------------------------------------------------

@@ -573,15 +573,21 @@ def relay_due(*, now: datetime | None = None) -> list[str]:
     3. The waiting commands that are due.
     """
     now = now or timezone.now()
-    stale = RelayCommand.objects.filter(
-        status=RelayCommand.Status.SENT, sent_at__lt=now - STALE_SENT
-    ).only("pk", "action")[:RECOVERY_BATCH]
+    stale = (
+        RelayCommand.objects.filter(status=RelayCommand.Status.SENT, sent_at__lt=now - STALE_SENT)
+        .order_by("sent_at")
+        .only("pk", "action")[:RECOVERY_BATCH]
+    )
     for command in stale:
         if command.action == RelayCommand.Action.DISCONNECT:
             try:
                 disconnect_wrongful_check(command_id=command.pk)
-            except Exception:  # one bad row must not stop the beat; it stays sent and is retried
+            except Exception:  # one bad row must not stop the beat: it is checked again later,
+                # behind the others (its sent_at moved on), so it never holds up the batch
                 logger.exception("disconnect %s could not be checked", command.pk)
+                RelayCommand.objects.filter(pk=command.pk, status=RelayCommand.Status.SENT).update(
+                    sent_at=now
+                )
                 continue
         RelayCommand.objects.filter(pk=command.pk, status=RelayCommand.Status.SENT).update(
             status=RelayCommand.Status.WAITING

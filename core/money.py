@@ -38,7 +38,12 @@ def money_parse(
         ) from None
     if not amount.is_finite():
         raise DomainError.for_field(field, "Give the amount as a number.", code="invalid_amount")
-    # Bounded before any arithmetic: 1e25 has no room for 3 decimals in Decimal's 28 digits.
+    # Bounded on both sides before any arithmetic: ±1e25 has no room for 3 decimals in
+    # Decimal's 28 digits, and quantizing it would fail as a server error.
+    if amount <= 0:
+        raise DomainError.for_field(
+            field, "The amount must be above zero.", code="amount_not_positive"
+        )
     if amount > max_major:
         raise DomainError.for_field(
             field, "The amount is larger than we accept.", code="amount_too_large"
@@ -48,14 +53,6 @@ def money_parse(
             field,
             f"At most {minor_unit} decimal places for this currency.",
             code="too_many_decimals",
-        )
-    if amount <= 0:
-        raise DomainError.for_field(
-            field, "The amount must be above zero.", code="amount_not_positive"
-        )
-    if amount > max_major:
-        raise DomainError.for_field(
-            field, "The amount is larger than we accept.", code="amount_too_large"
         )
     return amount.quantize(minor_unit_exponent(minor_unit))
 

@@ -157,12 +157,8 @@ def test_a_link_whose_checkout_expired_starts_a_new_one(client, eg_account, sett
     assert TopUp.objects.count() == 2
     assert PaymentLink.objects.get().topup.checkout_url == again["Location"]
     assert client.post(path)["Location"] == again["Location"]  # resumed, not a third
-    # A checkout past its validity is not resumed either: its page would refuse the payment.
-    TopUp.objects.filter(pk=PaymentLink.objects.get().topup_id).update(
-        created_at=timezone.now() - timedelta(minutes=31)
-    )
-    assert client.post(path)["Location"] != again["Location"]
-    assert TopUp.objects.count() == 3
+    # A checkout past its validity is settled with the gateway before a new one starts:
+    # tests/billing/test_settlement.py (it needs the gateway served).
 
 
 def test_admin_payment_links_are_sent_in_the_currency_s_decimals(

@@ -332,3 +332,60 @@ def test_a_refused_query_stops_automatic_checks_and_is_recorded(settings, accoun
     assert topup.status == "pending" and topup.reconcile_at is None
     assert topup.reconcile_note == "gateway refused the query: 401"
     assert topups_reconcile(now=topup.created_at + timedelta(hours=2))["due"] == 0
+
+
+def test_a_one_use_link_paid_with_its_webhook_lost_is_not_paid_twice(served, account, client):
+    """The payer paid the link's checkout but its outcome never came; reopened past the checkout's
+    validity, the link asks the gateway first: used, no second checkout."""
+    from billing.models import PaymentLink
+    from billing.payments import payment_link_create
+
+    _link, url = payment_link_create(account=account, amount=Decimal("2.000"), created_by=None)
+    path = url.removeprefix(served.url)
+    first = client.post(path)
+    topup = PaymentLink.objects.get().topup
+    pay_losing_the_delivery_task(client, topup)
+    TopUp.objects.filter(pk=topup.pk).update(created_at=timezone.now() - timedelta(minutes=31))
+
+    reopened = client.post(path)
+
+    assert first.status_code == 302
+    assert reopened.status_code == 410 and b"already been used" in reopened.content
+    assert TopUp.objects.count() == 1
+    assert TopUp.objects.get().status == "succeeded"
+    assert balance(account) == Decimal("2.000") and credits(account) == 1
+
+
+def test_a_one_use_link_whose_checkout_lapsed_unpaid_starts_a_new_one(served, account, client):
+    from billing.models import PaymentLink
+    from billing.payments import payment_link_create
+
+    _link, url = payment_link_create(account=account, amount=Decimal("2.000"), created_by=None)
+    path = url.removeprefix(served.url)
+    first = client.post(path)
+    old = PaymentLink.objects.get().topup
+    TopUp.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=31))
+
+    again = client.post(path)
+
+    assert again.status_code == 302 and again["Location"] != first["Location"]
+    assert TopUp.objects.get(pk=old.pk).status == "expired"
+    assert PaymentLink.objects.get().topup.checkout_url == again["Location"]
+
+
+def test_a_lapsed_link_checkout_waits_while_the_gateway_is_out_of_reach(
+    served, settings, account, client
+):
+    from billing.models import PaymentLink
+    from billing.payments import payment_link_create
+
+    _link, url = payment_link_create(account=account, amount=Decimal("2.000"), created_by=None)
+    client.post(url.removeprefix(served.url))
+    old = PaymentLink.objects.get().topup
+    TopUp.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=31))
+    settings.PUBLIC_BASE_URL = dead_url()
+
+    refused = client.post(url.removeprefix(served.url))
+
+    assert refused.status_code == 409 and b"still being checked" in refused.content
+    assert TopUp.objects.count() == 1

@@ -253,6 +253,7 @@ def test_a_failed_payment_credits_nothing(api, link, client):
         ("0.999", "amount_below_minimum"),
         ("1.5001", "too_many_decimals"),
         ("-5", "amount_not_positive"),
+        ("-1e25", "amount_not_positive"),
         ("0", "amount_not_positive"),
         ("99999999", "amount_too_large"),  # above the default cap of 10,000
         ("1000000000.001", "amount_too_large"),

@@ -60,3 +60,10 @@ def test_amounts_beyond_any_bound_are_refused_before_arithmetic(raw):
     with pytest.raises(DomainError) as refused:
         money_parse(raw, minor_unit=3)
     assert refused.value.code == "amount_too_large"
+
+
+@pytest.mark.parametrize("raw", ["-1e25", "-1E+30", "-0.001", "0"])
+def test_amounts_at_or_below_zero_are_refused_whatever_their_size(raw):
+    with pytest.raises(DomainError) as refused:
+        money_parse(raw, minor_unit=3)
+    assert refused.value.code == "amount_not_positive"
