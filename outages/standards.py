@@ -167,7 +167,9 @@ def compensation_correct(
     2. Pending: amount, reason and details change; no money moves.
     3. Credited: only the difference is posted (ledger_post, kind COMPENSATION, key
        `compensation:<pk>:<correction>`), never a second full payment; the key makes a retried
-       correction post nothing twice. The row's amount stays what was credited in total.
+       correction post nothing twice. More owed is posted at once; less owed is taken back only
+       when the compensation now ranking above it is credited (_corrections_settle), so the
+       consumer is never short meanwhile. The row's amount is what is owed now.
     4. Cancelled by an approved exemption: nothing was or is owed; left alone.
     """
     with transaction.atomic():
@@ -189,20 +191,12 @@ def compensation_correct(
                 "at": timezone.now().isoformat(),
             }
             if compensation.status == Compensation.Status.CREDITED:
-                posting = ledger_post(
-                    account=compensation.account,
-                    kind=LedgerEntry.Kind.COMPENSATION,
-                    amount=difference,
-                    key=f"compensation:{compensation.pk}:{correction}",
-                    description=f"Compensation corrected: {compensation.get_standard_display()}",
-                    reason=reason,
-                    meta={
-                        "standard": compensation.standard,
-                        "event": compensation.event_key,
-                        "corrects": compensation.ledger_entry_id,
-                    },
-                )
-                step["ledger_entry"] = posting.entry.pk
+                step["key"] = f"compensation:{compensation.pk}:{correction}"
+                if difference > 0:
+                    step["ledger_entry"] = _correction_post(compensation, step, difference, reason)
+                # Money taken back waits for the compensation that now ranks above this one,
+                # and is netted when that one is credited (compensation_pay): a consumer is never
+                # short in between, nor for good if that one is exempted.
             corrections.append(step)
         details = {**details, "corrections": corrections} if corrections else details
         unchanged = compensation.reason == reason[:300] and compensation.details == details
@@ -213,6 +207,46 @@ def compensation_correct(
         compensation.details = details
         compensation.save(update_fields=["amount", "reason", "details"])
     return compensation
+
+
+def _correction_post(compensation: Compensation, step: dict, difference: Decimal, reason: str):
+    """Post one correction of a credited compensation (idempotent on its key); its entry's id."""
+    posting = ledger_post(
+        account=compensation.account,
+        kind=LedgerEntry.Kind.COMPENSATION,
+        amount=difference,
+        key=step["key"],
+        description=f"Compensation corrected: {compensation.get_standard_display()}",
+        reason=reason,
+        meta={
+            "standard": compensation.standard,
+            "event": compensation.event_key,
+            "corrects": compensation.ledger_entry_id,
+        },
+    )
+    return posting.entry.pk
+
+
+def _corrections_settle(*, account_id: int) -> None:
+    """Post what credited compensations of the account owe back (corrections waiting for a
+    compensation that now ranks above them), now that one has been credited. Under each row's lock,
+    in the caller's transaction."""
+    for compensation in (
+        Compensation.objects.select_for_update(of=("self",))
+        .select_related("account__utility")
+        .filter(account_id=account_id, status=Compensation.Status.CREDITED)
+        .order_by("pk")
+    ):
+        steps = compensation.details.get("corrections", [])
+        waiting = [s for s in steps if "key" in s and "ledger_entry" not in s]
+        if not waiting:
+            continue
+        for step in waiting:
+            difference = Decimal(step["to"]) - Decimal(step["from"])
+            step["ledger_entry"] = _correction_post(
+                compensation, step, difference, compensation.reason
+            )
+        compensation.save(update_fields=["details"])
 
 
 def _outage_holders(outage: Outage):
@@ -759,6 +793,7 @@ def compensation_pay(*, compensation_id: int) -> Compensation | None:
         compensation.credited_at = timezone.now()
         compensation.ledger_entry = posting.entry
         compensation.save(update_fields=["status", "credited_at", "ledger_entry"])
+        _corrections_settle(account_id=compensation.account_id)
         _compensation_notify(compensation=compensation)
     return compensation
 

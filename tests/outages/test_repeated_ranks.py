@@ -99,7 +99,8 @@ def test_a_paid_third_moved_to_fourth_is_corrected_by_the_difference(grid):
     assert _ledger(account) == [Decimal("400.000")]
 
     # The feeder's restoration at 14:00 is recorded only weeks later: it began first, so it is
-    # the third (400) and the transformer's the fourth (50): 350 is taken back, not 400 paid again.
+    # the third (400) and the transformer's the fourth (50): 350 is owed back, not 400 paid again,
+    # and taken back only when the feeder's 400 is credited: the consumer is never short between.
     recorded = paid.exemption_deadline + timedelta(hours=1)
     _restore(feeder_outage, at=FEEDER_OFF + timedelta(hours=5), now=recorded)
 
@@ -107,16 +108,20 @@ def test_a_paid_third_moved_to_fourth_is_corrected_by_the_difference(grid):
         feeder_outage.pk: (Decimal("400.00"), 3, "pending"),
         transformer_outage.pk: (Decimal("50.00"), 4, "credited"),
     }
-    assert _ledger(account) == [Decimal("400.000"), Decimal("-350.000")]
-    correction = LedgerEntry.objects.get(amount=Decimal("-350"))
-    assert correction.key == f"compensation:{paid.pk}:rank:4"
+    assert _ledger(account) == [Decimal("400.000")]
     paid.refresh_from_db()
     assert "long outage number 4" in paid.reason
-    assert paid.details["corrections"][0]["ledger_entry"] == correction.pk
 
     feeder_comp = Compensation.objects.get(outage=feeder_outage, standard=Standard.REPEATED)
     standards.compensations_pay_due(now=feeder_comp.exemption_deadline)
+    assert sorted(_ledger(account)) == [Decimal("-350.000"), Decimal("400.000"), Decimal("400.000")]
     assert sum(_ledger(account)) == Decimal("450")  # 400 + 50, not 800
+    correction = LedgerEntry.objects.get(amount=Decimal("-350"))
+    assert correction.key == f"compensation:{paid.pk}:rank:4"
+    paid.refresh_from_db()
+    assert paid.details["corrections"][0]["ledger_entry"] == correction.pk
+    standards.compensations_pay_due(now=feeder_comp.exemption_deadline + timedelta(days=1))
+    assert sum(_ledger(account)) == Decimal("450")  # settled once
 
 
 def test_a_pending_third_moved_to_fourth_is_simply_owed_less(grid):
