@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -401,6 +402,12 @@ class TopUp(models.Model):
 
     def __str__(self) -> str:
         return f"{_money(self, self.amount)} {self.channel} ({self.status})"
+
+    @property
+    def checkout_valid_until(self):
+        """Until when its hosted checkout takes payment: past it, a pending top-up is expired by
+        reconciliation (unless the gateway says it was paid) and a new checkout is started."""
+        return self.created_at + timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
 
 
 class IdempotencyRecord(models.Model):

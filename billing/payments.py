@@ -386,12 +386,11 @@ def payment_link_pay(*, token: str) -> str:
     """Start (or resume) the link's checkout; returns the hosted payment page to go to. A checkout
     that was cancelled, or is past its validity (expired, or about to be by reconciliation), is
     replaced by a new one while the link itself is valid."""
-    valid = timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
     lapsed = payment_link_open(token=token).topup
     if (
         lapsed is not None
         and lapsed.status == TopUp.Status.PENDING
-        and lapsed.created_at + valid <= timezone.now()
+        and lapsed.checkout_valid_until <= timezone.now()
     ):
         # Outside the transaction below: what the gateway says (a credit) is kept even when the
         # answer is that the link is used.
@@ -402,7 +401,7 @@ def payment_link_pay(*, token: str) -> str:
         link = PaymentLink.objects.select_for_update().get(pk=link.pk)
         topup = link.topup
         if topup is not None and topup.status == TopUp.Status.PENDING:
-            if topup.created_at + valid > timezone.now():
+            if topup.checkout_valid_until > timezone.now():
                 return topup.checkout_url
             raise Conflict(  # lapsed meanwhile: the next click asks the gateway about it
                 "The last payment on this link is still being checked; try again in a minute.",

@@ -116,7 +116,7 @@ def _topup_settle(*, topup: TopUp, now: datetime) -> str:
     if answer.status == "failed":
         changed = pending.update(status=TopUp.Status.FAILED, reconcile_note="failed at the gateway")
         return "failed" if changed else "settled_meanwhile"
-    valid_until = topup.created_at + timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
+    valid_until = topup.checkout_valid_until
     seen = "never seen by the gateway" if answer.status == "unknown" else "not paid"
     if valid_until <= now:
         changed = pending.update(

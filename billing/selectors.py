@@ -19,6 +19,7 @@ from billing.models import Balance, Bill, BillingPolicy, LedgerEntry, TopUp
 from billing.relay import policy_for
 from core import sql
 from core.errors import DomainError, NotFound
+from core.money import money_digits
 
 SPEND_KINDS = (
     LedgerEntry.Kind.ENERGY_CHARGE,
@@ -304,7 +305,7 @@ def postpaid_summary(*, account: ConsumerAccount, now: datetime | None = None) -
 
 def _money(value: Decimal, minor: int) -> str:
     """Amounts travel as strings with the currency's own decimals: 1.500 KWD, never 1.5."""
-    return f"{Decimal(value).quantize(Decimal(1).scaleb(-minor)):f}"
+    return money_digits(value, minor_unit=minor)
 
 
 def _since(queryset: QuerySet, account: ConsumerAccount, moment: str) -> QuerySet:

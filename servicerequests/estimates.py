@@ -13,9 +13,7 @@ the money was paid, however late the sync runs.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,8 +33,7 @@ S = ServiceRequest.Status
 def _checkout_open(topup: TopUp) -> bool:
     """Pending and its hosted page still takes payment (as billing.payments.payment_link_pay
     resumes one): past its validity, reconciliation expires it and a new checkout is started."""
-    valid = timedelta(minutes=settings.PAYMENT_CHECKOUT_VALID_MINUTES)
-    return topup.status == TopUp.Status.PENDING and topup.created_at + valid > timezone.now()
+    return topup.status == TopUp.Status.PENDING and topup.checkout_valid_until > timezone.now()
 
 
 def estimate_pay_start(*, request: ServiceRequest, user: User) -> tuple[TopUp, str, bool]:

@@ -3,7 +3,10 @@ in the admin's frame with the shared template admin/billing/form.html."""
 
 from __future__ import annotations
 
+from django import forms
 from django.template.response import TemplateResponse
+
+from core.errors import DomainError
 
 
 class FormPageMixin:
@@ -20,3 +23,15 @@ class FormPageMixin:
                 "form": form,
             },
         )
+
+
+def form_errors_add(form: forms.Form, exc: DomainError) -> None:
+    """A service's refusal on the form: each field error beside its field, else the message."""
+    placed = False
+    for field, errors in exc.fields.items():
+        if field in form.fields:
+            for error in errors:
+                form.add_error(field, error["message"])
+            placed = True
+    if not placed:
+        form.add_error(None, exc.message)

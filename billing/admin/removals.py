@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing import removals
-from billing.admin.pages import FormPageMixin
+from billing.admin.pages import FormPageMixin, form_errors_add
 from billing.models import RemovalOrder
 from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError
@@ -148,7 +148,7 @@ class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                         staff=request.user,
                     )
                 except DomainError as exc:
-                    _add_errors(form, exc)
+                    form_errors_add(form, exc)
                 else:
                     self.audit(request, order, "removal-record", {"ground": order.ground})
                     self.message_user(
@@ -175,7 +175,7 @@ class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                     staff=request.user,
                 )
             except DomainError as exc:
-                _add_errors(form, exc)
+                form_errors_add(form, exc)
             else:
                 if order.status == RemovalOrder.Status.CANCELLED:
                     self.audit(request, order, "removal-cancel", {"reason": order.cancel_reason})
@@ -210,20 +210,9 @@ class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                     order=order, staff=request.user, reason=form.cleaned_data["reason"]
                 )
             except DomainError as exc:
-                _add_errors(form, exc)
+                form_errors_add(form, exc)
             else:
                 self.audit(request, order, "removal-cancel", {"reason": order.cancel_reason})
                 self.message_user(request, f"Cancelled: {order}.")
                 return redirect(reverse("admin:billing_removalorder_changelist"))
         return self._render(request, form, f"Cancel: {order}")
-
-
-def _add_errors(form: forms.Form, exc: DomainError) -> None:
-    placed = False
-    for field, errors in exc.fields.items():
-        if field in form.fields:
-            for error in errors:
-                form.add_error(field, error["message"])
-            placed = True
-    if not placed:
-        form.add_error(None, exc.message)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing import moves
-from billing.admin.pages import FormPageMixin
+from billing.admin.pages import FormPageMixin, form_errors_add
 from billing.models import Move
 from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError
@@ -167,7 +167,7 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                 try:
                     move = moves.move_out(account=account, at=at, choice=choice, staff=request.user)
                 except DomainError as exc:
-                    _add_errors(form, exc)
+                    form_errors_add(form, exc)
                 else:
                     self.audit(request, move, "move-out", _summary(move))
                     self.message_user(
@@ -203,7 +203,7 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                         staff=request.user,
                     )
                 except DomainError as exc:
-                    _add_errors(form, exc)
+                    form_errors_add(form, exc)
                 else:
                     self.audit(request, move, "move-in", _summary(move))
                     self.message_user(
@@ -213,17 +213,6 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                     )
                     return redirect(reverse("admin:billing_move_changelist"))
         return self._render(request, form, "Move in: a new account on a vacant meter")
-
-
-def _add_errors(form: forms.Form, exc: DomainError) -> None:
-    placed = False
-    for field, errors in exc.fields.items():
-        if field in form.fields:
-            for error in errors:
-                form.add_error(field, error["message"])
-            placed = True
-    if not placed:
-        form.add_error(None, exc.message)
 
 
 def _final_balance(move: Move, utility: Utility) -> str:
