@@ -9,6 +9,9 @@ PORT ?= 8000
 # and beat must be told the web's address rather than derive it from theirs.
 SERVE_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}"
 export DJANGO_SETTINGS_MODULE := config.settings
+# No key is written in the repository: without SECRET_KEY, every process these commands start reads one
+# random key created once under VAR_DIR (config/settings.py: secret_key_read).
+export SECRET_KEY_FILE ?= $(or $(VAR_DIR),$(CURDIR)/var)/secret-key
 
 .PHONY: run test lint format migrate demo web worker beat clean
 

@@ -7,11 +7,15 @@ credentials switch to the real services.
 
 from __future__ import annotations
 
+import hmac
 import os
+import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -31,7 +35,55 @@ def env_int(name: str, default: int) -> int:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY") or "dev-only-insecure-key-set-SECRET_KEY-in-production"
+
+
+def secret_key_read() -> str:
+    """The key every other secret here derives from: never one written in this repository.
+
+    1. SECRET_KEY, when set.
+    2. Else a key file (SECRET_KEY_FILE, or VAR_DIR/secret-key on the embedded default and under
+       DEBUG): created once with a random key, readable by its owner only, then reused, so sessions
+       and tokens survive restarts. `make run` and `make test` point SECRET_KEY_FILE at VAR_DIR.
+    3. Else (a server on a real database with neither): refuse to start.
+    """
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    embedded = not os.environ.get("DATABASE_URL")
+    path = os.environ.get("SECRET_KEY_FILE") or (
+        str(VAR_DIR / "secret-key") if embedded or DEBUG else ""
+    )
+    if not path:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set SECRET_KEY (or SECRET_KEY_FILE, a file the server may "
+            "create) to a long random value kept out of the repository."
+        )
+    key_file = Path(path)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting at once (web, worker, beat) agree on one key.
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+    for _ in range(50):  # another process may be between creating the file and writing it
+        key = key_file.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)
+    raise ImproperlyConfigured(f"The secret key file {key_file} is empty.")
+
+
+def secret_derived(name: str, label: str) -> str:
+    """A secret of its own (env `name`), else one derived from SECRET_KEY for this use alone:
+    a webhook secret or a code-hash key never equals the key, nor another use's key."""
+    return (
+        os.environ.get(name) or hmac.new(SECRET_KEY.encode(), label.encode(), "sha256").hexdigest()
+    )
+
+
+SECRET_KEY = secret_key_read()
 ALLOWED_HOSTS = [
     h
     for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
@@ -190,7 +242,7 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
-    "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY") or SECRET_KEY,
+    "SIGNING_KEY": secret_derived("JWT_SIGNING_KEY", "smartmeter.jwt"),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -215,7 +267,7 @@ READINGS_MAX_BODY_BYTES = env_int("READINGS_MAX_BODY_BYTES", 64 * 1024 * 1024)
 # --- Payments and the head-end --------------------------------------------------------------
 PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "simulated")
 # Shared secret of the simulated gateway's signed webhooks (a real gateway has its own).
-PAYMENT_WEBHOOK_SECRET = os.environ.get("PAYMENT_WEBHOOK_SECRET") or f"{SECRET_KEY}-webhooks"
+PAYMENT_WEBHOOK_SECRET = secret_derived("PAYMENT_WEBHOOK_SECRET", "smartmeter.webhooks")
 PAYMENT_WEBHOOK_TOLERANCE_SECONDS = env_int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", 300)
 # Where consumers' browsers and the gateway reach this server: payment pages, links sent by SMS,
 # webhooks. Unset, it follows PORT (the port the web process serves): links and webhooks reach the
@@ -224,7 +276,7 @@ PUBLIC_BASE_URL = (
     os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
 ).rstrip("/")
 # Calls to the gateway (the simulated one's status API): its API key, and how long to wait.
-PAYMENT_GATEWAY_API_KEY = os.environ.get("PAYMENT_GATEWAY_API_KEY") or f"{SECRET_KEY}-gateway-api"
+PAYMENT_GATEWAY_API_KEY = secret_derived("PAYMENT_GATEWAY_API_KEY", "smartmeter.gateway-api")
 PAYMENT_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_GATEWAY_TIMEOUT_SECONDS", "10"))
 # A hosted checkout can be paid for this long; after it, a checkout the gateway never saw paid
 # is expired here (and the simulated gateway's page refuses it).
@@ -242,6 +294,8 @@ HEADEND_TIMEOUT_SECONDS = float(os.environ.get("HEADEND_TIMEOUT_SECONDS", "10"))
 
 # --- One-time codes -------------------------------------------------------------------------
 OTP_LENGTH = 6
+# Keys the stored hashes of one-time codes: a leaked table alone cannot be tried offline.
+OTP_HASH_KEY = secret_derived("OTP_HASH_KEY", "smartmeter.one-time-codes")
 OTP_TTL_SECONDS = env_int("OTP_TTL_SECONDS", 300)
 OTP_MAX_ATTEMPTS = 5
 OTP_RESEND_COOLDOWN_SECONDS = env_int("OTP_RESEND_COOLDOWN_SECONDS", 60)
