@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts import selectors, services
 from accounts.models import Language, OneTimeCode
@@ -17,19 +19,21 @@ from meters.auth import ServiceTokenAuthentication
 def _challenge_body(challenge: OneTimeCode) -> dict:
     return {
         "challenge_id": str(challenge.id),
-        "sent_to": phone_mask(challenge.phone),
         "expires_in": settings.OTP_TTL_SECONDS,
         "resend_in": settings.OTP_RESEND_COOLDOWN_SECONDS,
     }
 
 
-class ChallengeSerializer(serializers.Serializer):
+class LinkChallengeSerializer(serializers.Serializer):
     challenge_id = serializers.UUIDField()
+    expires_in = serializers.IntegerField(help_text="Seconds.")
+    resend_in = serializers.IntegerField(help_text="Seconds before a new code may be asked for.")
+
+
+class ChallengeSerializer(LinkChallengeSerializer):
     sent_to = serializers.CharField(
         help_text="The masked number the code went to, e.g. +965 ••••1234."
     )
-    expires_in = serializers.IntegerField(help_text="Seconds.")
-    resend_in = serializers.IntegerField(help_text="Seconds before a new code may be asked for.")
 
 
 class CodeInputSerializer(serializers.Serializer):
@@ -61,6 +65,12 @@ class SignInStartApi(APIView):
         request=SignInStartInput,
         responses={202: ChallengeSerializer},
         summary="Send a sign-in code",
+        description=(
+            "Texts a sign-in code to the number. Limits, each per rolling hour: codes to one "
+            "number (spent only by sign-in codes, so codes others ask for to link an account "
+            "never lock its holder out) and codes from one client address; `resend_too_soon` "
+            "and `too_many_codes` answer 429 with Retry-After. See docs/sign-in.md."
+        ),
     )
     def post(self, request):
         data = self.SignInStartInput(data=request.data)
@@ -71,7 +81,18 @@ class SignInStartApi(APIView):
             language=data.validated_data["language"],
             client_ip=client_ip(request),
         )
-        return Response(_challenge_body(challenge), status=status.HTTP_202_ACCEPTED)
+        body = {**_challenge_body(challenge), "sent_to": phone_mask(challenge.phone)}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="Send as `Authorization: Bearer …`; lives minutes.")
+    refresh = serializers.CharField(help_text="Trade for a new pair at /auth/token/refresh/.")
+
+
+class SignInSerializer(TokenPairSerializer):
+    user = UserSerializer()
+    created = serializers.BooleanField(help_text="This sign-in created the user.")
 
 
 class SignInCompleteApi(APIView):
@@ -80,17 +101,7 @@ class SignInCompleteApi(APIView):
 
     @extend_schema(
         request=CodeInputSerializer,
-        responses={
-            200: inline_serializer(
-                "SignIn",
-                {
-                    "access": serializers.CharField(),
-                    "refresh": serializers.CharField(),
-                    "user": UserSerializer(),
-                    "created": serializers.BooleanField(),
-                },
-            )
-        },
+        responses={200: SignInSerializer},
         summary="Exchange the code for tokens",
     )
     def post(self, request):
@@ -105,6 +116,18 @@ class SignInCompleteApi(APIView):
                 "created": created,
             }
         )
+
+
+class TokenRefreshApi(TokenRefreshView):
+    """simplejwt's view, with its answer typed: refresh tokens rotate, so both come back."""
+
+    @extend_schema(
+        request=TokenRefreshSerializer,
+        responses={200: TokenPairSerializer},
+        summary="Trade a refresh token for a new pair (the old one is revoked)",
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
 
 class SignOutApi(APIView):
@@ -228,8 +251,18 @@ class LinkListApi(APIView):
 
     @extend_schema(
         request=LinkStartInput,
-        responses={202: ChallengeSerializer},
+        responses={202: LinkChallengeSerializer},
         summary="Start linking: send a code to the account's registered mobile",
+        description=(
+            "Texts a code to the mobile registered with the utility for this consumer id (never "
+            "to a number the caller gives). Every consumer id of a known utility gets the same "
+            "answer, whether an open account has it or not: an id that is unknown, another "
+            "utility's or a closed account's is answered 202 with a challenge, spends the same "
+            "limits, texts no one, and every code tried on it fails like a wrong code. Refused "
+            "only for an unknown utility, an account the caller already links, and limits "
+            "(`resend_too_soon`, `too_many_codes` with Retry-After: per user, per account, per "
+            "client address, each per rolling hour). See docs/sign-in.md."
+        ),
     )
     def post(self, request):
         data = self.LinkStartInput(data=request.data)
@@ -245,7 +278,14 @@ class LinkListApi(APIView):
 
 class LinkConfirmApi(APIView):
     @extend_schema(
-        request=CodeInputSerializer, responses={201: LinkOutputSerializer}, summary="Confirm a link"
+        request=CodeInputSerializer,
+        responses={201: LinkOutputSerializer},
+        summary="Confirm a link",
+        description=(
+            "Turns the code texted to the account's registered mobile into a link. A wrong code "
+            "answers `wrong_code` with `attempts_left`; the fifth wrong try, and every try after, "
+            "`code_locked`. A challenge for an id no open account has answers exactly so."
+        ),
     )
     def post(self, request):
         data = CodeInputSerializer(data=request.data)

@@ -284,6 +284,12 @@ class OneTimeCode(models.Model):
     account = models.ForeignKey(
         ConsumerAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    target = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="For a link code, the account asked for as utility:consumer id, whether one "
+        "exists or not: an unknown id spends the same per-account budget as a real one.",
+    )
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
     code_hash = models.CharField(max_length=64)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -294,10 +300,13 @@ class OneTimeCode(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True, help_text="Replaced by a newer code.")
 
     class Meta:
-        # Each throttle counts recent codes by one of these keys.
+        # Each throttle counts recent codes by one of these keys (the account's index also serves
+        # revoking its codes when its number changes).
         indexes = [
             models.Index(fields=["phone", "created_at"]),
             models.Index(fields=["account", "created_at"]),
+            models.Index(fields=["target", "created_at"]),
+            models.Index(fields=["user", "created_at"]),
             models.Index(fields=["client_ip", "created_at"]),
             models.Index(fields=["created_at"]),
         ]

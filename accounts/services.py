@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from rest_framework_simplejwt.exceptions import TokenError
@@ -28,8 +28,10 @@ from notifications.tasks import send_sms
 
 
 def _code_hash(challenge_id: object, code: str) -> str:
-    # Keyed with SECRET_KEY: a leaked table alone does not let anyone try the million codes offline.
-    return salted_hmac("accounts.otp", f"{challenge_id}:{code}", algorithm="sha256").hexdigest()
+    # Keyed with a key of its own: a leaked table alone does not let anyone try the million codes offline.
+    return salted_hmac(
+        "accounts.otp", f"{challenge_id}:{code}", secret=settings.OTP_HASH_KEY, algorithm="sha256"
+    ).hexdigest()
 
 
 def _throttle(queryset, *, limit: int, what: str) -> None:
@@ -45,28 +47,65 @@ def _throttle(queryset, *, limit: int, what: str) -> None:
         )
 
 
+def _budgets(
+    *, purpose: str, phone: str, user: User | None, target: str, client_ip: str | None
+) -> list[tuple[QuerySet[OneTimeCode], int, str]]:
+    """The hourly budgets a new code spends, each as (codes counted, limit, whose).
+
+    Sign-in and link codes never share a budget: a number's sign-in budget is spent only by
+    sign-in codes for it, so link starts by others, which text the same number, cannot lock its
+    holder out of signing in. Link codes are bounded per requesting user, per account asked for
+    (protecting its holder's phone from a crowd) and per client address.
+    """
+    codes = OneTimeCode.objects.filter(purpose=purpose)
+    if purpose == OneTimeCode.Purpose.SIGN_IN:
+        budgets = [
+            (codes.filter(phone=phone), settings.OTP_HOURLY_LIMIT_PER_PHONE, "to this number")
+        ]
+        per_client = settings.OTP_HOURLY_LIMIT_PER_CLIENT
+    else:
+        budgets = [
+            (codes.filter(user=user), settings.LINK_HOURLY_LIMIT_PER_USER, "at your request"),
+            (
+                codes.filter(target=target),
+                settings.LINK_HOURLY_LIMIT_PER_ACCOUNT,
+                "for this consumer account",
+            ),
+        ]
+        per_client = settings.LINK_HOURLY_LIMIT_PER_CLIENT
+    if client_ip:
+        budgets.append((codes.filter(client_ip=client_ip), per_client, "from your network"))
+    return budgets
+
+
 def otp_issue(
     *,
     purpose: str,
-    phone: str,
+    phone: str | None,
     client_ip: str | None,
     language: str,
     user: User | None = None,
     account: ConsumerAccount | None = None,
+    target: str = "",
     sms_text: dict[str, str],
     sms_values: dict[str, object],
 ) -> OneTimeCode:
     """Create a code and queue its SMS.
 
     1. Refuse inside the resend cooldown of the last code for the same target.
-    2. Refuse past the hourly limits per destination number, per consumer account and per client address.
+    2. Refuse past the hourly budgets of its purpose (_budgets).
     3. Revoke the target's earlier live codes, so only the newest code works.
     4. Store the keyed hash and queue the SMS after commit.
+
+    Without a phone the challenge is a decoy, for a link to an account that is not there: it
+    goes through every step above, so it is answered and throttled like a real one, but its
+    hash is of a secret no code can be (every guess at it is wrong, and counted) and nothing is sent.
     """
     now = timezone.now()
-    same_target = OneTimeCode.objects.filter(
-        purpose=purpose, phone=phone, user=user, account=account
-    )
+    if purpose == OneTimeCode.Purpose.SIGN_IN:
+        same_target = OneTimeCode.objects.filter(purpose=purpose, phone=phone, user=None)
+    else:
+        same_target = OneTimeCode.objects.filter(purpose=purpose, user=user, target=target)
     last = same_target.order_by("-created_at").first()
     cooldown = timedelta(seconds=settings.OTP_RESEND_COOLDOWN_SECONDS)
     if last and last.created_at + cooldown > now:
@@ -76,44 +115,36 @@ def otp_issue(
             retry_after=wait,
             code="resend_too_soon",
         )
-    _throttle(
-        OneTimeCode.objects.filter(phone=phone),
-        limit=settings.OTP_HOURLY_LIMIT_PER_PHONE,
-        what="to this number",
-    )
-    if account is not None:
-        _throttle(
-            OneTimeCode.objects.filter(account=account),
-            limit=settings.OTP_HOURLY_LIMIT_PER_ACCOUNT,
-            what="for this consumer account",
-        )
-    if client_ip:
-        _throttle(
-            OneTimeCode.objects.filter(client_ip=client_ip),
-            limit=settings.OTP_HOURLY_LIMIT_PER_CLIENT,
-            what="from your network",
-        )
+    for codes, limit, what in _budgets(
+        purpose=purpose, phone=phone or "", user=user, target=target, client_ip=client_ip
+    ):
+        _throttle(codes, limit=limit, what=what)
 
     code = "".join(secrets.choice("0123456789") for _ in range(settings.OTP_LENGTH))
     with transaction.atomic():
         same_target.filter(used_at__isnull=True, revoked_at__isnull=True).update(revoked_at=now)
         challenge = OneTimeCode(
             purpose=purpose,
-            phone=phone,
+            phone=phone or "",
             user=user,
             account=account,
+            target=target,
             language=language,
             client_ip=client_ip,
             created_at=now,
             expires_at=now + timedelta(seconds=settings.OTP_TTL_SECONDS),
         )
-        challenge.code_hash = _code_hash(challenge.id, code)
+        challenge.code_hash = _code_hash(challenge.id, code if phone else secrets.token_hex(16))
         challenge.save(force_insert=True)
-        text = sms_text.get(language) or sms_text["en"]
-        body = text.format(
-            code=code, app=settings.APP_NAME, minutes=settings.OTP_TTL_SECONDS // 60, **sms_values
-        )
-        transaction.on_commit(lambda: send_sms.delay(phone, body))
+        if phone:
+            text = sms_text.get(language) or sms_text["en"]
+            body = text.format(
+                code=code,
+                app=settings.APP_NAME,
+                minutes=settings.OTP_TTL_SECONDS // 60,
+                **sms_values,
+            )
+            transaction.on_commit(lambda: send_sms.delay(phone, body))
     return challenge
 
 
@@ -255,31 +286,37 @@ def profile_update(*, user: User, language: str | None = None, name: str | None 
 def link_start(
     *, user: User, utility_code: str, consumer_id: str, client_ip: str | None
 ) -> OneTimeCode:
-    """Send a code to the account's registered mobile (never to a number the caller typed)."""
+    """Send a code to the account's registered mobile (never to a number the caller typed).
+
+    1. Refuse an unknown utility: the list of utilities is public anyway.
+    2. Refuse an account the user already holds a live link to (they proved it already).
+    3. Answer every other id alike, whether an open account has it or not (unknown, another
+       utility's, closed): a challenge that spends the same budgets. Only a real account's
+       holder is texted a code; a missing account's challenge is a decoy no code confirms, so
+       ids cannot be mined from the answers, their throttles or their failures.
+    """
     utility = Utility.objects.filter(code=utility_code, is_active=True).first()
     if utility is None:
         raise DomainError.for_field("utility", "No utility has this code.", code="unknown_utility")
-    account = ConsumerAccount.objects.filter(
-        utility=utility, consumer_id=consumer_id.strip()
-    ).first()
-    if account is None:
-        raise NotFound(
-            "No consumer account with this ID at this utility. Check the ID printed on your bill.",
-            code="unknown_consumer",
-        )
-    if account.status == ConsumerAccount.Status.CLOSED:
-        raise Conflict("This consumer account is closed.", code="account_closed")
+    consumer_id = consumer_id.strip()
+    account = (
+        ConsumerAccount.objects.filter(utility=utility, consumer_id=consumer_id)
+        .exclude(status=ConsumerAccount.Status.CLOSED)
+        .first()
+    )
+    # Asked of a missing account too (it finds nothing), so both answers do the same work.
     if AccountLink.objects.filter(user=user, account=account, unlinked_at__isnull=True).exists():
         raise Conflict("You have already linked this account.", code="already_linked")
     return otp_issue(
         purpose=OneTimeCode.Purpose.LINK,
-        phone=account.registered_mobile,
+        phone=account.registered_mobile if account else None,
         user=user,
         account=account,
+        target=f"{utility.code}:{consumer_id}",
         client_ip=client_ip,
         language=user.language,
         sms_text=messages.LINK,
-        sms_values={"utility": utility.name, "consumer_id": account.consumer_id},
+        sms_values={"utility": utility.name, "consumer_id": consumer_id},
     )
 
 

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from django.urls import path
-from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts import apis
 
 urlpatterns = [
     path("auth/code/", apis.SignInStartApi.as_view(), name="auth-code"),
     path("auth/token/", apis.SignInCompleteApi.as_view(), name="auth-token"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="auth-token-refresh"),
+    path("auth/token/refresh/", apis.TokenRefreshApi.as_view(), name="auth-token-refresh"),
     path("auth/logout/", apis.SignOutApi.as_view(), name="auth-logout"),
     path("me/", apis.ProfileApi.as_view(), name="me"),
     path("utilities/", apis.UtilityListApi.as_view(), name="utilities"),

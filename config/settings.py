@@ -299,10 +299,15 @@ OTP_HASH_KEY = secret_derived("OTP_HASH_KEY", "smartmeter.one-time-codes")
 OTP_TTL_SECONDS = env_int("OTP_TTL_SECONDS", 300)
 OTP_MAX_ATTEMPTS = 5
 OTP_RESEND_COOLDOWN_SECONDS = env_int("OTP_RESEND_COOLDOWN_SECONDS", 60)
-# Codes sent within one rolling hour, per destination number, per consumer account and per client address.
+# Codes sent within one rolling hour. Sign-in codes: per destination number and per client address.
+# Link codes (texted to an account's registered mobile at someone else's request) have budgets of
+# their own, per requesting user, per account and per client, so that nobody can spend the budget
+# that protects a number's sign-in (docs/sign-in.md).
 OTP_HOURLY_LIMIT_PER_PHONE = env_int("OTP_HOURLY_LIMIT_PER_PHONE", 5)
-OTP_HOURLY_LIMIT_PER_ACCOUNT = env_int("OTP_HOURLY_LIMIT_PER_ACCOUNT", 5)
 OTP_HOURLY_LIMIT_PER_CLIENT = env_int("OTP_HOURLY_LIMIT_PER_CLIENT", 20)
+LINK_HOURLY_LIMIT_PER_USER = env_int("LINK_HOURLY_LIMIT_PER_USER", 10)
+LINK_HOURLY_LIMIT_PER_ACCOUNT = env_int("LINK_HOURLY_LIMIT_PER_ACCOUNT", 5)
+LINK_HOURLY_LIMIT_PER_CLIENT = env_int("LINK_HOURLY_LIMIT_PER_CLIENT", 20)
 # Only trust X-Forwarded-For when a proxy we run sets it.
 USE_X_FORWARDED_FOR = env_bool("USE_X_FORWARDED_FOR", False)
 

@@ -168,7 +168,7 @@ def test_the_new_holder_sees_the_account_only_from_the_change_on(
     started = newcomer.post(
         "/api/v1/links/", {"utility": meter.utility.code, "consumer_id": account.consumer_id}
     )
-    assert started.json()["sent_to"] == "+965 ••••7766"
+    assert started.status_code == 202
     challenge = OneTimeCode.objects.get(pk=started.json()["challenge_id"])
     assert challenge.phone == NEW_NUMBER
     confirmed = newcomer.post(

@@ -121,7 +121,7 @@ def test_codes_are_throttled_per_client_address(api, sms_outbox, settings):
 
 def test_codes_are_throttled_per_consumer_account(make_api, sms_outbox, settings):
     """Many users cannot flood one account holder's phone with link codes."""
-    settings.OTP_HOURLY_LIMIT_PER_ACCOUNT = 2
+    settings.LINK_HOURLY_LIMIT_PER_ACCOUNT = 2
     account = ConsumerAccountFactory()
     body = {"utility": account.utility.code, "consumer_id": account.consumer_id}
 

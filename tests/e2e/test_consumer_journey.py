@@ -57,7 +57,8 @@ def test_sign_in_link_two_accounts_unlink_one_and_register_a_device(live_server,
             f"{url}/links/", json={"utility": "kw-mew", "consumer_id": account.consumer_id}
         )
         assert started.status_code == 202
-        assert started.json()["sent_to"] == f"+965 ••••{account.registered_mobile[-4:]}"
+        # Known and unknown consumer ids answer alike: no masked number before the code is proved.
+        assert set(started.json()) == {"challenge_id", "expires_in", "resend_in"}
         confirmed = http.post(
             f"{url}/links/confirm/",
             json={
