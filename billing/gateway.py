@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from billing.models import SimulatedPayment
 from core.errors import DomainError, Gone, NotFound
+from core.parsers import json_loads_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class SimulatedGateway:
                 currency=str(data["currency"]),
                 paid_at=datetime.fromisoformat(paid_at) if paid_at else None,
             )
-        except (ValueError, KeyError, TypeError, ArithmeticError):
+        except (ValueError, KeyError, TypeError, ArithmeticError, RecursionError):
             raise PermanentGatewayError("gateway answered something unreadable") from None
 
     @staticmethod
@@ -158,18 +159,7 @@ class SimulatedGateway:
         expected = self.sign(body, timestamp=timestamp).split("v1=", 1)[1]
         if not hmac.compare_digest(expected, parts.get("v1", "")):
             raise DomainError("The signature does not match.", code="bad_signature")
-        try:
-            data = json.loads(body, parse_float=Decimal)
-            return PaymentEvent(
-                event_id=str(data["id"]),
-                kind=str(data["type"]),
-                reference=str(data["reference"]),
-                amount=Decimal(str(data["amount"])),
-                currency=str(data["currency"]),
-                raw=json.loads(body),
-            )
-        except (ValueError, KeyError, TypeError, ArithmeticError):
-            raise DomainError("The event is malformed.", code="malformed_event") from None
+        return webhook_event_read(body)
 
     def event_body(
         self,
@@ -192,6 +182,45 @@ class SimulatedGateway:
 
 
 GATEWAYS = {"simulated": SimulatedGateway()}
+
+# The longest event id and reference we keep (WebhookEvent.event_id, TopUp.gateway_reference).
+EVENT_TEXT_MAX = 100
+
+
+def webhook_event_read(body: bytes) -> PaymentEvent:
+    """A signed event's JSON, read as json_loads_bounded reads any body (too deep, or text with
+    NUL: 400), then checked field by field: anything we could not store or compare (an id over
+    100 characters, an amount that is not a finite number) is a malformed event, refused (400) so
+    the gateway stops sending it, never a server error."""
+    data = json_loads_bounded(body)
+    malformed = DomainError("The event is malformed.", code="malformed_event")
+    if not isinstance(data, dict):
+        raise malformed
+    texts = {}
+    for name in ("id", "type", "reference", "currency"):
+        value = data.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= EVENT_TEXT_MAX:
+            raise malformed
+        texts[name] = value
+    raw_amount = data.get("amount")
+    if isinstance(raw_amount, bool) or not isinstance(raw_amount, str | int | Decimal):
+        raise malformed
+    try:
+        amount = Decimal(str(raw_amount).strip())
+    except ArithmeticError:  # decimal.InvalidOperation: not a number
+        raise malformed from None
+    if not amount.is_finite():  # NaN or sNaN would fail the comparison with the top-up's amount
+        raise malformed
+    return PaymentEvent(
+        event_id=texts["id"],
+        kind=texts["type"],
+        reference=texts["reference"],
+        amount=amount,
+        currency=texts["currency"],
+        # As sent, numbers as JSON numbers (the Decimals above would not serialize into the
+        # payload column); the body has passed the bounds, so a second read is safe.
+        raw=json.loads(body),
+    )
 
 
 def gateway_get(name: str | None = None):

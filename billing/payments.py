@@ -114,16 +114,7 @@ def topup_amount_check(*, account: ConsumerAccount, raw: object) -> Decimal:
     cap = TOPUP_ABSOLUTE_MAX
     if policy.max_topup is not None:
         cap = min(cap, policy.max_topup)
-    try:
-        # Compared as given, before money_parse quantizes it: a quantize of 1e25 to fils needs
-        # more digits than the decimal context has and would fail as a server error.
-        too_large = Decimal(str(raw).strip()) > cap
-    except (ArithmeticError, ValueError):  # decimal.InvalidOperation: not a number
-        too_large = False  # money_parse says so
-    if too_large:
-        raise DomainError.for_field(
-            "amount", "The amount is larger than we accept.", code="amount_too_large"
-        )
+    # money_parse compares with the cap before any arithmetic (1e25, 1e400 refused, not crashed on).
     amount = money_parse(raw, minor_unit=utility.currency_minor_unit, max_major=cap)
     if amount < utility.min_topup:
         raise DomainError.for_field(
@@ -503,7 +494,16 @@ def amount_due(account: ConsumerAccount) -> Decimal:
 def partner_payment_record(
     *, partner: PaymentPartner, code: str, amount: object, reference: str
 ) -> tuple[TopUp, bool]:
-    """A payment network paid against a payment code. The partner's reference makes it happen once."""
+    """A payment network paid against a payment code. The partner's reference makes it happen
+    once: returns the top-up and whether this call made it.
+
+    1. A reference already paid is answered from its top-up (a retry), or refused if it was used
+       for another payment.
+    2. Otherwise the top-up and its PartnerPayment are inserted and credited in one transaction.
+       Two requests with one reference at once (a partner retrying on a timeout) race on the
+       unique index: the second insert waits for the first transaction, then fails, and the
+       loser answers as a retry with what the winner made, never a server error.
+    """
     if not reference or len(reference) > 100:
         raise DomainError.for_field(
             "reference",
@@ -512,35 +512,53 @@ def partner_payment_record(
         )
     account = payment_code_account(code=code, partner=partner)
     amount = topup_amount_check(account=account, raw=amount)
+    existing = _partner_payment_replay(
+        partner=partner, reference=reference, account=account, amount=amount
+    )
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            topup = TopUp.objects.create(
+                account=account,
+                amount=amount,
+                currency=account.utility.currency,
+                channel=TopUp.Channel.PAYMENT_CODE,
+                gateway=f"partner:{partner.pk}",
+                gateway_reference=reference,
+            )
+            PartnerPayment.objects.create(partner=partner, reference=reference, topup=topup)
+            # Credited in the same transaction: the loser of a race only ever sees the winner's
+            # top-up paid, with its receipt.
+            topup = topup_confirm(topup=topup).topup
+    except IntegrityError:
+        existing = _partner_payment_replay(
+            partner=partner, reference=reference, account=account, amount=amount
+        )
+        if existing is None:  # cannot happen while the unique rows are kept; refuse, not 500
+            raise Conflict(
+                "This reference is being paid right now; retry.", code="reference_in_flight"
+            ) from None
+        return existing, False
+    return topup, True
+
+
+def _partner_payment_replay(
+    *, partner: PaymentPartner, reference: str, account: ConsumerAccount, amount: Decimal
+) -> TopUp | None:
+    """The top-up a reference already paid, if any; refused if it paid something else."""
     existing = (
         PartnerPayment.objects.filter(partner=partner, reference=reference)
         .select_related("topup")
         .first()
     )
-    if existing:
-        if existing.topup.amount != amount or existing.topup.account_id != account.pk:
-            raise DomainError(
-                "This reference was used for a different payment.", code="reference_reused"
-            )
-        return existing.topup, False
-    with transaction.atomic():
-        topup = TopUp.objects.create(
-            account=account,
-            amount=amount,
-            currency=account.utility.currency,
-            channel=TopUp.Channel.PAYMENT_CODE,
-            gateway=f"partner:{partner.pk}",
-            gateway_reference=reference,
+    if existing is None:
+        return None
+    if existing.topup.amount != amount or existing.topup.account_id != account.pk:
+        raise DomainError(
+            "This reference was used for a different payment.", code="reference_reused"
         )
-        try:
-            with transaction.atomic():
-                PartnerPayment.objects.create(partner=partner, reference=reference, topup=topup)
-        except IntegrityError:
-            raise Conflict(
-                "This reference is being paid right now; retry.", code="reference_in_flight"
-            ) from None
-        topup = topup_confirm(topup=topup).topup
-    return topup, True
+    return existing.topup
 
 
 def partner_token_create(*, utility, name: str) -> tuple[PaymentPartner, str]:

@@ -26,20 +26,34 @@ def money_quantize(amount: Decimal | int | str, *, minor_unit: int) -> Decimal:
     return Decimal(amount).quantize(minor_unit_exponent(minor_unit), rounding=ROUND_HALF_UP)
 
 
+# An amount as a client may write it: ASCII digits, an optional fraction, an optional sign and
+# exponent, which is the grammar of a JSON number ("1.500", 1.5, 15e-1, "-5"). Python's Decimal
+# takes more (1_000, " Infinity", Arabic-Indic digits): those are refused, never guessed at.
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def money_parse(
     raw: object, *, minor_unit: int, field: str = "amount", max_major: Decimal = Decimal("1000000")
 ) -> Decimal:
-    """An amount a client gave us: refused, never rounded, if it has more decimals than the currency."""
+    """An amount a client gave us (text, or a JSON number the parser read as Decimal or int):
+    refused, never rounded, if it has more decimals than the currency.
+
+    1. Plain notation only (PLAIN_NUMBER): no underscores, no NaN or Infinity, ASCII digits. An
+       exponent is read as written (15e-1 is 1.5); what it makes is bounded like any figure.
+    2. Above zero and at most `max_major`, compared before any arithmetic: 1e25 (or 1e400 from a
+       JSON number) has no room for 3 decimals in Decimal's 28 digits, and quantizing it would
+       fail as a server error.
+    3. At most the currency's decimals (1.5001 KWD is refused, not rounded).
+    """
+    text = str(raw).strip() if isinstance(raw, str | int | float | Decimal) else ""
+    if isinstance(raw, bool) or not PLAIN_NUMBER.fullmatch(text):
+        raise DomainError.for_field(field, "Give the amount as a number.", code="invalid_amount")
     try:
-        amount = Decimal(str(raw).strip())
-    except (InvalidOperation, ValueError):
+        amount = Decimal(text)
+    except (InvalidOperation, ValueError):  # the pattern lets through nothing Decimal refuses
         raise DomainError.for_field(
             field, "Give the amount as a number.", code="invalid_amount"
         ) from None
-    if not amount.is_finite():
-        raise DomainError.for_field(field, "Give the amount as a number.", code="invalid_amount")
-    # Bounded on both sides before any arithmetic: ±1e25 has no room for 3 decimals in
-    # Decimal's 28 digits, and quantizing it would fail as a server error.
     if amount <= 0:
         raise DomainError.for_field(
             field, "The amount must be above zero.", code="amount_not_positive"

@@ -19,19 +19,41 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), zone).astimezone(UTC)
 
 
+# The dates a client may name, in a period or a reading: no smart meter read before 2000, and
+# nothing is planned past 2100. Outside them a date is a typo or a probe, and near year 1 or 9999
+# the conversion between local time and UTC overflows (a server error, not an answer).
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2100, 1, 1)
+
+
+def date_in_range(day: date) -> bool:
+    return EARLIEST_DATE <= day <= LATEST_DATE
+
+
 def local_moment_parse(raw: str, zone: ZoneInfo, *, field: str) -> datetime:
     """A period edge from a client: a date is that local midnight, a time without an offset is
-    local, a time with one is taken as given. Refused with a field error otherwise."""
+    local, a time with one is taken as given. Refused with a field error otherwise, and outside
+    EARLIEST_DATE .. LATEST_DATE (code period_out_of_range)."""
     from core.errors import DomainError
 
     try:
         if len(raw) == 10:
-            return local_midnight(date.fromisoformat(raw), zone)
-        moment = datetime.fromisoformat(raw)
+            moment = datetime.combine(date.fromisoformat(raw), time(0))
+        else:
+            moment = datetime.fromisoformat(raw)
     except ValueError:
         raise DomainError.for_field(
             field, "Use a date (2026-11-21) or an ISO time with offset.", code="bad_period"
         ) from None
+    # The date as written, before any conversion: converting year 1 or 9999 is what overflows.
+    if not date_in_range(moment.date()):
+        raise DomainError.for_field(
+            field,
+            f"Give a date from {EARLIEST_DATE} to {LATEST_DATE}.",
+            code="period_out_of_range",
+        )
+    if len(raw) == 10:
+        return local_midnight(moment.date(), zone)
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 

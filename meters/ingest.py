@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from core.errors import DomainError
+from core.parsers import json_loads_bounded
+from core.timebuckets import EARLIEST_DATE, LATEST_DATE, date_in_range
 from meters.storage import INTERVAL, QUALITY_BY_NAME, SLOTS_PER_DAY, Quality, slot_of
 
 # A reading may start at most this far into the future of our clock (head-end clocks drift).
@@ -80,6 +84,9 @@ MESSAGES = {
     "bad_quality": "The quality must be actual, estimated or missing.",
     "duplicate_in_batch": "The same meter and start appear earlier in this batch.",
     "malformed": "This entry is not a reading.",
+    "out_of_range": (
+        f"The start must fall between {EARLIEST_DATE} and {LATEST_DATE}: no meter read earlier."
+    ),
 }
 
 
@@ -103,6 +110,9 @@ class TimestampCache:
         else:
             if moment.tzinfo is None:
                 result = "bad_timestamp"
+            elif not date_in_range(moment.date()):
+                # Before converting: year 1 or 9999 overflows on the way to UTC.
+                result = "out_of_range"
             elif moment.second or moment.microsecond or moment.astimezone(UTC).minute % 15:
                 result = "not_on_boundary"
             else:
@@ -118,13 +128,17 @@ def _quality(raw: object) -> Quality | None:
     return QUALITY_BY_NAME.get(raw) if isinstance(raw, str) else None
 
 
+_WH_TEXT = re.compile(r"-?[0-9]{1,12}")
+
+
 def _energy(raw: object, quality: Quality) -> int | str:
     """Wh as an int, or a rejection reason."""
     if quality is Quality.MISSING:
         return 0 if raw in (None, 0) else "bad_value"
     if isinstance(raw, bool) or not isinstance(raw, int):
         if (isinstance(raw, float) and raw.is_integer()) or (
-            isinstance(raw, str) and raw.strip().lstrip("-").isdigit()
+            # ASCII digits, and few: int() refuses over 4,300 digits (and "²" passes isdigit).
+            isinstance(raw, str) and _WH_TEXT.fullmatch(raw.strip())
         ):
             raw = int(raw)
         else:
@@ -279,8 +293,26 @@ CSV_COLUMNS = ("meter", "start", "wh", "quality")
 
 
 def csv_rows(text: str) -> Iterator[tuple[dict, object, object, object, object]]:
-    """CSV with a header naming meter, start, wh and optionally quality; refs carry line numbers."""
+    """CSV with a header naming meter, start, wh and optionally quality; refs carry line numbers.
+
+    A file the csv module cannot read on (a field over its limit of 131,072 characters, a quote
+    left open) refuses the whole batch with DomainError before anything is stored: the reader
+    cannot resynchronise, so no row after it could be trusted.
+    """
     reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        yield from _csv_rows(reader)
+    except csv.Error as exc:
+        too_large = "field limit" in str(exc)
+        raise DomainError(
+            f"Unreadable CSV at line {reader.line_num}: "
+            + ("a field is longer than 131,072 characters." if too_large else str(exc)),
+            code="csv_field_too_large" if too_large else "malformed_csv",
+            extra={"line": reader.line_num},
+        ) from None
+
+
+def _csv_rows(reader) -> Iterator[tuple[dict, object, object, object, object]]:
     header = next(reader, None)
     if header is None:
         return
@@ -306,3 +338,29 @@ def csv_rows(text: str) -> Iterator[tuple[dict, object, object, object, object]]
             None if wh == "" else wh,
             quality,
         )
+
+
+def json_batch_parse(body: bytes) -> dict:
+    """A JSON batch's body as readings_ingest takes it. Read with json_loads_bounded: too deep or
+    text with NUL refuses the whole batch (400 too_deep, invalid_character), not a reading."""
+    data = json_loads_bounded(body)
+    if not isinstance(data, dict):
+        raise DomainError(
+            "The body must be a JSON object with readings or blocks.", code="malformed_batch"
+        )
+    readings, blocks = data.get("readings", []), data.get("blocks", [])
+    if not isinstance(readings, list) or not isinstance(blocks, list):
+        raise DomainError("readings and blocks must be lists.", code="malformed_batch")
+    rows = [
+        ({"index": i}, r.get("meter"), r.get("start"), r.get("wh"), r.get("quality"))
+        if isinstance(r, dict)
+        else ({"index": i}, None, None, None, None)
+        for i, r in enumerate(readings)
+    ]
+    external_id = data.get("batch_id")
+    return {
+        "readings": rows,
+        "blocks": blocks,
+        "source": "json",
+        "external_id": external_id if isinstance(external_id, str) else "",
+    }

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Utility
+from core.errors import DomainError
 from meters.ingest import MeterInfo, Parsed, Rejection, parse_blocks, parse_readings
 from meters.models import (
     IngestBatch,
@@ -30,6 +31,7 @@ from meters.storage import (
     values_unpack,
 )
 
+SERIAL_MAX = Meter._meta.get_field("serial").max_length
 # Namespace of our PostgreSQL advisory locks on meters (the second key is the meter id).
 METER_LOCK_CLASS = 7301
 
@@ -85,6 +87,10 @@ def readings_ingest(
     3. Record the batch and each meter's newest reading and last contact.
     """
     now = now or timezone.now()
+    if "\x00" in external_id:
+        raise DomainError.for_field(
+            "batch_id", "Text may not contain the NUL character.", code="invalid_character"
+        )
     serials: set[str] = set()
     for item in blocks or ():
         if isinstance(item, dict) and isinstance(item.get("meter"), str):
@@ -92,6 +98,9 @@ def readings_ingest(
     for _, serial, *_ in readings or ():
         if isinstance(serial, str):
             serials.add(serial)
+    # No meter has a serial longer than the column or holding NUL (which PostgreSQL refuses even
+    # in a comparison): such a reading is refused as an unknown meter, as any unknown serial is.
+    serials = {s for s in serials if len(s) <= SERIAL_MAX and "\x00" not in s}
     meters = meters_lookup(utility=utility, serials=serials)
     parsed = Parsed()
     if blocks:

@@ -15,7 +15,8 @@ from django.utils import timezone
 from accounts.models import AccountLink, User
 from accounts.selectors import account_get_for_user
 from core.errors import Conflict, DomainError, NotFound
-from core.money import money_parse, utility_money
+from core.money import PLAIN_NUMBER, money_parse, utility_money
+from core.timebuckets import EARLIEST_DATE, LATEST_DATE, date_in_range
 from notifications import categories as c
 from notifications.services import alert_create
 from servicerequests import deadlines
@@ -62,6 +63,11 @@ def status_label(status: str, language: str) -> str:
 
 # --- Field specs ------------------------------------------------------------------------------
 
+# A number in a request's details has at most this many digits before or after the point (its
+# `adjusted()` exponent): more is no meter reading, area or count, and int() of 1e999999999
+# would build a billion digits.
+NUMBER_MAX_DIGITS = 15
+
 
 def _field_error(errors: dict, name: str, code: str, message: str) -> None:
     errors.setdefault(f"details.{name}", []).append({"code": code, "message": message})
@@ -83,12 +89,18 @@ def _value_check(spec: dict, value: Any) -> tuple[Any, tuple[str, str] | None]:
             return None, ("invalid_choice", f"Choose one of: {', '.join(choices)}.")
         return value, None
     if kind in ("integer", "decimal"):
-        if isinstance(value, bool):
+        # Plain notation only, as amounts are read (core.money): Decimal alone would take
+        # "1_000" and "Infinity".
+        text = str(value).strip() if isinstance(value, str | int | float | Decimal) else ""
+        if isinstance(value, bool) or not PLAIN_NUMBER.fullmatch(text):
             return None, ("invalid_number", "Give a number.")
         try:
-            number = Decimal(str(value).strip())
+            number = Decimal(text)
         except (InvalidOperation, ValueError):
             return None, ("invalid_number", "Give a number.")
+        # Bounded before any arithmetic: int() of 1e999999999 would build a billion digits.
+        if abs(number.adjusted()) > NUMBER_MAX_DIGITS:
+            return None, ("out_of_range", f"At most {NUMBER_MAX_DIGITS} digits.")
         if not number.is_finite() or (kind == "integer" and number != number.to_integral()):
             return None, (
                 "invalid_number",
@@ -102,9 +114,12 @@ def _value_check(spec: dict, value: Any) -> tuple[Any, tuple[str, str] | None]:
         return (int(number) if kind == "integer" else str(number)), None
     if kind == "date":
         try:
-            return dt.date.fromisoformat(str(value)).isoformat(), None
+            day = dt.date.fromisoformat(str(value))
         except ValueError:
             return None, ("invalid_date", "Give a date as YYYY-MM-DD.")
+        if not date_in_range(day):
+            return None, ("out_of_range", f"Give a date from {EARLIEST_DATE} to {LATEST_DATE}.")
+        return day.isoformat(), None
     if kind == "boolean":
         if not isinstance(value, bool):
             return None, ("invalid", "Give true or false.")
