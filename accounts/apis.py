@@ -13,6 +13,7 @@ from accounts import selectors, services
 from accounts.models import Language, OneTimeCode
 from core.http import client_ip
 from core.phone import phone_mask
+from core.schema import refuses
 from meters.auth import ServiceTokenAuthentication
 
 
@@ -72,6 +73,7 @@ class SignInStartApi(APIView):
             "and `too_many_codes` answer 429 with Retry-After. See docs/sign-in.md."
         ),
     )
+    @refuses(429)
     def post(self, request):
         data = self.SignInStartInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -104,6 +106,7 @@ class SignInCompleteApi(APIView):
         responses={200: SignInSerializer},
         summary="Exchange the code for tokens",
     )
+    @refuses(404)
     def post(self, request):
         data = CodeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -264,6 +267,7 @@ class LinkListApi(APIView):
             "client address, each per rolling hour). See docs/sign-in.md."
         ),
     )
+    @refuses(409, 429)
     def post(self, request):
         data = self.LinkStartInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -287,6 +291,7 @@ class LinkConfirmApi(APIView):
             "`code_locked`. A challenge for an id no open account has answers exactly so."
         ),
     )
+    @refuses(404)
     def post(self, request):
         data = CodeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

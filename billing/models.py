@@ -397,7 +397,8 @@ class TopUp(models.Model):
             )
         ]
         permissions = [
-            ("reconcile_topup", "Can ask the gateway about pending top-ups and settle them")
+            ("reconcile_topup", "Can ask the gateway about pending top-ups and settle them"),
+            ("take_counter_payment", "Can record a cash payment at the counter"),
         ]
 
     def __str__(self) -> str:
@@ -585,6 +586,7 @@ class Conversion(models.Model):
                 fields=["account"], condition=models.Q(status="flagged"), name="one_open_conversion"
             )
         ]
+        permissions = [("convert_meter", "Can carry out a conversion to prepaid")]
 
     def __str__(self) -> str:
         return f"{self.account}: {self.get_status_display()}"

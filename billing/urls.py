@@ -4,21 +4,24 @@ from django.urls import path
 
 from billing import apis
 from billing.apis import utility
+from core.schema import id_converter_register
+
+id_converter_register()
 
 urlpatterns = [
-    path("accounts/<int:account_id>/balance/", apis.BalanceApi.as_view(), name="account-balance"),
+    path("accounts/<id:account_id>/balance/", apis.BalanceApi.as_view(), name="account-balance"),
     path(
-        "accounts/<int:account_id>/statement/",
+        "accounts/<id:account_id>/statement/",
         apis.StatementApi.as_view(),
         name="account-statement",
     ),
-    path("accounts/<int:account_id>/topups/", apis.TopUpListApi.as_view(), name="account-topups"),
+    path("accounts/<id:account_id>/topups/", apis.TopUpListApi.as_view(), name="account-topups"),
     path(
-        "accounts/<int:account_id>/topups/<uuid:topup_id>/",
+        "accounts/<id:account_id>/topups/<uuid:topup_id>/",
         apis.TopUpDetailApi.as_view(),
         name="account-topup",
     ),
-    path("accounts/<int:account_id>/bills/", apis.BillListApi.as_view(), name="account-bills"),
+    path("accounts/<id:account_id>/bills/", apis.BillListApi.as_view(), name="account-bills"),
     path("payments/webhooks/<slug:gateway>/", apis.WebhookApi.as_view(), name="payment-webhook"),
     path("partners/payment-codes/<str:code>/", apis.PaymentCodeApi.as_view(), name="payment-code"),
     path(

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "outages",
     "servicerequests",
     "notifications",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -131,6 +132,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -229,7 +232,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["core.renderers.OrjsonRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.ApiSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.http.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -252,7 +255,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Consumers sign in with their mobile number, link the consumer accounts printed on their "
         "bills, and register devices for alerts. Every 4xx answers with one error format: "
-        '`{"error": {"code", "message", "fields"}}`.'
+        '`{"error": {"code", "message", "fields"}}`. Text never holds the NUL character.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -260,7 +263,35 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # core.schema.IdConverter: ids in paths, bounded to what a 64-bit column holds.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
 }
+
+# --- Admin sign-in ---
+# Staff sign in to the admin with a password; django-axes counts the failures. After
+# AXES_FAILURE_LIMIT wrong passwords for one username from one address, that pair is locked out
+# (429 and a page saying so) for AXES_COOLOFF_TIME, even with the right password; a success
+# before the limit starts the count again. Another user, or the same one from another address,
+# is not locked by it. An administrator unlocks early with `manage.py axes_reset_username NAME`.
+# The consumer API signs in with one-time codes and JWTs, not passwords: axes never sees it.
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out pair is refused before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failures during a lockout do not extend it: the wait stays what the page says.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The caller's address as the rest of the server reads it (X-Forwarded-For only behind our proxy).
+AXES_CLIENT_IP_CALLABLE = "core.http.client_ip"
+AXES_COOLOFF_MESSAGE = (
+    "Too many failed sign-ins for this user from this address. Try again in "
+    f"{int(AXES_COOLOFF_TIME.total_seconds() // 60)} minutes, or ask an administrator "
+    "to unlock it."
+)
 
 # --- Readings -------------------------------------------------------------------------------
 # A head-end batch may be this large; a day of 10,000 meters as load-profile blocks is about 5 MiB.

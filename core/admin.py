@@ -9,7 +9,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 
 from core.models import ROLE_GROUPS, AuditEntry, StaffMembership
@@ -74,6 +76,28 @@ def scope_queryset(queryset: models.QuerySet, user, path: str | None = None) -> 
     if path is None:  # a model that belongs to no utility: staff of a utility see none of it
         return queryset.none()
     return queryset.filter(**{f"{path}__in": allowed}).distinct()
+
+
+def permission_require(request, perm: str) -> None:
+    """A custom admin view's first line: without `perm` (app_label.codename, granted to roles
+    through their groups) the staff member gets the 403 Django's own admin views give."""
+    if not request.user.has_perm(perm):
+        raise PermissionDenied
+
+
+class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A list filter over a related model (grid areas, utilities, accounts …) offering only the
+    staff member's utilities' rows, as the list itself holds: another utility's names never show
+    in the sidebar. UtilityScopedAdmin puts it on every related-field filter."""
+
+    def field_choices(self, field, request, model_admin):
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        allowed = scope_queryset(field.related_model._default_manager.all(), request.user)
+        return field.get_choices(
+            include_blank=False,
+            ordering=ordering,
+            limit_choices_to={"pk__in": allowed.values("pk")},
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -215,8 +239,8 @@ class UtilityScopedAdmin(admin.ModelAdmin):
     1. Lists, change pages and deletions only reach rows of the staff member's utilities
        (core.StaffMembership); superusers see all. `utility_path` says how a row reaches its
        Utility when it has no `utility` field (e.g. "account__utility").
-    2. Foreign-key and many-to-many choices are limited the same way (UTILITY_PATHS says how
-       related models reach their utility).
+    2. Foreign-key and many-to-many choices, and the list filters over related models, are
+       limited the same way (UTILITY_PATHS says how related models reach their utility).
     3. Every add, change (old and new values), deletion and list action is written to
        core.AuditEntry; custom views call `self.audit(...)`.
     """
@@ -242,6 +266,17 @@ class UtilityScopedAdmin(admin.ModelAdmin):
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         self._limit(db_field, kwargs, request)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_list_filter(self, request):
+        return [self._scoped_filter(entry) for entry in super().get_list_filter(request)]
+
+    def _scoped_filter(self, entry):
+        if isinstance(entry, str):
+            if get_fields_from_path(self.model, entry)[-1].is_relation:
+                return (entry, ScopedRelatedFieldListFilter)
+        elif isinstance(entry, tuple) and entry[1] is admin.RelatedFieldListFilter:
+            return (entry[0], ScopedRelatedFieldListFilter)
+        return entry
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)

@@ -146,7 +146,7 @@ class ServiceTokenAdmin(UtilityScopedAdmin):
             request, f"Copy this token now; it is not shown again: {raw}", messages.WARNING
         )
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} tokens revoked.")

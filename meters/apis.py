@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from django.conf import settings
@@ -14,7 +13,8 @@ from rest_framework.views import APIView
 
 from core.errors import DomainError
 from core.parsers import PayloadTooLarge
-from meters import exports, selectors, services
+from core.schema import MOMENT_PATTERN
+from meters import exports, ingest, selectors, services
 from meters.auth import ServiceTokenAuthentication
 from meters.ingest import csv_rows
 
@@ -34,6 +34,54 @@ class RawBodyParser(BaseParser):
         return data
 
 
+QUALITIES = ["actual", "estimated", "missing"]
+
+
+class ReadingInput(serializers.Serializer):
+    meter = serializers.CharField(max_length=40, help_text="The meter's serial.")
+    start = serializers.DateTimeField(help_text="The interval's start, with its UTC offset.")
+    wh = serializers.IntegerField(
+        min_value=0, allow_null=True, help_text="Energy in the interval; null when missing."
+    )
+    quality = serializers.ChoiceField(choices=QUALITIES, required=False, default="actual")
+
+
+class BlockInput(serializers.Serializer):
+    meter = serializers.CharField(max_length=40, help_text="The meter's serial.")
+    start = serializers.DateTimeField(help_text="The first interval's start, with its offset.")
+    values = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, allow_null=True),
+        help_text="Wh of consecutive 15-minute intervals from `start`.",
+    )
+    quality = serializers.JSONField(
+        required=False,
+        help_text="One of actual, estimated, missing for the whole block, or a list as long "
+        "as `values`.",
+    )
+
+
+class IngestBatchInput(serializers.Serializer):
+    batch_id = serializers.CharField(
+        required=False, max_length=100, help_text="The head-end's own id of the batch."
+    )
+    readings = ReadingInput(many=True, required=False)
+    blocks = BlockInput(many=True, required=False)
+
+
+class RejectionSerializer(serializers.Serializer):
+    """Where the refused reading was: `index` (JSON readings), `block` and `position` (a block's
+    values) or `line` (CSV)."""
+
+    index = serializers.IntegerField(required=False)
+    block = serializers.IntegerField(required=False)
+    position = serializers.IntegerField(required=False)
+    line = serializers.IntegerField(required=False)
+    meter = serializers.CharField()
+    start = serializers.CharField(help_text="As sent.")
+    reason = serializers.CharField(help_text="unknown_meter, in_future, bad_quality, ...")
+    message = serializers.CharField()
+
+
 class IngestResultSerializer(serializers.Serializer):
     batch_id = serializers.IntegerField()
     readings = serializers.IntegerField()
@@ -42,7 +90,7 @@ class IngestResultSerializer(serializers.Serializer):
     corrected = serializers.IntegerField()
     unchanged = serializers.IntegerField()
     rejected = serializers.IntegerField()
-    rejections = serializers.ListField(child=serializers.DictField())
+    rejections = RejectionSerializer(many=True)
 
 
 def _ingest_body(result: services.IngestResult) -> dict:
@@ -74,12 +122,14 @@ class ReadingsIngestApi(APIView):
     parser_classes = [RawBodyParser]
 
     @extend_schema(
-        request={"application/json": dict, "text/csv": str}, responses={200: IngestResultSerializer}
+        request={"application/json": IngestBatchInput, "text/csv": str},
+        responses={200: IngestResultSerializer},
     )
     def post(self, request):
         token = request.user
         content_type = (request.content_type or "").split(";")[0].strip().lower()
-        body = request.data
+        # An empty body reaches no parser: DRF gives an empty form instead of bytes.
+        body = request.data if isinstance(request.data, bytes) else b""
         if content_type == "text/csv":
             try:
                 text = body.decode("utf-8-sig")
@@ -88,7 +138,7 @@ class ReadingsIngestApi(APIView):
                 raise DomainError(f"Unreadable CSV: {exc}", code="malformed_csv") from None
             kwargs = {"readings": readings, "source": "csv"}
         elif content_type == "application/json":
-            kwargs = _json_batch(body)
+            kwargs = ingest.json_batch_parse(body)
         else:
             return Response(
                 {
@@ -115,33 +165,6 @@ class ReadingsIngestApi(APIView):
         return Response(_ingest_body(result))
 
 
-def _json_batch(body: bytes) -> dict:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise DomainError("The body is not valid JSON.", code="parse_error") from None
-    if not isinstance(data, dict):
-        raise DomainError(
-            "The body must be a JSON object with readings or blocks.", code="malformed_batch"
-        )
-    readings, blocks = data.get("readings", []), data.get("blocks", [])
-    if not isinstance(readings, list) or not isinstance(blocks, list):
-        raise DomainError("readings and blocks must be lists.", code="malformed_batch")
-    rows = [
-        ({"index": i}, r.get("meter"), r.get("start"), r.get("wh"), r.get("quality"))
-        if isinstance(r, dict)
-        else ({"index": i}, None, None, None, None)
-        for i, r in enumerate(readings)
-    ]
-    external_id = data.get("batch_id")
-    return {
-        "readings": rows,
-        "blocks": blocks,
-        "source": "json",
-        "external_id": external_id if isinstance(external_id, str) else "",
-    }
-
-
 # ---- Consumers ---------------------------------------------------------------------------------
 
 
@@ -151,6 +174,12 @@ class TenancySerializer(serializers.Serializer):
     start = serializers.DateTimeField(help_text="In the utility's zone.")
     end = serializers.DateTimeField(allow_null=True, help_text="Null while it runs.")
     current = serializers.BooleanField()
+
+
+class GridSerializer(serializers.Serializer):
+    area = serializers.CharField()
+    feeder = serializers.CharField()
+    transformer = serializers.CharField()
 
 
 class MeterSerializer(serializers.Serializer):
@@ -205,6 +234,7 @@ class MeterSerializer(serializers.Serializer):
     def get_communication(self, meter) -> str | None:
         return selectors.communication_health(meter=meter) if self._current(meter) else None
 
+    @extend_schema_field(GridSerializer(allow_null=True))
     def get_grid(self, meter) -> dict | None:
         t = meter.transformer
         if t is None:
@@ -214,12 +244,110 @@ class MeterSerializer(serializers.Serializer):
 
 PERIOD_PARAMS = [
     OpenApiParameter(
-        "period_from", str, required=True, description="Local date (2026-11-01) or ISO time."
+        "period_from",
+        str,
+        required=True,
+        pattern=MOMENT_PATTERN,
+        description="Local date (2026-11-01) or ISO time (without an offset: local).",
     ),
     OpenApiParameter(
-        "period_to", str, required=True, description="Exclusive end: local date or ISO time."
+        "period_to",
+        str,
+        required=True,
+        pattern=MOMENT_PATTERN,
+        description="Exclusive end, after period_from: local date or ISO time. A period may be "
+        "at most 31 days by interval, 92 by hour, 732 by day and 1830 by week or month.",
     ),
 ]
+
+
+class CountsSerializer(serializers.Serializer):
+    energy_wh = serializers.IntegerField(
+        allow_null=True, help_text="Null when no interval has a reading: never 0 for no data."
+    )
+    expected_intervals = serializers.IntegerField(
+        help_text="Quarter-hours ended within the reader's tenancy."
+    )
+    present_intervals = serializers.IntegerField()
+    estimated_intervals = serializers.IntegerField()
+    missing_intervals = serializers.IntegerField()
+    outside_intervals = serializers.IntegerField(
+        help_text="Quarter-hours outside the reader's tenancy: neither expected nor missing."
+    )
+
+
+class ConsumptionBucketSerializer(serializers.Serializer):
+    """A quarter-hour (group_by=interval: start, energy_wh, quality) or a local hour, day, week or
+    month (start, end, the counts and complete). `cost` when the meter has a tariff."""
+
+    start = serializers.DateTimeField(help_text="Local time with offset.")
+    end = serializers.DateTimeField(required=False)
+    energy_wh = serializers.IntegerField(allow_null=True)
+    quality = serializers.ChoiceField(
+        choices=["absent", "actual", "estimated", "missing", "outside"], required=False
+    )
+    expected_intervals = serializers.IntegerField(required=False)
+    present_intervals = serializers.IntegerField(required=False)
+    estimated_intervals = serializers.IntegerField(required=False)
+    missing_intervals = serializers.IntegerField(required=False)
+    outside_intervals = serializers.IntegerField(required=False)
+    complete = serializers.BooleanField(required=False)
+    cost = serializers.CharField(
+        allow_null=True,
+        required=False,
+        help_text="In the currency's decimals; null without a present reading or a tariff.",
+    )
+
+
+class ConsumptionSerializer(serializers.Serializer):
+    meter = serializers.IntegerField()
+    timezone = serializers.CharField()
+    period_from = serializers.DateTimeField()
+    period_to = serializers.DateTimeField()
+    group_by = serializers.ChoiceField(choices=["interval", "hour", "day", "week", "month"])
+    unit = serializers.ChoiceField(choices=["Wh"])
+    currency = serializers.CharField()
+    tenancies = TenancySerializer(many=True)
+    total = CountsSerializer()
+    buckets = ConsumptionBucketSerializer(many=True)
+
+
+class ProfileSlotSerializer(serializers.Serializer):
+    time = serializers.RegexField(r"^\d{2}:\d{2}$", help_text="Local wall-clock slot start.")
+    average_wh = serializers.FloatField(allow_null=True)
+    days = serializers.IntegerField(help_text="Days with a reading in this slot.")
+
+
+class PeakSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    energy_wh = serializers.IntegerField()
+    demand_kw = serializers.FloatField()
+
+
+class PreviousPeriodSerializer(serializers.Serializer):
+    period_from = serializers.DateTimeField()
+    period_to = serializers.DateTimeField()
+    daily_average_wh = serializers.FloatField(allow_null=True)
+    complete_days = serializers.IntegerField()
+
+
+class PatternSerializer(serializers.Serializer):
+    meter = serializers.IntegerField()
+    timezone = serializers.CharField()
+    period_from = serializers.DateTimeField()
+    period_to = serializers.DateTimeField()
+    unit = serializers.ChoiceField(choices=["Wh"])
+    tenancies = TenancySerializer(many=True)
+    profile = ProfileSlotSerializer(many=True, help_text="96 local quarter-hours.")
+    weekday_daily_average_wh = serializers.FloatField(allow_null=True)
+    weekend_daily_average_wh = serializers.FloatField(allow_null=True)
+    peak = PeakSerializer(allow_null=True)
+    base_load_w = serializers.FloatField(allow_null=True)
+    daily_average_wh = serializers.FloatField(allow_null=True)
+    complete_days = serializers.IntegerField()
+    total = CountsSerializer(allow_null=True, help_text="Null for a period not yet begun.")
+    previous_period = PreviousPeriodSerializer()
+    change_percent = serializers.FloatField(allow_null=True)
 
 
 def _period(request, meter, group_by="day"):
@@ -250,9 +378,11 @@ class ConsumptionApi(APIView):
     @extend_schema(
         parameters=[
             *PERIOD_PARAMS,
-            OpenApiParameter("group_by", str, enum=["interval", "hour", "day", "week", "month"]),
+            OpenApiParameter(
+                "group_by", str, enum=["interval", "hour", "day", "week", "month"], default="day"
+            ),
         ],
-        responses={200: dict},
+        responses=ConsumptionSerializer,
         summary="Energy by local interval, hour, day, week or month; gaps shown as missing",
     )
     def get(self, request, meter_id: int):
@@ -264,7 +394,10 @@ class ConsumptionApi(APIView):
 
 class PatternApi(APIView):
     @extend_schema(
-        parameters=PERIOD_PARAMS, responses={200: dict}, summary="Consumption pattern for a period"
+        parameters=PERIOD_PARAMS,
+        responses=PatternSerializer,
+        summary="Consumption pattern for a period",
+        description="A period of at most 92 days, against the period of equal length before it.",
     )
     def get(self, request, meter_id: int):
         meter = selectors.meter_get_for_user(user=request.user, meter_id=meter_id)
@@ -273,7 +406,10 @@ class PatternApi(APIView):
 
 class ExportApi(APIView):
     @extend_schema(
-        parameters=[*PERIOD_PARAMS, OpenApiParameter("format", str, enum=["csv", "greenbutton"])],
+        parameters=[
+            *PERIOD_PARAMS,
+            OpenApiParameter("format", str, enum=["csv", "greenbutton"], default="csv"),
+        ],
         responses={(200, "text/csv"): str, (200, "application/atom+xml"): str},
         summary="Download my data: CSV or Green Button (ESPI) XML",
     )

@@ -2,17 +2,20 @@ from __future__ import annotations
 
 from django.urls import path
 
+from core.schema import id_converter_register
 from meters import apis
+
+id_converter_register()
 
 urlpatterns = [
     path("headend/readings/", apis.ReadingsIngestApi.as_view(), name="headend-readings"),
     path("meters/", apis.MeterListApi.as_view(), name="meters"),
-    path("meters/<int:meter_id>/", apis.MeterDetailApi.as_view(), name="meter-detail"),
+    path("meters/<id:meter_id>/", apis.MeterDetailApi.as_view(), name="meter-detail"),
     path(
-        "meters/<int:meter_id>/consumption/",
+        "meters/<id:meter_id>/consumption/",
         apis.ConsumptionApi.as_view(),
         name="meter-consumption",
     ),
-    path("meters/<int:meter_id>/pattern/", apis.PatternApi.as_view(), name="meter-pattern"),
-    path("meters/<int:meter_id>/export/", apis.ExportApi.as_view(), name="meter-export"),
+    path("meters/<id:meter_id>/pattern/", apis.PatternApi.as_view(), name="meter-pattern"),
+    path("meters/<id:meter_id>/export/", apis.ExportApi.as_view(), name="meter-export"),
 ]

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db.models import OuterRef, Subquery
 
 from accounts.models import AccountLink
-from core.admin import MoneyForm
+from core.admin import MoneyForm, UtilityScopedAdmin
 from core.money import money_text
 from notifications import selectors
 from notifications.models import Device, Fanout, Notification, NotificationPreference
@@ -32,8 +32,9 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Fanout)
-class FanoutAdmin(admin.ModelAdmin):
-    """Staff follow a large alert here: how many are sent, held, waiting or unreachable."""
+class FanoutAdmin(UtilityScopedAdmin):
+    """Staff follow a large alert here: how many are sent, held, waiting or unreachable. A staff
+    member granted it sees only the utilities' own alerts."""
 
     list_display = ["id", "category", "utility", "audience_size", "progress", "created_at"]
     list_filter = ["category", "utility"]

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Language
+from core.http import BoundedLimitOffsetPagination
 from core.money import money_digits
 from notifications import categories, selectors, services
 from notifications.models import Device
@@ -95,6 +95,8 @@ class NotificationOutputSerializer(serializers.Serializer):
 
 
 class NotificationListApi(APIView):
+    pagination_class = BoundedLimitOffsetPagination
+
     class FilterInput(serializers.Serializer):
         unread = serializers.BooleanField(required=False, default=False)
 
@@ -109,7 +111,7 @@ class NotificationListApi(APIView):
         queryset = selectors.notifications_for_user(
             user=request.user, unread_only=filters.validated_data["unread"]
         )
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(NotificationOutputSerializer(page, many=True).data)
 
@@ -164,9 +166,24 @@ class CategoryListApi(APIView):
         return Response(self.Output(categories.CATEGORIES.values(), many=True).data)
 
 
+@extend_schema_field({"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"})
+class HourMinuteField(serializers.TimeField):
+    """A local wall-clock time as HH:MM, in and out."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(format="%H:%M", input_formats=["%H:%M"], **kwargs)
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^[0-9]{1,9}(\.[0-9]{1,3})?$", "nullable": True}
+)
+class AmountField(serializers.DecimalField):
+    """An amount as a string in up to three decimals ("2.500"); a bare number is read too."""
+
+
 class QuietHoursSerializer(serializers.Serializer):
-    start = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
-    end = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
+    start = HourMinuteField()
+    end = HourMinuteField()
 
 
 class PreferencesOutputSerializer(serializers.Serializer):
@@ -206,12 +223,27 @@ class PreferencesOutputSerializer(serializers.Serializer):
         ).data
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        # Urgent categories cannot be turned off: true is all they take.
+        "properties": {
+            code: {"type": "boolean", "enum": [True]} if category.urgent else {"type": "boolean"}
+            for code, category in categories.CATEGORIES.items()
+        },
+        "additionalProperties": False,
+        "description": "{category: on/off}, for the categories of /notification-categories/; "
+        "urgent ones stay on.",
+    }
+)
+class CategorySwitchesField(serializers.DictField):
+    pass
+
+
 class PreferencesApi(APIView):
     class UpdateInput(serializers.Serializer):
-        categories = serializers.DictField(
-            child=serializers.BooleanField(), required=False, help_text="{category: on/off}"
-        )
-        low_balance_amount = serializers.DecimalField(
+        categories = CategorySwitchesField(child=serializers.BooleanField(), required=False)
+        low_balance_amount = AmountField(
             max_digits=12, decimal_places=3, min_value=0, allow_null=True, required=False
         )
         low_balance_days = serializers.IntegerField(

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 from django.urls import path
 
+from core.schema import id_converter_register
 from notifications import apis
+
+id_converter_register()
 
 urlpatterns = [
     path("devices/", apis.DeviceListApi.as_view(), name="devices"),
-    path("devices/<int:device_id>/", apis.DeviceDetailApi.as_view(), name="device-detail"),
+    path("devices/<id:device_id>/", apis.DeviceDetailApi.as_view(), name="device-detail"),
     path("notifications/", apis.NotificationListApi.as_view(), name="notifications"),
     path(
         "notifications/unread-count/",

@@ -301,7 +301,9 @@ class OutageAdmin(UtilityScopedAdmin):
         return status_fields
 
     def has_delete_permission(self, request, obj=None):
-        return obj is None or obj.status == Outage.Status.DRAFT
+        # A draft only: a published outage is cancelled (which tells consumers), never deleted.
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or obj.status == Outage.Status.DRAFT)
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -329,7 +331,7 @@ class OutageAdmin(UtilityScopedAdmin):
         allowed = staff_utility_ids(request.user)
         if not utility_id and allowed and len(allowed) == 1:
             utility_id = allowed[0]
-        if utility_id:
+        if utility_id and str(utility_id).isdigit():
             from accounts.models import Utility
 
             utility = Utility.objects.filter(pk=utility_id).first()
@@ -597,7 +599,13 @@ class CompensationAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     amount_text = money_column("amount", description="Amount")
     actions = ["file_exemption"]
 
-    @admin.action(description="File a force-majeure exemption for this event")
+    def has_file_exemption_permission(self, request) -> bool:
+        return request.user.has_perm("outages.add_exemptionrequest")
+
+    @admin.action(
+        description="File a force-majeure exemption for this event",
+        permissions=["file_exemption"],
+    )
     def file_exemption(self, request, queryset):
         events = sorted(set(queryset.values_list("standard", "event_key")))
         if len(events) != 1:
@@ -708,9 +716,6 @@ class ExemptionRequestAdmin(UtilityScopedAdmin):
         return TemplateResponse(request, "admin/outages/outage/step.html", context)
 
     def _decide(self, request, queryset, approve: bool):
-        if not request.user.has_perm("outages.decide_exemptionrequest"):
-            messages.error(request, "Only an approver can decide exemption requests.")
-            return
         for exemption in queryset:
             try:
                 _, cancelled = standards.exemption_decide(
@@ -724,11 +729,17 @@ class ExemptionRequestAdmin(UtilityScopedAdmin):
                 )
                 messages.success(request, f"Exemption {exemption.pk} {verdict}.")
 
-    @admin.action(description="Approve the selected requests (cancels their compensation)")
+    def has_decide_permission(self, request) -> bool:
+        return request.user.has_perm("outages.decide_exemptionrequest")
+
+    @admin.action(
+        description="Approve the selected requests (cancels their compensation)",
+        permissions=["decide"],
+    )
     def approve(self, request, queryset):
         self._decide(request, queryset, approve=True)
 
-    @admin.action(description="Reject the selected requests")
+    @admin.action(description="Reject the selected requests", permissions=["decide"])
     def reject(self, request, queryset):
         self._decide(request, queryset, approve=False)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,9 +44,17 @@ class OutageSerializer(serializers.Serializer):
         return _local(outage.actual_end, outage.utility.zone)
 
 
+class AffectedMeterSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    serial = serializers.CharField()
+    account = serializers.IntegerField()
+    consumer_id = serializers.CharField()
+
+
 class OutageDetailSerializer(OutageSerializer):
     my_meters = serializers.SerializerMethodField()
 
+    @extend_schema_field(AffectedMeterSerializer(many=True))
     def get_my_meters(self, outage) -> list[dict]:
         rows = selectors.outage_meters_for_user(user=self.context["user"], outage=outage)
         return [

@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import account_get_for_user
+from core.http import BoundedLimitOffsetPagination
 from core.money import money_digits
+from core.schema import refuses
 from servicerequests import attachments, estimates, selectors, services
 from servicerequests.models import ServiceRequest
 
@@ -29,10 +30,27 @@ def _language(context) -> str:
     return getattr(context.get("user"), "language", "en") or "en"
 
 
+class FieldSpecSerializer(serializers.Serializer):
+    """One field of a request type's form (services.details_validate checks details against it)."""
+
+    name = serializers.CharField()
+    type = serializers.ChoiceField(
+        choices=["text", "choice", "integer", "decimal", "date", "boolean"], required=False
+    )
+    required = serializers.BooleanField(required=False)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    label = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="By language: en, ar, hi."
+    )
+    max_length = serializers.IntegerField(required=False)
+    min = serializers.DecimalField(max_digits=20, decimal_places=6, required=False)
+    max = serializers.DecimalField(max_digits=20, decimal_places=6, required=False)
+
+
 class RequestTypeSerializer(serializers.Serializer):
     code = serializers.CharField()
     name = serializers.SerializerMethodField()
-    fields = serializers.JSONField(help_text="Field specs: name, type, required, choices, label.")
+    fields = FieldSpecSerializer(many=True, help_text="The form's fields, in order.")
     takes_estimate = serializers.BooleanField()
     regulated = serializers.SerializerMethodField()
     max_attachments = serializers.IntegerField()
@@ -42,6 +60,38 @@ class RequestTypeSerializer(serializers.Serializer):
 
     def get_regulated(self, obj) -> bool:
         return bool(obj.standard)
+
+
+class AttachmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="original_name")
+    content_type = serializers.CharField()
+    size = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, obj) -> str:
+        return f"/api/v1/service-requests/{obj.request_id}/attachments/{obj.pk}/"
+
+
+class EstimateSerializer(serializers.Serializer):
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    note = serializers.CharField()
+    issued_at = serializers.DateTimeField(allow_null=True)
+    payable = serializers.BooleanField()
+    payment_status = serializers.CharField(allow_null=True)
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+
+class TimelineEventSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.CharField()
+    from_status = serializers.CharField(allow_null=True)
+    to_status = serializers.CharField(allow_null=True)
+    status_label = serializers.CharField(allow_null=True)
+    text = serializers.CharField(allow_blank=True)
+    by = serializers.ChoiceField(choices=["staff", "you", "consumer"])
 
 
 class RequestSerializer(serializers.Serializer):
@@ -74,6 +124,7 @@ class RequestSerializer(serializers.Serializer):
     def get_overdue(self, obj) -> bool:
         return obj.is_overdue()
 
+    @extend_schema_field(EstimateSerializer(allow_null=True))
     def get_estimate(self, obj) -> dict | None:
         if obj.estimate_amount is None:
             return None
@@ -88,8 +139,23 @@ class RequestSerializer(serializers.Serializer):
         }
 
 
+DETAILS_SCHEMA = {
+    "type": "object",
+    "description": "By field name of the request type's form: text, a choice, a number, a date "
+    "(YYYY-MM-DD) or true/false.",
+    "additionalProperties": {
+        "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+    },
+}
+
+
+@extend_schema_field(DETAILS_SCHEMA)
+class DetailsField(serializers.JSONField):
+    pass
+
+
 class RequestDetailSerializer(RequestSerializer):
-    details = serializers.JSONField()
+    details = DetailsField()
     description = serializers.CharField()
     deadline_working_days = serializers.IntegerField(allow_null=True)
     clock_started_at = serializers.SerializerMethodField()
@@ -104,6 +170,7 @@ class RequestDetailSerializer(RequestSerializer):
     def get_completed_at(self, obj) -> str | None:
         return _local(obj.completed_at, obj.utility.zone)
 
+    @extend_schema_field(TimelineEventSerializer(many=True))
     def get_timeline(self, obj) -> list[dict]:
         language = _language(self.context)
         user = self.context.get("user")
@@ -124,20 +191,9 @@ class RequestDetailSerializer(RequestSerializer):
             for event in selectors.request_timeline(request=obj)
         ]
 
+    @extend_schema_field(AttachmentSerializer(many=True))
     def get_attachments(self, obj) -> list[dict]:
         return [AttachmentSerializer(a).data for a in obj.attachments.all()]
-
-
-class AttachmentSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField(source="original_name")
-    content_type = serializers.CharField()
-    size = serializers.IntegerField()
-    created_at = serializers.DateTimeField()
-    url = serializers.SerializerMethodField()
-
-    def get_url(self, obj) -> str:
-        return f"/api/v1/service-requests/{obj.request_id}/attachments/{obj.pk}/"
 
 
 def _detail(request, obj, code=200) -> Response:
@@ -161,8 +217,24 @@ class RequestTypeListApi(APIView):
         )
 
 
+class OpeningHoursSerializer(serializers.Serializer):
+    weekday = serializers.IntegerField(min_value=0, max_value=6, help_text="0 is Monday.")
+    opens = serializers.RegexField(r"^\d{2}:\d{2}$", help_text="Local time.")
+    closes = serializers.RegexField(r"^\d{2}:\d{2}$", help_text="Local time.")
+
+
+class HelplineSerializer(serializers.Serializer):
+    utility = serializers.CharField()
+    name = serializers.CharField()
+    helpline = serializers.CharField()
+    timezone = serializers.CharField()
+    open_now = serializers.BooleanField()
+    public_holiday_today = serializers.BooleanField()
+    opening_hours = OpeningHoursSerializer(many=True)
+
+
 class HelplineApi(APIView):
-    @extend_schema(responses={200: dict}, summary="The utility's helpline and opening hours")
+    @extend_schema(responses=HelplineSerializer, summary="The utility's helpline and opening hours")
     def get(self, request, account_id: int):
         account = account_get_for_user(user=request.user, account_id=account_id)
         return Response(selectors.helpline_for_account(account=account))
@@ -172,6 +244,8 @@ class HelplineApi(APIView):
 
 
 class RequestListApi(APIView):
+    pagination_class = BoundedLimitOffsetPagination
+
     class ListQuery(serializers.Serializer):
         account = serializers.IntegerField(required=False)
         status = serializers.ChoiceField(choices=ServiceRequest.Status.choices, required=False)
@@ -179,18 +253,13 @@ class RequestListApi(APIView):
     class CreateInput(serializers.Serializer):
         account = serializers.IntegerField()
         type = serializers.CharField(max_length=40)
-        details = serializers.JSONField(required=False, default=dict)
+        details = DetailsField(required=False, default=dict)
         description = serializers.CharField(
             required=False, allow_blank=True, default="", max_length=services.TEXT_MAX
         )
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("account", int),
-            OpenApiParameter("status", str),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
-        ],
+        parameters=[ListQuery],
         responses=RequestSerializer(many=True),
         summary="My service requests and complaints, newest first",
     )
@@ -202,7 +271,7 @@ class RequestListApi(APIView):
             account_id=query.validated_data.get("account"),
             status=query.validated_data.get("status"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(
             RequestSerializer(page, many=True, context={"user": request.user}).data
@@ -212,7 +281,10 @@ class RequestListApi(APIView):
         request=CreateInput,
         responses={201: RequestDetailSerializer},
         summary="Open a service request or file a complaint",
+        description="`details` must fill the form of the request type "
+        "(GET /accounts/{id}/service-request-types/).",
     )
+    @refuses(404, 409)
     def post(self, request):
         data = self.CreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -244,6 +316,7 @@ class CommentApi(APIView):
     @extend_schema(
         request=TextInput, responses={201: RequestDetailSerializer}, summary="Add a comment"
     )
+    @refuses(409)
     def post(self, request, request_id: int):
         obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         data = TextInput(data=request.data)
@@ -265,6 +338,7 @@ class CancelApi(APIView):
         responses=RequestDetailSerializer,
         summary="Cancel a request that is still open and unpaid",
     )
+    @refuses(409)
     def post(self, request, request_id: int):
         obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         data = self.CancelInput(data=request.data)
@@ -276,22 +350,24 @@ class CancelApi(APIView):
 
 
 class EstimatePayApi(APIView):
+    EstimatePaymentStarted = inline_serializer(
+        "EstimatePaymentStarted",
+        {
+            "topup_id": serializers.UUIDField(),
+            "amount": serializers.CharField(),
+            "currency": serializers.CharField(),
+            "status": serializers.CharField(),
+            "payment_url": serializers.URLField(),
+        },
+    )
+
     @extend_schema(
         request=None,
-        responses={
-            201: inline_serializer(
-                "EstimatePaymentStarted",
-                {
-                    "topup_id": serializers.UUIDField(),
-                    "amount": serializers.CharField(),
-                    "currency": serializers.CharField(),
-                    "status": serializers.CharField(),
-                    "payment_url": serializers.URLField(),
-                },
-            )
-        },
+        responses={201: EstimatePaymentStarted, 200: EstimatePaymentStarted},
         summary="Pay the cost estimate: returns the hosted payment page (again, while pending)",
+        description="201: a payment started; 200: the one still pending, again.",
     )
+    @refuses(409)
     def post(self, request, request_id: int):
         obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         topup, url, created = estimates.estimate_pay_start(request=obj, user=request.user)
@@ -320,10 +396,14 @@ class AttachmentListApi(APIView):
         responses={201: AttachmentSerializer},
         summary="Attach a photo (JPEG, PNG) or a PDF document",
     )
+    @refuses(409)
     def post(self, request, request_id: int):
         obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         # Refuse an oversize body before it is read and spooled to disk.
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:  # a malformed header: the upload's own size check still holds
+            length = 0
         if length > settings.SERVICE_REQUEST_ATTACHMENT_MAX_BYTES + 64 * 1024:
             raise attachments.too_large()
         attachment = attachments.attachment_add(
@@ -333,7 +413,14 @@ class AttachmentListApi(APIView):
 
 
 class AttachmentDownloadApi(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): bytes}, summary="Download")
+    @extend_schema(
+        responses={
+            (200, "image/jpeg"): bytes,
+            (200, "image/png"): bytes,
+            (200, "application/pdf"): bytes,
+        },
+        summary="Download",
+    )
     def get(self, request, request_id: int, attachment_id: int):
         attachment = selectors.attachment_get_for_user(
             user=request.user, request_id=request_id, attachment_id=attachment_id

@@ -22,7 +22,14 @@ from billing.models import (
     TariffPeriod,
     TariffSlab,
 )
-from core.admin import MoneyForm, ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
+from core.admin import (
+    MoneyForm,
+    ReadOnlyMixin,
+    UtilityScopedAdmin,
+    money_column,
+    permission_require,
+    scope_queryset,
+)
 from core.errors import DomainError
 from core.money import utility_money
 
@@ -291,13 +298,13 @@ class ConversionAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_staff
-
     def convert_view(self, request, pk: int):
+        """Replaces the meter by a prepaid one and closes the account: an approver's act
+        (billing.convert_meter), never a cashier's."""
         conversion = self.get_queryset(request).select_related("account").filter(pk=pk).first()
         if conversion is None:
             return redirect(reverse("admin:billing_conversion_changelist"))
+        permission_require(request, "billing.convert_meter")
         form = ConversionForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:

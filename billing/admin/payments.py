@@ -23,7 +23,13 @@ from billing.models import (
     SimulatedPayment,
     TopUp,
 )
-from core.admin import MoneyForm, UtilityScopedAdmin, money_column, scope_queryset
+from core.admin import (
+    MoneyForm,
+    UtilityScopedAdmin,
+    money_column,
+    permission_require,
+    scope_queryset,
+)
 from core.errors import DomainError
 from core.money import money_text, utility_money
 
@@ -145,6 +151,7 @@ class TopUpAdmin(ReadOnlyAdmin):
 
     def counter_view(self, request):
         """A cashier records a cash payment; the receipt is shown to print and sent by SMS."""
+        permission_require(request, "billing.take_counter_payment")
         form = CounterForm(request.POST or None)
         form.fields["account"].queryset = scope_queryset(
             form.fields["account"].queryset, request.user

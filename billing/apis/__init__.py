@@ -4,9 +4,14 @@ import hashlib
 from datetime import datetime
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import authentication, exceptions, serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -14,9 +19,11 @@ from rest_framework.views import APIView
 
 from accounts.selectors import account_get_for_user
 from billing import payments, selectors
-from billing.models import PaymentPartner, TopUp
+from billing.models import LedgerEntry, PaymentPartner, TopUp
 from core.errors import DomainError, NotFound
+from core.http import BoundedLimitOffsetPagination
 from core.money import money_digits
+from core.schema import MOMENT_PATTERN, refuses
 from core.timebuckets import local_moment_parse
 
 
@@ -24,11 +31,94 @@ def _money(value, account) -> str:
     return money_digits(value, minor_unit=account.utility.currency_minor_unit)
 
 
+# Amounts travel as strings in the currency's own decimals ("1.500" KWD); at least the utility's
+# minimum top-up (GET /utilities/), at most its cap.
+AMOUNT_HELP = (
+    "A string in the currency's decimals: \"1.500\" (KWD). At least the utility's minimum top-up "
+    "and at most its cap. Numbers are accepted too."
+)
+AMOUNT_PATTERN = r"^\d{1,10}(\.\d{1,3})?$"
+
+
+@extend_schema_field({"type": "string", "pattern": AMOUNT_PATTERN, "maxLength": 32})
+class AmountField(serializers.CharField):
+    """Documented by its pattern; refused by the service (payments.topup_amount_check), whose
+    codes say why: too_many_decimals, amount_not_positive, amount_too_large, invalid_amount."""
+
+
 # --- Consumers ----------------------------------------------------------------------------------
 
 
+class LastPaymentSerializer(serializers.Serializer):
+    amount = serializers.CharField()
+    at = serializers.DateTimeField()
+    channel = serializers.CharField()
+
+
+class EmergencyCreditSerializer(serializers.Serializer):
+    limit = serializers.CharField()
+    available = serializers.CharField()
+    in_use = serializers.BooleanField()
+
+
+class PrepaidBalanceSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    consumer_id = serializers.CharField()
+    payment_mode = serializers.ChoiceField(choices=["prepaid"])
+    balance = serializers.CharField(help_text="In the currency's decimals; below 0 on credit.")
+    currency = serializers.CharField()
+    as_of = serializers.DateTimeField()
+    last_topup = LastPaymentSerializer(allow_null=True)
+    average_daily_spend = serializers.CharField(allow_null=True)
+    weekday_daily_spend = serializers.CharField(allow_null=True)
+    weekend_daily_spend = serializers.CharField(allow_null=True)
+    projected_days_left = serializers.CharField(
+        allow_null=True, help_text="Days, one decimal; null without spending to project."
+    )
+    depletion_date = serializers.DateField(allow_null=True)
+    emergency_credit = EmergencyCreditSerializer()
+    debt = serializers.CharField()
+    payment_code = serializers.CharField(help_text="What a payment network is told to pay into.")
+
+
+class OpenBillSerializer(serializers.Serializer):
+    month = serializers.RegexField(r"^\d{4}-\d{2}$")
+    amount = serializers.CharField()
+    fine = serializers.CharField()
+    paid = serializers.CharField()
+    unpaid = serializers.CharField()
+    due_date = serializers.DateField()
+    overdue = serializers.BooleanField()
+
+
+class PostpaidBalanceSerializer(serializers.Serializer):
+    account = serializers.IntegerField()
+    consumer_id = serializers.CharField()
+    payment_mode = serializers.ChoiceField(choices=["postpaid"])
+    currency = serializers.CharField()
+    as_of = serializers.DateTimeField()
+    amount_due = serializers.CharField()
+    overdue = serializers.CharField()
+    next_due_date = serializers.DateField(allow_null=True)
+    credit = serializers.CharField(help_text="Paid ahead of the bills: taken off the next one.")
+    open_bills = OpenBillSerializer(many=True)
+    last_payment = LastPaymentSerializer(allow_null=True)
+    debt = serializers.CharField()
+    payment_code = serializers.CharField(help_text="What a payment network is told to pay into.")
+
+
 class BalanceApi(APIView):
-    @extend_schema(responses={200: dict}, summary="Balance, and how long it will last")
+    @extend_schema(
+        responses=PolymorphicProxySerializer(
+            component_name="Balance",
+            serializers={
+                "prepaid": PrepaidBalanceSerializer,
+                "postpaid": PostpaidBalanceSerializer,
+            },
+            resource_type_field_name="payment_mode",
+        ),
+        summary="Balance, and how long it will last",
+    )
     def get(self, request, account_id: int):
         account = selectors.balance_account_get(user=request.user, account_id=account_id)
         body = selectors.balance_summary(account=account)
@@ -73,15 +163,29 @@ def _moment(raw: str | None, zone, field: str) -> datetime | None:
 
 
 class StatementApi(APIView):
+    pagination_class = BoundedLimitOffsetPagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "kind", str, many=True, description="Entry kinds to keep (repeatable)."
+                "kind",
+                str,
+                many=True,
+                enum=LedgerEntry.Kind.values,
+                description="Entry kinds to keep (repeatable).",
             ),
-            OpenApiParameter("period_from", str),
-            OpenApiParameter("period_to", str),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
+            OpenApiParameter(
+                "period_from",
+                str,
+                pattern=MOMENT_PATTERN,
+                description="Local date (2026-11-01) or ISO time (without an offset: local).",
+            ),
+            OpenApiParameter(
+                "period_to",
+                str,
+                pattern=MOMENT_PATTERN,
+                description="Exclusive end, after period_from: local date or ISO time.",
+            ),
         ],
         responses=EntrySerializer(many=True),
         summary="Statement: every movement with its running balance, newest first",
@@ -99,7 +203,7 @@ class StatementApi(APIView):
             start=start,
             end=end,
         ).select_related("account__utility")
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(EntrySerializer(page, many=True).data)
 
@@ -111,18 +215,18 @@ class TopUpSerializer(serializers.Serializer):
     channel = serializers.CharField()
     status = serializers.CharField()
     created_at = serializers.DateTimeField()
-    paid_at = serializers.DateTimeField()
-    receipt_number = serializers.CharField()
+    paid_at = serializers.DateTimeField(allow_null=True)
+    receipt_number = serializers.CharField(allow_null=True, help_text="Null until paid.")
 
     def get_amount(self, topup) -> str:
         return _money(topup.amount, topup.account)
 
 
 class TopUpListApi(APIView):
+    pagination_class = BoundedLimitOffsetPagination
+
     class TopUpInput(serializers.Serializer):
-        amount = serializers.CharField(
-            max_length=32, help_text='A string: "1.500". Numbers are accepted too.'
-        )
+        amount = AmountField(max_length=32, help_text=AMOUNT_HELP)
         channel = serializers.ChoiceField(choices=[("app", "app"), ("web", "web")], default="app")
 
         def to_internal_value(self, data):
@@ -133,7 +237,7 @@ class TopUpListApi(APIView):
     @extend_schema(responses=TopUpSerializer(many=True), summary="Top-up history")
     def get(self, request, account_id: int):
         account = account_get_for_user(user=request.user, account_id=account_id)
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.topups_for_account(account=account).select_related("account__utility"),
             request,
@@ -145,7 +249,11 @@ class TopUpListApi(APIView):
         request=TopUpInput,
         parameters=[
             OpenApiParameter(
-                "Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True
+                "Idempotency-Key",
+                {"type": "string", "minLength": 1, "maxLength": 100},
+                location=OpenApiParameter.HEADER,
+                required=True,
+                description="One per top-up the user means: a retry sends the same one.",
             )
         ],
         responses={
@@ -168,6 +276,7 @@ class TopUpListApi(APIView):
             "with another body is refused."
         ),
     )
+    @refuses(409)
     def post(self, request, account_id: int):
         account = account_get_for_user(user=request.user, account_id=account_id, acting=True)
         data = self.TopUpInput(data=request.data)
@@ -219,8 +328,19 @@ class TopUpDetailApi(APIView):
         return Response(TopUpSerializer(topup).data)
 
 
+class BillSerializer(serializers.Serializer):
+    month = serializers.RegexField(r"^\d{4}-\d{2}$")
+    kwh = serializers.CharField()
+    amount = serializers.CharField()
+    fine = serializers.CharField()
+    paid = serializers.CharField()
+    unpaid = serializers.CharField()
+    due_date = serializers.DateField()
+    status = serializers.CharField()
+
+
 class BillListApi(APIView):
-    @extend_schema(responses={200: dict}, summary="Postpaid bills")
+    @extend_schema(responses=BillSerializer(many=True), summary="Postpaid bills")
     def get(self, request, account_id: int):
         account = account_get_for_user(user=request.user, account_id=account_id)
         return Response(
@@ -260,8 +380,27 @@ class WebhookApi(APIView):
     authentication_classes = []
     parser_classes = [RawBody]
 
+    class GatewayEvent(serializers.Serializer):
+        """The simulated gateway's event; a real gateway's follows its own documentation."""
+
+        id = serializers.CharField(max_length=100, help_text="Processed once.")
+        type = serializers.ChoiceField(choices=["payment.succeeded", "payment.failed"])
+        reference = serializers.CharField(help_text="The top-up's gateway reference.")
+        amount = serializers.CharField()
+        currency = serializers.CharField()
+
     @extend_schema(
-        request=None,
+        request={"application/json": GatewayEvent},
+        parameters=[
+            OpenApiParameter(
+                "Sim-Signature",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=True,
+                description="t=<unix seconds>,v1=<hex HMAC-SHA256 of `t.body`>: the only "
+                "authentication of an event.",
+            )
+        ],
         responses={
             200: inline_serializer(
                 "WebhookOutcome",
@@ -328,13 +467,42 @@ class PartnerTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+PAYMENT_CODE = OpenApiParameter(
+    "code",
+    str,
+    location=OpenApiParameter.PATH,
+    pattern=r"^[0-9 -]{12,40}$",
+    description="Twelve digits (spaces and hyphens ignored), the last two ISO 7064 MOD 97-10 "
+    "check digits: a mistyped code is refused (400) before any account is looked up.",
+)
+
+
+class PaymentCodeLookupSerializer(serializers.Serializer):
+    payment_code = serializers.CharField()
+    name = serializers.CharField(help_text="Masked: the first letter of each word.")
+    consumer_id = serializers.CharField(help_text="Masked.")
+    amount_due = serializers.CharField()
+    currency = serializers.CharField()
+    minimum = serializers.CharField(help_text="The smallest payment taken.")
+
+
+class PartnerPaymentSerializer(serializers.Serializer):
+    receipt_number = serializers.CharField()
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    status = serializers.CharField()
+
+
 class PaymentCodeApi(APIView):
     authentication_classes = [PartnerAuthentication]
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        responses={200: dict}, summary="Look up a payment code: masked name and amount due"
+        parameters=[PAYMENT_CODE],
+        responses=PaymentCodeLookupSerializer,
+        summary="Look up a payment code: masked name and amount due",
     )
+    @refuses(400, 409)
     def get(self, request, code: str):
         account = payments.payment_code_account(code=code, partner=request.user)
         words = account.name.split()
@@ -356,8 +524,10 @@ class PaymentCodePayApi(APIView):
     permission_classes = [IsAuthenticated]
 
     class PayInput(serializers.Serializer):
-        amount = serializers.CharField(max_length=32)
-        reference = serializers.CharField(max_length=100)
+        amount = AmountField(max_length=32, help_text=AMOUNT_HELP)
+        reference = serializers.CharField(
+            max_length=100, help_text="Yours: the same reference is paid once."
+        )
 
         def to_internal_value(self, data):
             if isinstance(data, dict) and not isinstance(data.get("amount"), (str, type(None))):
@@ -365,8 +535,13 @@ class PaymentCodePayApi(APIView):
             return super().to_internal_value(data)
 
     @extend_schema(
-        request=PayInput, responses={201: dict, 200: dict}, summary="Pay against a payment code"
+        request=PayInput,
+        parameters=[PAYMENT_CODE],
+        responses={201: PartnerPaymentSerializer, 200: PartnerPaymentSerializer},
+        summary="Pay against a payment code",
+        description="201: paid now; 200: this reference was paid before (its receipt again).",
     )
+    @refuses(409)
     def post(self, request, code: str):
         data = self.PayInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -14,8 +14,25 @@ from billing import moves
 from billing.models import Move
 from core.errors import NotFound
 from core.money import money_digits
+from core.schema import refuses
 from meters.auth import ServiceTokenAuthentication
 from meters.models import Meter
+
+
+class FinalMeterSerializer(serializers.Serializer):
+    meter = serializers.IntegerField()
+    serial = serializers.CharField()
+    tenancy_start = serializers.DateTimeField()
+    tenancy_end = serializers.DateTimeField(allow_null=True)
+    last_interval_start = serializers.DateTimeField(allow_null=True)
+
+
+class FinalStatementSerializer(serializers.Serializer):
+    """A move-out's last intervals and money as they stood after settling (empty on a move-in)."""
+
+    meters = FinalMeterSerializer(many=True, required=False)
+    balance = serializers.CharField(required=False)
+    debt = serializers.CharField(required=False)
 
 
 class MoveSerializer(serializers.Serializer):
@@ -30,7 +47,7 @@ class MoveSerializer(serializers.Serializer):
     debt = serializers.CharField()
     debt_amount = serializers.SerializerMethodField()
     carried_to = serializers.CharField(source="carried_to.consumer_id", allow_null=True)
-    final_statement = serializers.DictField()
+    final_statement = FinalStatementSerializer()
 
     def get_credit_amount(self, move) -> str:
         return money_digits(move.credit_amount, minor_unit=move.account.utility.currency_minor_unit)
@@ -76,6 +93,7 @@ class MoveOutApi(UtilitySystemApi):
         responses={201: MoveSerializer, 200: MoveSerializer},
         summary="Move out: end the tenancy, settle the money, close the account (repeat-safe)",
     )
+    @refuses(404, 409)
     def post(self, request):
         data = self.MoveOutInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -110,6 +128,7 @@ class MoveInApi(UtilitySystemApi):
         responses={201: MoveSerializer, 200: MoveSerializer},
         summary="Move in: a new account on a vacant meter (repeat-safe)",
     )
+    @refuses(404, 409)
     def post(self, request):
         data = self.MoveInInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -134,11 +134,6 @@ def test_the_json_batch_reader_bounds_depth_and_nul():
     assert json_batch_parse(b'{"batch_id": "b1", "blocks": []}')["external_id"] == "b1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="meters/apis.py reads the body with json.loads: needs ReadingsIngestApi to call "
-    "meters.ingest.json_batch_parse (see the report); remove this mark when it does.",
-)
 def test_a_body_nested_2_kb_deep_is_refused(hes, meter):
     hes.client.raise_request_exception = False
     response = hes.client.post(URL, data=b"[" * 2048 + b"]" * 2048, content_type="application/json")
