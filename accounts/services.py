@@ -66,12 +66,18 @@ def _budgets(
     else:
         budgets = [
             (codes.filter(user=user), settings.LINK_HOURLY_LIMIT_PER_USER, "at your request"),
-            (
-                codes.filter(target=target),
-                settings.LINK_HOURLY_LIMIT_PER_ACCOUNT,
-                "for this consumer account",
-            ),
         ]
+        # The per-account budget keeps a crowd from flooding the holder's phone; the holder, asking
+        # from the registered mobile itself, is never refused by what the crowd spent (their own
+        # per-user and per-client budgets still hold). Only the holder can match this number.
+        if not (phone and user is not None and user.phone == phone):
+            budgets.append(
+                (
+                    codes.filter(target=target),
+                    settings.LINK_HOURLY_LIMIT_PER_ACCOUNT,
+                    "for this consumer account",
+                )
+            )
         per_client = settings.LINK_HOURLY_LIMIT_PER_CLIENT
     if client_ip:
         budgets.append((codes.filter(client_ip=client_ip), per_client, "from your network"))

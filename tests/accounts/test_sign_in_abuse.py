@@ -56,6 +56,31 @@ def test_link_starts_by_others_never_lock_the_holder_out_of_sign_in(make_api, sm
     assert tokens.status_code == 200
 
 
+def test_a_crowd_spending_an_accounts_link_budget_never_blocks_its_holder(
+    make_api, sms_outbox, settings
+):
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    settings.LINK_HOURLY_LIMIT_PER_ACCOUNT = 3
+    home = ConsumerAccountFactory(registered_mobile=OWNER_PHONE)
+    crowd = [
+        link_start(make_api(UserFactory()), home.utility.code, home.consumer_id).status_code
+        for _ in range(4)
+    ]
+    stranger = link_start(make_api(UserFactory()), home.utility.code, home.consumer_id)
+
+    holder = make_api(UserFactory(phone=OWNER_PHONE))
+    started = link_start(holder, home.utility.code, home.consumer_id)
+    confirmed = holder.post(
+        "/api/v1/links/confirm/",
+        {"challenge_id": started.json()["challenge_id"], "code": last_code(sms_outbox)},
+    )
+
+    assert crowd == [202] * 3 + [429]
+    assert refusal(stranger) == (429, "too_many_codes")
+    assert started.status_code == 202 and confirmed.status_code == 201, confirmed.json()
+    assert AccountLink.objects.filter(account=home, user__phone=OWNER_PHONE).exists()
+
+
 def test_sign_ins_do_not_spend_the_link_budgets(make_api, sms_outbox, settings):
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
     settings.OTP_HOURLY_LIMIT_PER_CLIENT = 2
