@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 # Where browsers and the gateway reach the web process (payment pages, webhooks, links in SMS).
-# honcho gives every process its own PORT (web PORT, worker PORT+100, beat PORT+200), so the worker
+# honcho gives every process its own PORT (web PORT, worker PORT+100, beat PORT+200, urgent PORT+300), so the workers
 # and beat must be told the web's address rather than derive it from theirs.
 SERVE_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}"
 export DJANGO_SETTINGS_MODULE := config.settings
@@ -13,7 +13,7 @@ export DJANGO_SETTINGS_MODULE := config.settings
 # random key created once under VAR_DIR (config/settings.py: secret_key_read).
 export SECRET_KEY_FILE ?= $(or $(VAR_DIR),$(CURDIR)/var)/secret-key
 
-.PHONY: run test lint format migrate demo web worker beat clean
+.PHONY: run test lint format migrate demo web worker beat urgent clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,7 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-web worker beat: $(BIN)/.installed
+web worker beat urgent: $(BIN)/.installed
 	$(SERVE_ENV) $(BIN)/honcho start -f Procfile $@
 
 clean:

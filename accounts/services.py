@@ -22,7 +22,7 @@ from accounts import messages
 from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
 from core.errors import Conflict, DomainError, NotFound, RateLimited
 from core.phone import phone_normalize
-from notifications.tasks import send_sms
+from notifications.tasks import send_code_sms
 
 # --- One-time codes -------------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ def otp_issue(
                 minutes=settings.OTP_TTL_SECONDS // 60,
                 **sms_values,
             )
-            transaction.on_commit(lambda: send_sms.delay(phone, body))
+            transaction.on_commit(lambda: send_code_sms.delay(phone, body))
     return challenge
 
 

@@ -60,7 +60,10 @@ def bench_utility(*, code: str, name: str, **extra):
 
 
 def celery_worker(*, queue: str, hostname: str, env: dict) -> subprocess.Popen:
-    """One real Celery worker process (solo pool) on `queue`; the caller terminates it."""
+    """One real Celery worker process (solo pool) on every queue of the base `queue` (the run's
+    CELERY_QUEUE), most urgent first; the caller terminates it."""
+    from config.celery import queues_by_priority
+
     return subprocess.Popen(
         [
             sys.executable,
@@ -72,7 +75,7 @@ def celery_worker(*, queue: str, hostname: str, env: dict) -> subprocess.Popen:
             "--pool",
             "solo",
             "--queues",
-            queue,
+            ",".join(queues_by_priority(queue)),
             "--without-mingle",
             "--without-gossip",
             "--loglevel",

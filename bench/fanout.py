@@ -13,6 +13,12 @@ raw_http_per_s was 1,210-1,430 where it is now about 1,550: ratios from before a
 With latency, the figures say how well each path keeps its connections busy; with
 --fcm-latency-ms 0, how much CPU each spends per push.
 
+With --kill-after N the first worker is killed (SIGKILL) once the fake has accepted N pushes, and
+this script runs the sweeper (as beat would) with a lease of a few seconds, until every alert is
+finished; `duplicates` then counts the messages FCM accepted twice because the dead worker had sent
+them without writing them down:
+    … bench/fanout.py --consumers 3000 --devices 3000 --kill-after 1000
+
 Consumers and devices are created once (usernames `bench-…`) and reused by later runs; each run's
 alerts are deleted at the end. The last line is:
     pushes_per_s=… raw_http_per_s=… ratio=… seconds_to_last_push=… duplicates=… lost=…
@@ -39,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 ACCESS_TOKEN = "bench-access-token"
+KILL_LEASE_SECONDS = 5
 
 from _support import celery_worker  # noqa: E402  (bench/ is on sys.path when run as a script)
 
@@ -52,6 +59,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=500, help="alerts per push task")
     parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--fcm-latency-ms", type=float, default=40, help="the fake's answer time")
+    parser.add_argument(
+        "--kill-after",
+        type=int,
+        default=0,
+        help="SIGKILL the first worker once the fake has accepted this many pushes; the sweeper "
+        "(run here, with a short lease) sends again what it had claimed",
+    )
     return parser.parse_args()
 
 
@@ -77,6 +91,8 @@ def cpu_seconds(processes: list[subprocess.Popen]) -> float:
     """CPU time (user + system) the processes have used so far, from /proc (Linux)."""
     ticks = 0
     for process in processes:
+        if process.poll() is not None:
+            continue
         fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
@@ -208,6 +224,10 @@ def main() -> None:
         sys.exit("Set DATABASE_URL (PostgreSQL) and REDIS_URL: the benchmark runs on both.")
     queue = f"bench-{os.getpid()}"
     os.environ["CELERY_QUEUE"] = queue
+    if args.kill_after:
+        # A dead worker's claims are taken back after the lease; keep the wait short.
+        os.environ["NOTIFY_CLAIM_LEASE_SECONDS"] = str(KILL_LEASE_SECONDS)
+        os.environ["NOTIFY_SWEEP_GRACE_SECONDS"] = str(KILL_LEASE_SECONDS)
 
     import django
 
@@ -215,6 +235,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import transaction
 
+    from notifications.delivery import notifications_sweep
     from notifications.models import Fanout, Notification
     from notifications.services import fanout_create
 
@@ -244,19 +265,38 @@ def main() -> None:
             )
         print(f"inbox rows written in {time.monotonic() - started:.1f}s", flush=True)
         deadline = started + args.timeout
+        killed_at, dead_cpu = None, 0.0
         while time.monotonic() < deadline:
             current = stats(base_url)
-            if current["distinct"] >= args.devices:
+            # After a kill, wait for the rows too: the dead worker's sent-but-unrecorded pushes go
+            # again (the duplicates measured) only once the sweeper takes its claims back.
+            if current["distinct"] >= args.devices and not (
+                killed_at is not None
+                and Notification.objects.filter(
+                    fanout=fanout, push_status__in=["pending", "sending"]
+                ).exists()
+            ):
                 break
-            time.sleep(1)
+            if args.kill_after and killed_at is None and current["accepted"] >= args.kill_after:
+                dead_cpu = cpu_seconds(workers[:1])
+                workers[0].send_signal(signal.SIGKILL)
+                workers[0].wait()
+                killed_at = current["accepted"]
+                print(f"killed a worker after {killed_at} pushes", flush=True)
+            if killed_at is not None:
+                notifications_sweep()  # beat's job: the dead worker's claims, once the lease ends
+            time.sleep(0.2 if args.kill_after else 1)
+        if args.kill_after and killed_at is None:
+            print("the fan-out finished before the worker was killed", flush=True)
         unfinished = Notification.objects.filter(
             fanout=fanout, push_status__in=["pending", "sending"]
         ).count()
         current = stats(base_url)
-        worker_cpu = cpu_seconds(workers) - cpu_at_start
+        worker_cpu = cpu_seconds(workers) + dead_cpu - cpu_at_start
     finally:
         for worker in workers:
-            worker.send_signal(signal.SIGTERM)
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
         for worker in workers:
             try:
                 worker.wait(timeout=60)

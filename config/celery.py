@@ -2,14 +2,100 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("smartmeter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# --- Queues ------------------------------------------------------------------------------------
+# Four queues, named after the base queue (CELERY_QUEUE: "smartmeter", or a test run's own), so
+# that a `make run` worker never takes a test's tasks. A worker consumes them in this order: a
+# sign-in code never waits behind a fan-out. Unrouted tasks (a test fails for any) go to the base
+# queue itself, between alerts and bulk.
+CODES, PAYMENTS, ALERTS, BULK = "codes", "payments", "alerts", "bulk"
+PRIORITY = (CODES, PAYMENTS, ALERTS, "", BULK)
+
+ROUTES = {
+    # A person is waiting for it, phone in hand.
+    "notifications.tasks.send_code_sms": CODES,
+    # Money moved, or is being asked about; a reconnection after payment has a regulated deadline.
+    "billing.tasks.account_balance_changed": PAYMENTS,
+    "billing.tasks.relay_dispatch": PAYMENTS,
+    "billing.tasks.relay_due": PAYMENTS,
+    "billing.tasks.topups_reconcile": PAYMENTS,
+    "billing.tasks.simulated_gateway_deliver": PAYMENTS,
+    "billing.tasks.simulated_gateway_deliveries": PAYMENTS,
+    "servicerequests.tasks.sync_estimate_payments": PAYMENTS,
+    # One alert to one person.
+    "notifications.tasks.send_sms": ALERTS,
+    "notifications.tasks.push_alert": ALERTS,
+    # Work for many at once, and housekeeping: it can wait a minute.
+    "notifications.tasks.push_batch": BULK,
+    "notifications.tasks.fanout_dispatch": BULK,
+    "notifications.tasks.sweep": BULK,
+    "billing.tasks.charge_readings": BULK,
+    "billing.tasks.charge_shard": BULK,
+    "billing.tasks.accounts_balance_changed": BULK,
+    "billing.tasks.bills_run": BULK,
+    "outages.tasks.send_outage_reminders": BULK,
+    "outages.tasks.settle_outage_notices": BULK,
+    "outages.tasks.send_outage_notice_sms": BULK,
+    "outages.tasks.sweep_outage_notices": BULK,
+    "outages.tasks.evaluate_reconnections": BULK,
+    "outages.tasks.pay_compensations": BULK,
+    "servicerequests.tasks.check_deadlines": BULK,
+    "accounts.tasks.purge_spent_codes": BULK,
+    "accounts.tasks.flush_expired_tokens": BULK,
+}
+
+
+def queue_name(kind: str, *, base: str | None = None) -> str:
+    """The broker's name of one queue ("" is the base queue itself)."""
+    base = base or app.conf.task_default_queue
+    return f"{base}.{kind}" if kind else base
+
+
+def queues_by_priority(base: str | None = None) -> list[str]:
+    """Every queue's name, most urgent first: what a worker taking everything is given."""
+    return [queue_name(kind, base=base) for kind in PRIORITY]
+
+
+def route_task(name, args, kwargs, options, task=None, **kw):
+    kind = ROUTES.get(name)
+    return {"queue": queue_name(kind)} if kind else None
+
+
+app.conf.task_routes = (route_task,)
+
+
+@app.on_after_configure.connect
+def _queues_configure(sender, **kwargs) -> None:
+    conf = sender.conf
+    # Declared in priority order: a worker started without --queues consumes every one in it.
+    # The same exchange and routing key Celery would give each queue it creates on demand.
+    conf.task_queues = [Queue(n, Exchange(n), routing_key=n) for n in queues_by_priority()]
+    # On Redis the worker's BRPOP lists the queues in that order and Redis answers from the first
+    # that holds a message ("priority"; kombu's default, round robin, would take turns). kombu's
+    # filesystem transport (the embedded default) has no such option and always takes turns: an
+    # urgent task waits for at most one task of each other queue.
+    conf.broker_transport_options = {
+        **(conf.broker_transport_options or {}),
+        "queue_order_strategy": "priority",
+    }
+
+
+@signals.celeryd_after_setup.connect
+def _base_queue_means_all(sender, instance, conf, **kwargs) -> None:
+    """`--queues <base>` (as before there were several) takes every queue, in priority order."""
+    queues = instance.app.amqp.queues
+    if list(queues.consume_from) == [conf.task_default_queue]:
+        queues.select(queues_by_priority())
+
 
 app.conf.beat_schedule = {
     # Billing: charge new readings, send relay commands whose time has come, postpaid bills.

@@ -2,12 +2,12 @@
 
 Every alert is an inbox row written before anything is sent. A push task takes row ids and claims
 them with a conditional update (pending → sending, stamped with a claim id); a task delivered twice,
-or two workers given the same ids, find nothing left to claim. A chunk's results are written while
-the chunks after it travel; the claim is renewed as the batch goes. A claim older than
-NOTIFY_CLAIM_LEASE_SECONDS belongs to a dead worker: the sweeper puts it back to pending and sends it
-again, and the messages whose results were not written when the worker died (CHUNKS_OUT chunks at
-most) may then reach FCM twice; they carry the alert's id as collapse key and tag, so the phone
-shows one notification.
+or two workers given the same ids, find nothing left to claim. Messages go in small chunks, each
+written down as soon as it is answered while the next ones travel; the claim is renewed as the batch
+goes. A claim older than NOTIFY_CLAIM_LEASE_SECONDS belongs to a dead worker: the sweeper puts it
+back to pending and sends it again. Only the messages out without their results written when the
+worker died (FCM_MAX_CONCURRENCY at most) may then reach FCM twice; they carry the alert's id as
+collapse key and tag, so the phone shows one notification.
 """
 
 from __future__ import annotations
@@ -35,22 +35,29 @@ logger = logging.getLogger(__name__)
 
 Status = Notification.PushStatus
 SWEEP_LIMIT = 100_000
-# Rows of a push batch claimed and read at a time: the first pushes leave while the rest wait.
+# Rows of a push batch claimed and read at a time: the first pushes leave while the rest wait. (A
+# row claimed but not yet sent when its worker dies waits for the lease, then goes once: claims
+# cost time after a crash, not duplicates.)
 PAGE_ROWS = 100
-# Chunks of a push batch sent before the first of them is written down (notifications_push).
+# The FCM_MAX_CONCURRENCY messages a worker has out are split in this many chunks, each written down
+# as soon as it is answered: a chunk's rows are recorded while the other chunks travel.
 CHUNKS_OUT = 4
 
 
 # --- Queueing -------------------------------------------------------------------------------
 
 
-def push_dispatch(*, notification_ids: list[int], countdown: int | None = None) -> bool:
-    """Queue one push task. A broker outage is logged, not raised: the row is already written,
-    and the sweeper queues it again once the broker is back."""
-    from notifications.tasks import push_batch
+def push_dispatch(
+    *, notification_ids: list[int], countdown: int | None = None, bulk: bool = True
+) -> bool:
+    """Queue one push task: a batch (bulk queue) or, with bulk=False, one user's alert (alerts
+    queue, ahead of every fan-out). A broker outage is logged, not raised: the row is already
+    written, and the sweeper queues it again once the broker is back."""
+    from notifications.tasks import push_alert, push_batch
 
+    task = push_batch if bulk else push_alert
     try:
-        push_batch.apply_async(args=[notification_ids], countdown=countdown)
+        task.apply_async(args=[notification_ids], countdown=countdown)
     except (OperationalError, OSError) as exc:
         logger.warning(
             "Broker unavailable, %d alerts left for the sweeper: %s", len(notification_ids), exc
@@ -170,32 +177,44 @@ def notifications_push(*, notification_ids: list[int]) -> dict[str, int]:
        page's rows still pending and due (rows another task holds or finished are skipped).
     2. Per claimed row: a category the user turned off is recorded `off`; a non-urgent alert inside
        the user's quiet hours (in the alert's utility's zone) is `held` until they end.
-    3. Send in chunks; write each down while the next ones travel: `sent`; dead tokens deleted; busy
-       FCM (429/5xx) back to pending after Retry-After or a backoff, remembering which devices were
-       reached; no working device left → `no_device`, and urgent alerts go by SMS instead.
+    3. Send in chunks of a quarter of FCM_MAX_CONCURRENCY messages, never more than that many out
+       without their results written; write each chunk down as soon as it is answered, while the
+       others travel: `sent`; dead tokens deleted; busy FCM (429/5xx) back to pending after
+       Retry-After or a backoff, remembering which devices were reached; no working device left →
+       `no_device`, and urgent alerts go by SMS instead.
     """
     claim = uuid.uuid4()
     counts: dict[str, int] = defaultdict(int)
     ids = sorted(notification_ids)
     devices: dict[int, list[Device]] = {}
-    # Chunks of about FCM_MAX_CONCURRENCY messages overlap: a chunk's results are written while the
-    # chunks after it travel, so FCM has requests waiting even when this thread falls behind. At
-    # most CHUNKS_OUT chunks (about 4 × FCM_MAX_CONCURRENCY messages) are out without their results
-    # written: all a worker that dies can leave to be sent again.
+    # Messages out without their results written are what a worker that dies leaves to be sent
+    # again (FCM may have taken them): at most `window`, which is also as many as the connection
+    # pool sends at once, so FCM stays busy while this thread writes down the oldest chunk.
+    window = max(settings.FCM_MAX_CONCURRENCY, 1)
     out: deque[_Chunk] = deque()
+    in_flight = 0
     renewed_at = timezone.now()
     for start in range(0, len(ids), PAGE_ROWS):
         to_send = _page_claim(
             ids[start : start + PAGE_ROWS], claim=claim, devices=devices, counts=counts
         )
-        for rows in _chunks(to_send, devices, size=max(settings.FCM_MAX_CONCURRENCY, 1)):
-            out.append(_chunk_send(rows, devices))
-            if len(out) == CHUNKS_OUT:
-                _chunk_record(out.popleft(), devices, claim, counts)
+        for rows in _chunks(to_send, devices, size=max(window // CHUNKS_OUT, 1)):
+            # A row's devices are never split, so a chunk may pass its size: make room for it all.
+            while out and in_flight + _messages_count(rows, devices) > window:
+                done = out.popleft()
+                _chunk_record(done, devices, claim, counts)
+                in_flight -= len(done.owners)
                 renewed_at = _claim_renew(claim, renewed_at=renewed_at)
+            chunk = _chunk_send(rows, devices)
+            out.append(chunk)
+            in_flight += len(chunk.owners)
     while out:
         _chunk_record(out.popleft(), devices, claim, counts)
     return counts
+
+
+def _messages_count(rows: list[Notification], devices: dict[int, list[Device]]) -> int:
+    return sum(len({d.pk for d in devices[row.user_id]} - set(row.devices_done)) for row in rows)
 
 
 def _page_claim(
@@ -389,7 +408,9 @@ def _chunk_record(
                 pushed_at=pushed_at,
             ):
                 counts["retry"] += 1
-                push_dispatch(notification_ids=[row.pk], countdown=delay)
+                push_dispatch(
+                    notification_ids=[row.pk], countdown=delay, bulk=row.fanout_id is not None
+                )
         elif done:
             fully_sent.append(row.pk)
         else:

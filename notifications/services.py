@@ -128,7 +128,7 @@ def alert_create(
         )
         if created:
             transaction.on_commit(
-                lambda: delivery.push_dispatch(notification_ids=[notification.pk])
+                lambda: delivery.push_dispatch(notification_ids=[notification.pk], bulk=False)
             )
     return notification, created
 
