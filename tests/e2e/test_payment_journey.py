@@ -12,24 +12,14 @@ import time
 
 import pytest
 import requests
-from django.db import connection
 
 from accounts.services import tokens_issue
 from billing.models import LedgerEntry, SimulatedPayment
 from config.celery import app as celery_app
 from tests.accounts.factories import AccountLinkFactory
-from tests.e2e.celery_worker import ROOT, worker_process
+from tests.e2e.celery_worker import ROOT, database_url, worker_process
 
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-def _database_url() -> str:
-    """The test database, for the worker process."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -40,7 +30,7 @@ def worker(live_server, settings, celery_eager):
     settings.PUBLIC_BASE_URL = live_server.url
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
         "PUBLIC_BASE_URL": live_server.url,
         "PORT": "8230",
