@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -211,16 +212,28 @@ def webhook_event_read(body: bytes) -> PaymentEvent:
         raise malformed from None
     if not amount.is_finite():  # NaN or sNaN would fail the comparison with the top-up's amount
         raise malformed
+    try:
+        # As sent, numbers as JSON numbers (the Decimals above would not serialize into the
+        # payload column); the body has passed the bounds, so a second read is safe. A number
+        # past float's range (1e400) would be stored as Infinity, which JSON columns refuse.
+        raw = json.loads(body, parse_float=_finite_float)
+    except ValueError:
+        raise malformed from None
     return PaymentEvent(
         event_id=texts["id"],
         kind=texts["type"],
         reference=texts["reference"],
         amount=amount,
         currency=texts["currency"],
-        # As sent, numbers as JSON numbers (the Decimals above would not serialize into the
-        # payload column); the body has passed the bounds, so a second read is safe.
-        raw=json.loads(body),
+        raw=raw,
     )
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is past a float's range")
+    return value
 
 
 def gateway_get(name: str | None = None):

@@ -7,6 +7,7 @@ head-end's batches) calls json_loads_bounded, so every JSON body meets the same 
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -40,10 +41,19 @@ def _too_deep() -> Exception:
 def _nul_refused() -> Exception:
     from core.errors import DomainError
 
-    # PostgreSQL text cannot hold NUL: stored or even compared, it fails as a server error.
+    # PostgreSQL text cannot hold NUL, nor UTF-8 a lone surrogate (\\ud800 without its pair):
+    # stored or even compared, either fails as a server error.
     return DomainError(
-        "Text may not contain the NUL character (\\u0000).", code="invalid_character"
+        "Text may not contain the NUL character (\\u0000) or an unpaired surrogate (\\ud800).",
+        code="invalid_character",
     )
+
+
+# What no text we store may hold: NUL, and surrogates JSON escapes left unpaired.
+BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+# In the raw JSON: a \u0000 escape, or an escape of a surrogate (a paired one is harmless: the
+# walk it triggers finds nothing).
+BAD_TEXT_ESCAPE = re.compile(r"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def _constant_refused(name: str) -> None:
@@ -60,7 +70,7 @@ def _check_value(value: Any, *, max_depth: int, nul_possible: bool) -> None:
         if depth > max_depth:
             raise _too_deep()
         if isinstance(node, dict):
-            if nul_possible and any("\x00" in key for key in node):
+            if nul_possible and any(BAD_TEXT.search(key) for key in node):
                 raise _nul_refused()
             items = node.values()
         else:
@@ -73,7 +83,7 @@ def _check_value(value: Any, *, max_depth: int, nul_possible: bool) -> None:
             kind = type(item)
             if kind is dict or kind is list:
                 stack.append((item, depth + 1))
-            elif nul_possible and kind is str and "\x00" in item:
+            elif nul_possible and kind is str and BAD_TEXT.search(item):
                 raise _nul_refused()
 
 
@@ -98,7 +108,7 @@ def json_loads_bounded(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) ->
         raise DomainError(f"JSON parse error - {exc}", code="parse_error") from None
     if not isinstance(value, dict | list):
         return value
-    nul_possible = "\\u0000" in text
+    nul_possible = BAD_TEXT_ESCAPE.search(text) is not None
     if nul_possible or text.count("[") + text.count("{") > max_depth:
         _check_value(value, max_depth=max_depth, nul_possible=nul_possible)
     return value

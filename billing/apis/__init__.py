@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import account_get_for_user
 from billing import payments, selectors
+from billing.gateway import GATEWAYS
 from billing.models import LedgerEntry, PaymentPartner, TopUp
 from core.errors import DomainError, NotFound
 from core.http import BoundedLimitOffsetPagination
@@ -399,7 +400,14 @@ class WebhookApi(APIView):
                 required=True,
                 description="t=<unix seconds>,v1=<hex HMAC-SHA256 of `t.body`>: the only "
                 "authentication of an event.",
-            )
+            ),
+            OpenApiParameter(
+                "gateway",
+                str,
+                location=OpenApiParameter.PATH,
+                enum=sorted(GATEWAYS),
+                description="The gateway that sends its events here.",
+            ),
         ],
         responses={
             200: inline_serializer(

@@ -143,6 +143,8 @@ def deliver(client, body: bytes):
         {"amount": "NaN"},
         {"amount": [1]},
         {"type": None},
+        {"id": "evt\ud800"},  # a lone surrogate: no UTF-8 for it, a 500 where it was stored
+        {"note": "\udc00"},  # in a field we do not read, stored with the payload all the same
     ],
 )
 def test_a_signed_event_we_could_not_store_is_refused_and_credits_nothing(
@@ -154,6 +156,18 @@ def test_a_signed_event_we_could_not_store_is_refused_and_credits_nothing(
     assert not WebhookEvent.objects.exists()
     pending.refresh_from_db()
     assert pending.status == TopUp.Status.PENDING
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400"])
+def test_a_signed_event_with_a_number_past_floats_range_is_refused(client, pending, number):
+    """Stored with the event as Infinity, which a JSON column refuses: it was a 500."""
+    body = event(pending).replace(b"}", b', "x": ' + number + b"}")
+
+    response = deliver(client, body)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "malformed_event"
+    assert not WebhookEvent.objects.exists()
 
 
 def test_a_signed_event_too_deep_is_refused(client, pending):

@@ -111,6 +111,21 @@ def test_a_batch_id_with_nul_refuses_the_batch(hes, meter):
     assert not IngestBatch.objects.exists() and not MeterDay.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"batch_id": "b\ud800", "readings": [{"meter": "KW-0001", "start": GOOD, "wh": 5}]},
+        {"readings": [{"meter": "KW-\udfff", "start": GOOD, "wh": 5}]},
+    ],
+)
+def test_a_lone_surrogate_refuses_the_batch(hes, meter, body):
+    """No UTF-8 can hold it: looked up or stored, it was a 500."""
+    response = post_json(hes, body)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_character"
+    assert not IngestBatch.objects.exists() and not MeterDay.objects.exists()
+
+
 def test_a_csv_field_past_the_csv_limit_refuses_the_batch(hes, meter):
     text = f"meter,start,wh\nKW-0001,{GOOD},5\n" + "A" * 140_000 + f",{GOOD},5\n"
     response = post_csv(hes, text)

@@ -318,6 +318,7 @@ class Command(BaseCommand):
         password_file = settings.VAR_DIR / "demo-admin-password"
         if not password_file.exists():
             password_file.write_text(secrets.token_urlsafe(12))
+        password_file.chmod(0o600)  # the admin's password: its owner's to read, nobody else's
         password = password_file.read_text().strip()
         admin, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True})
         admin.is_staff = admin.is_superuser = True
