@@ -6,6 +6,19 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.apis import healthz
 
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema: YAML, or JSON when asked for by `Accept: application/json` or
+    `?format=json` (the API takes no `format` parameter otherwise: URL_FORMAT_OVERRIDE is off)."""
+
+    def perform_content_negotiation(self, request, force=False):
+        wanted = request.query_params.get("format")
+        for renderer in self.get_renderers():
+            if wanted and renderer.format == wanted:
+                return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
+
 admin.site.site_header = "Smart-meter utility administration"
 admin.site.site_title = "Smart-meter admin"
 
@@ -20,7 +33,7 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
     path("pay/", include("billing.pages_urls")),

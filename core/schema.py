@@ -25,7 +25,12 @@ from rest_framework import serializers
 # A moment a client names in a query: a local date (2026-11-01, its local midnight) or an ISO time
 # (without an offset: local). What a pattern cannot say (a real date, a sane year, an order) the
 # parameter's description says.
-MOMENT_PATTERN = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?$"
+# Years 2000 to 2100-01-01 (core.timebuckets: EARLIEST_DATE .. LATEST_DATE), months and days and
+# hours in range; a day past its month's end (02-30) only the description can rule out.
+MOMENT_PATTERN = (
+    r"^(20\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])|2100-01-01)"
+    r"(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$"
+)
 
 # The largest id a path takes: 18 digits stay inside a 64-bit integer column on every backend.
 ID_MAX = 10**18 - 1

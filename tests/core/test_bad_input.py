@@ -328,3 +328,15 @@ def test_paging_numbers_past_what_the_database_takes_answer_a_page(db):
             LedgerEntry.objects.order_by("id"), request
         )
         assert len(list(page)) == size, query
+
+
+@pytest.mark.parametrize(
+    "query", ["offset=null", "limit=0", "limit=-1", "offset=-5", "limit=1.5", "limit=", "offset=²"]
+)
+def test_paging_numbers_that_are_not_whole_numbers_in_range_are_refused(make_api, link, query):
+    """DRF read them as the default page: a client's mistake answered as if it were right."""
+    response = make_api(link.user).get(f"/api/v1/accounts/{link.account_id}/statement/?{query}")
+
+    assert refusal(response) == "invalid_page"
+    name = query.split("=")[0]
+    assert response.json()["error"]["fields"][name][0]["code"] == "invalid_page"

@@ -57,3 +57,32 @@ def test_field_errors_name_their_field_and_code(api):
     assert set(error["fields"]) == {"phone", "language"}
     assert error["fields"]["phone"][0]["code"] == "required"
     assert error["fields"]["language"][0]["code"] == "invalid_choice"
+
+
+def test_the_log_keeps_tracebacks_for_server_errors_only():
+    """Every admin 403 logged its whole PermissionDenied traceback: thousands of lines that buried
+    the server errors. The console handler of the settings' LOGGING keeps them for 5xx only."""
+    import logging
+    import sys
+
+    from core.logs import ClientErrorsWithoutTraceback
+
+    console = next(
+        h
+        for h in logging.getLogger().handlers
+        if any(isinstance(f, ClientErrorsWithoutTraceback) for f in h.filters)
+    )
+
+    def written(status: int) -> str:
+        try:
+            raise PermissionError("refused")
+        except PermissionError:
+            record = logging.getLogger("django.request").makeRecord(
+                "django.request", logging.WARNING, __file__, 1, "Forbidden: /admin/x/", (),
+                sys.exc_info(), extra={"status_code": status},
+            )  # fmt: skip
+        assert console.filter(record)
+        return console.format(record)
+
+    assert "Traceback" not in written(403) and "Forbidden: /admin/x/" in written(403)
+    assert "Traceback" in written(500)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from config.celery import app as celery_app
@@ -43,3 +45,15 @@ def test_the_docs_page_works_offline(client, db):
     assert b"swagger-ui" in page.content
     # The Swagger UI assets come from the sidecar package via our static files, not a CDN.
     assert b"cdn.jsdelivr" not in page.content and b"unpkg.com" not in page.content
+
+
+def test_the_schema_is_json_when_asked_for(client, db):
+    by_query = client.get("/api/schema/?format=json")
+    by_accept = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    for response in (by_query, by_accept):
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("application/")
+        assert "json" in response["Content-Type"]
+        assert json.loads(response.content)["openapi"].startswith("3.")
+    assert json.loads(by_query.content) == yaml.safe_load(client.get("/api/schema/").content)
