@@ -21,6 +21,9 @@ class SchemaView(SpectacularAPIView):
 
 admin.site.site_header = "Smart-meter utility administration"
 admin.site.site_title = "Smart-meter admin"
+# No "View site" link: consumers use the mobile app, so there is no web site behind the admin
+# ("/" is a 404), and the API docs are a developers' page, not somewhere counter staff should land.
+admin.site.site_url = None
 
 api_v1 = [
     path("", include("accounts.urls")),

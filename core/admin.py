@@ -13,6 +13,8 @@ from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
+from rest_framework_simplejwt.token_blacklist import admin as token_admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from core.models import ROLE_GROUPS, AuditEntry, StaffMembership
 from core.money import minor_unit_exponent, money_digits, money_text
@@ -357,3 +359,45 @@ class AuditEntryAdmin(ReadOnlyMixin, UtilityScopedAdmin):
     search_fields = ["object_repr", "object_id", "actor__username", "action"]
     date_hierarchy = "at"
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
+
+
+# --- simplejwt's token blacklist: superusers' only ----------------------------------------------
+# Signed-in app sessions belong to no utility: a utility's staff never see them, not even with a
+# view permission granted by hand; superusers keep them to see and revoke sessions. Importing
+# simplejwt's admin (imported above) makes its registrations exist before they are replaced,
+# whatever order the admin modules are discovered in.
+
+
+class SuperuserOnlyMixin:
+    """A third-party admin whose rows belong to no utility: shown and opened by superusers only."""
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+
+class OutstandingTokenAdmin(SuperuserOnlyMixin, token_admin.OutstandingTokenAdmin):
+    pass
+
+
+class BlacklistedTokenAdmin(SuperuserOnlyMixin, token_admin.BlacklistedTokenAdmin):
+    pass
+
+
+for _model, _model_admin in (
+    (OutstandingToken, OutstandingTokenAdmin),
+    (BlacklistedToken, BlacklistedTokenAdmin),
+):
+    admin.site.unregister(_model)
+    admin.site.register(_model, _model_admin)

@@ -54,10 +54,13 @@ class FanoutAdmin(UtilityScopedAdmin):
     def progress(self, fanout: Fanout) -> str:
         p = selectors.fanout_progress(fanout=fanout)
         state = "done" if p["done"] else "in progress"
+        no_config = p.get(Notification.PushStatus.NOT_CONFIGURED, 0)
         return (
             f"{state}: {p['sent']} sent, {p['pending'] + p['sending']} waiting, {p['held']} held "
             f"for quiet hours, {p['no_device']} without a device, {p['off']} turned off, "
             f"{p['failed']} failed"
+            # Logged by a worker without FCM credentials: never counted among the sent.
+            + (f", {no_config} not sent (push not configured)" if no_config else "")
         )
 
 

@@ -181,7 +181,8 @@ def notifications_push(*, notification_ids: list[int]) -> dict[str, int]:
        without their results written; write each chunk down as soon as it is answered, while the
        others travel: `sent`; dead tokens deleted; busy FCM (429/5xx) back to pending after
        Retry-After or a backoff, remembering which devices were reached; no working device left →
-       `no_device`, and urgent alerts go by SMS instead.
+       `no_device`, and urgent alerts go by SMS instead; no FCM credentials → `no_config` (logged,
+       not sent), with the same SMS fallback.
     """
     claim = uuid.uuid4()
     counts: dict[str, int] = defaultdict(int)
@@ -360,9 +361,12 @@ def _chunk_record(
     reached: dict[int, list[int]] = defaultdict(list)
     retry_after: dict[int, int | None] = {}
     dead_devices: set[int] = set()
+    not_configured: set[int] = set()
     for row, result in zip(chunk.owners, results, strict=True):
         if result.outcome == Outcome.SENT:
             reached[row.pk].append(result.device_id)
+        elif result.outcome == Outcome.NOT_CONFIGURED:
+            not_configured.add(row.pk)
         elif result.outcome == Outcome.REMOVE:
             dead_devices.add(result.device_id)
             logger.info("Removing device %s: FCM says %s", result.device_id, result.detail)
@@ -413,6 +417,13 @@ def _chunk_record(
                 )
         elif done:
             fully_sent.append(row.pk)
+        elif row.pk in not_configured:
+            # Logged, not sent: no phone took it. It is recorded as such, and an urgent alert
+            # takes the SMS fallback exactly as a push that reached no device does: a consumer
+            # must not miss a disconnection warning because this deployment has no FCM key.
+            _finish(row, claim, push_status=Status.NOT_CONFIGURED)
+            counts["not_configured"] += 1
+            sms_rows.append(row)
         else:
             _finish(row, claim, push_status=Status.NO_DEVICE)
             counts["no_device"] += 1

@@ -90,6 +90,9 @@ class Notification(models.Model):
         NO_DEVICE = "no_device", "No working device"
         OFF = "off", "Category turned off"
         FAILED = "failed", "Failed"
+        # The deployment has no FCM credentials: the push was written to the worker's log only.
+        # Not "sent": staff read this to tell a consumer whether their phone got the alert.
+        NOT_CONFIGURED = "no_config", "Not sent: push not configured (no FCM credentials)"
 
     class SmsStatus(models.TextChoices):
         NONE = "", "None"

@@ -78,6 +78,7 @@ class FanoutProgress(TypedDict):
     sending: int
     sent: int
     no_device: int
+    no_config: int
     off: int
     failed: int
     done: bool

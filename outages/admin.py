@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import ngettext
 
 from billing.models import RelayCommand
 from core.admin import (
@@ -110,7 +111,7 @@ class EventInline(HistoryInline):
 class PublishForm(forms.Form):
     confirm_late = forms.BooleanField(
         required=False,
-        label="I confirm publishing with late notice; affected consumers will be compensated.",
+        label="I confirm publishing with late notice.",  # worded per utility by the view
     )
 
 
@@ -243,10 +244,11 @@ class OutageAdmin(UtilityScopedAdmin):
     def affected_summary(self, obj):
         preview = selectors.outage_preview(outage=obj, sample_size=0)
         return format_html(
-            '<span id="affected-summary">{} meters, {} consumer accounts, {} people to notify</span>',
-            preview.meters,
-            preview.accounts,
-            preview.users,
+            '<span id="affected-summary">{}, {}, {} to notify</span>',
+            ngettext("%d meter", "%d meters", preview.meters) % preview.meters,
+            ngettext("%d consumer account", "%d consumer accounts", preview.accounts)
+            % preview.accounts,
+            ngettext("%d person", "%d people", preview.users) % preview.users,
         )
 
     @admin.display(description="Times (local)")
@@ -275,10 +277,10 @@ class OutageAdmin(UtilityScopedAdmin):
         if summary is None:
             return "-"
         return format_html(
-            "Version {}: {} accounts by the app, {} by SMS, {} on the way, {} not delivered; "
+            "Version {}: {} by the app, {} by SMS, {} on the way, {} not delivered; "
             "{} reached later than {} h before the start",
             summary.version,
-            summary.by_app,
+            ngettext("%d account", "%d accounts", summary.by_app) % summary.by_app,
             summary.by_sms,
             summary.on_the_way,
             summary.not_delivered,
@@ -393,11 +395,16 @@ class OutageAdmin(UtilityScopedAdmin):
             form = form_class(request.POST if request.method == "POST" else None, initial=initial)
             late_message = None
             if step == "publish" and services.notice_is_late(outage=outage, now=timezone.now()):
+                consequence = services.late_notice_consequence(utility=outage.utility)
                 late_message = (
                     f"Published now, consumers get less than the {outage.utility.outage_notice_hours} "
-                    "hours' notice the utility promises. Publishing records a late notice, "
-                    "and each affected consumer will be compensated."
+                    f"hours' notice the utility promises. Publishing records a late notice: "
+                    f"{consequence}."
                 )
+                # What confirming commits the utility to, in the box's own words.
+                form.fields[
+                    "confirm_late"
+                ].label = f"I confirm publishing with late notice; {consequence}."
             if request.method == "POST" and form.is_valid():
                 try:
                     self._run_step(request, outage, step, form.cleaned_data)
@@ -438,8 +445,10 @@ class OutageAdmin(UtilityScopedAdmin):
             result = services.outage_publish(
                 outage_id=outage.pk, actor=actor, confirm_late=data["confirm_late"]
             )
+            affected = result.affected.count()
             message = (
-                f"Published. {result.affected.count()} meters affected; notices are on their way."
+                f"Published. {ngettext('%d meter', '%d meters', affected) % affected} affected; "
+                "notices are on their way."
             )
         elif step == "reschedule":
             result = services.outage_reschedule(

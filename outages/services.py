@@ -20,6 +20,7 @@ from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from accounts.models import Utility
 from core.errors import Conflict, DomainError, NotFound
 from core.phone import phone_mask
 from notifications import categories as c
@@ -29,7 +30,7 @@ from notifications.services import fanout_create
 from notifications.sms import PermanentSmsError, TransientSmsError, sms_send
 from outages import selectors
 from outages.models import AffectedMeter, Outage, OutageEvent, OutageNotice
-from outages.standards import standards_evaluate_outage
+from outages.standards import late_notice_compensated, standards_evaluate_outage
 
 logger = logging.getLogger(__name__)
 # An unplanned outage is reported after it began; a clock a little ahead is tolerated.
@@ -137,6 +138,14 @@ def _notice_step(outage: Outage) -> tuple[str, str]:
     return c.OUTAGE_RESCHEDULED, f"rescheduled:v{outage.version}"
 
 
+def late_notice_consequence(*, utility: Utility) -> str:
+    """What confirming a late notice commits the utility to, as staff are told: compensation only
+    where its standards policy has the notice standard."""
+    if late_notice_compensated(utility=utility):
+        return "affected consumers will be compensated"
+    return f"{utility.name} has no compensation standard, so no compensation is owed"
+
+
 def _late_notice_check(outage: Outage, *, now: datetime, confirm_late: bool) -> bool:
     late = notice_is_late(outage=outage, now=now)
     if late and not confirm_late:
@@ -145,7 +154,7 @@ def _late_notice_check(outage: Outage, *, now: datetime, confirm_late: bool) -> 
         raise LateNoticeUnconfirmed(
             f"Consumers would get about {hours} hours' notice, less than the "
             f"{outage.utility.outage_notice_hours} hours the utility promises. Confirm the late "
-            f"notice to publish anyway; affected consumers will be compensated.",
+            f"notice to publish anyway; {late_notice_consequence(utility=outage.utility)}.",
             extra={"notice_hours": hours},
         )
     return late

@@ -114,6 +114,14 @@ def policy_for(utility: Utility) -> StandardsPolicy | None:
     return StandardsPolicy.objects.filter(utility=utility).first()
 
 
+def late_notice_compensated(*, utility: Utility) -> bool:
+    """Whether a late outage notice owes compensation: only under a guaranteed-standards policy
+    (Saudi Arabia's); a utility without one (Kuwait's) compensates nothing, so nothing may be
+    promised when staff confirm a late notice."""
+    policy = policy_for(utility)
+    return policy is not None and policy.notice_amount > 0
+
+
 def _duration_text(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     return f"{minutes // 60} h {minutes % 60:02d} min"

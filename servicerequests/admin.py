@@ -125,8 +125,13 @@ class MoveForm(forms.Form):
 
     def __init__(self, *args, request_obj: ServiceRequest, **kwargs):
         super().__init__(*args, **kwargs)
-        allowed = sorted(services.TRANSITIONS.get(request_obj.status, set()))
-        self.fields["status"].choices = [(s, S(s).label) for s in allowed]
+        # Nothing is preselected: a browser picks the first option, and sorted by code that was
+        # "Rejected". Staff choose on purpose; an unchosen submit is a form error (the field is
+        # required). The statuses follow the workflow's order, so rejection comes last.
+        allowed = services.TRANSITIONS.get(request_obj.status, set())
+        self.fields["status"].choices = [("", "— choose —")] + [
+            (status.value, status.label) for status in S if status in allowed
+        ]
 
 
 class ReplyForm(forms.Form):

@@ -13,12 +13,14 @@ the caller can write down the chunk before. Each result is classed for the calle
 - REMOVE: the token is dead (UNREGISTERED, a token FCM calls invalid, another sender's token): delete it;
 - RETRY: FCM is busy or down (429, 500, 503, timeouts, no connection): try again later, after
   Retry-After if given;
-- FAILED: refused for a reason retrying will not fix (APNs auth, a payload bug): record and stop.
+- FAILED: refused for a reason retrying will not fix (APNs auth, a payload bug): record and stop;
+- NOT_CONFIGURED: nothing was sent because this deployment has no FCM credentials.
 
 A 500 is retried in place a couple of times; 429 and 503 come straight back as RETRY with their
 Retry-After, and the caller reschedules the alert instead of waiting in the request. Without
 FIREBASE_CREDENTIALS_FILE (or FCM_ACCESS_TOKEN for a stand-in server) nothing is sent: each push is
-written to the log and counted as sent.
+written to the log and comes back NOT_CONFIGURED, never SENT (staff read the state to answer "did
+the consumer get it?").
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class Outcome(StrEnum):
     REMOVE = "remove"
     RETRY = "retry"
     FAILED = "failed"
+    NOT_CONFIGURED = "not_configured"
+
+
+NOT_CONFIGURED_DETAIL = "no FCM credentials"
 
 
 @dataclass(frozen=True)
@@ -197,7 +203,8 @@ class PushSending:
                     message.body,
                 )
             self._results = [
-                PushResult(m.device_id, Outcome.SENT, detail="logged") for m in messages
+                PushResult(m.device_id, Outcome.NOT_CONFIGURED, detail=NOT_CONFIGURED_DETAIL)
+                for m in messages
             ]
         else:
             self._built = _build_all(messages)
@@ -251,7 +258,7 @@ def push_send_start(*, messages: list[PushMessage]) -> PushSending:
     1. Build firebase-admin messages here; one that cannot be built or encoded is FAILED, not sent.
     2. Hand the others to send_each_async on this process's event loop (`client.send_each`).
     3. PushSending.results() waits for the answers and classes each: SENT, REMOVE, RETRY (with its
-       Retry-After) or FAILED.
+       Retry-After) or FAILED; without credentials every message is NOT_CONFIGURED.
     """
     return PushSending(messages)
 

@@ -210,7 +210,7 @@ def test_without_credentials_pushes_are_logged_not_sent(
     device = DeviceFactory()
     with caplog.at_level("INFO", logger="notifications.push"):
         notification = alert(device.user, capture=django_capture_on_commit_callbacks)
-    assert notification.push_status == "sent"
+    assert (notification.push_status, notification.pushed_at) == ("no_config", None)
     assert f"device {device.pk}: Power is back" in caplog.text
 
 

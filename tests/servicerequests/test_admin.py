@@ -87,7 +87,7 @@ def test_an_illegal_move_is_not_offered_and_is_refused(desk):
     request = ServiceRequestFactory(account=desk["account"])
     page = desk["client"].get(f"{URL}{request.pk}/move/")
     offered = [value for value, _ in page.context["form"].fields["status"].choices]
-    assert offered == ["rejected", "under_review"]
+    assert offered == ["", "under_review", "rejected"]  # no choice made for staff; reject last
 
     response = desk["client"].post(f"{URL}{request.pk}/move/", {"status": "completed"})
 
