@@ -733,9 +733,11 @@ class ExemptionRequestAdmin(UtilityScopedAdmin):
             except DomainError as refused:
                 messages.error(request, f"Exemption {exemption.pk}: {refused.message}")
             else:
-                verdict = (
-                    f"approved; {cancelled} compensation(s) cancelled" if approve else "rejected"
+                cancelled_text = (
+                    ngettext("%d compensation cancelled", "%d compensations cancelled", cancelled)
+                    % cancelled
                 )
+                verdict = f"approved; {cancelled_text}" if approve else "rejected"
                 messages.success(request, f"Exemption {exemption.pk} {verdict}.")
 
     def has_decide_permission(self, request) -> bool:
