@@ -17,6 +17,14 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def content_length(request: HttpRequest) -> int:
+    """The body's declared length; 0 when absent or malformed (a view still bounds what it reads)."""
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
     """limit/offset pages whose numbers are what the schema says, and stay within what the
     database takes.

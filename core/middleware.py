@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from core.errors import error_body
+from core.http import content_length
 
 NUL_MESSAGE = "The request may not contain the NUL character (%00)."
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -66,8 +67,4 @@ class RefuseNulMiddleware:
 def _small(request: HttpRequest) -> bool:
     from django.conf import settings
 
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return False
-    return 0 < length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return 0 < content_length(request) <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE

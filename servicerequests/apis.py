@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import account_get_for_user
-from core.http import BoundedLimitOffsetPagination
+from core.http import BoundedLimitOffsetPagination, content_length
 from core.money import money_digits
 from core.schema import refuses
 from servicerequests import attachments, estimates, selectors, services
@@ -400,11 +400,8 @@ class AttachmentListApi(APIView):
     def post(self, request, request_id: int):
         obj = selectors.request_get_for_user(user=request.user, request_id=request_id, acting=True)
         # Refuse an oversize body before it is read and spooled to disk.
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:  # a malformed header: the upload's own size check still holds
-            length = 0
-        if length > settings.SERVICE_REQUEST_ATTACHMENT_MAX_BYTES + 64 * 1024:
+        # A malformed header reads as 0: the upload's own size check still holds.
+        if content_length(request) > settings.SERVICE_REQUEST_ATTACHMENT_MAX_BYTES + 64 * 1024:
             raise attachments.too_large()
         attachment = attachments.attachment_add(
             user=request.user, request=obj, upload=request.FILES.get("file")
