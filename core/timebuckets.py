@@ -14,6 +14,16 @@ INTERVAL = timedelta(minutes=15)
 GROUPS = ("interval", "hour", "day", "week", "month")
 
 
+def moment_text(moment: datetime | None, zone: ZoneInfo, *, seconds: bool = False) -> str:
+    """An instant as people read it: local time in `zone` with the zone's abbreviation or offset
+    ("2026-12-01 04:41 +03", "2026-03-29 09:00 EEST"); "—" for none. Every time staff or a
+    consumer see carries its zone, so a UTC time can never pass for a local one."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M{':%S' if seconds else ''} %Z}"
+
+
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     """The first instant, in UTC, of a local day."""
     return datetime.combine(day, time(0), zone).astimezone(UTC)

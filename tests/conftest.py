@@ -132,3 +132,7 @@ def fcm_server(settings):
     settings.FCM_PROJECT_ID = "smartmeter-test"
     yield server
     server.stop()
+
+
+# The staff console's browser walks share one Chromium page fixture (tests/browser.py).
+from tests.browser import browser_page  # noqa: E402, F401
