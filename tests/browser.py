@@ -2,7 +2,7 @@
 
 `browser_page` opens a 1366 x 900 page (the narrowest screen a control room or counter uses);
 `staff_login` signs a staff member in; `screenshot` saves the page into the test's output
-(`BROWSER_SCREENSHOTS`, else var/screenshots); `assert_fits` fails when the page, or any list or
+(`BROWSER_SCREENSHOTS`, else screenshots/ under `VAR_DIR`, else under var/); `assert_fits` fails when the page, or any list or
 form in it, is wider than the window.
 """
 
@@ -73,7 +73,10 @@ def staff_login(page, live_server, user, *, next_path: str = "/admin/") -> None:
 
 def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot as <name>.png in the test's output and return its path."""
-    folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or Path("var") / "screenshots")
+    folder = Path(
+        os.environ.get("BROWSER_SCREENSHOTS")
+        or Path(os.environ.get("VAR_DIR") or "var") / "screenshots"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
     page.screenshot(path=str(path), full_page=True)
