@@ -132,6 +132,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: the admin shows times in the staff member's zone when all their
+    # utilities share one.
+    "core.middleware.StaffZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
@@ -213,6 +216,8 @@ LANGUAGES = [("ar", "العربية"), ("en", "English"), ("hi", "हिन्�
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Our formats (config/formats/<language>/formats.py): every date-time carries its zone.
+FORMAT_MODULE_PATH = "config.formats"
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

@@ -6,18 +6,25 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.utils import get_fields_from_path
+from django.contrib.admin.utils import get_fields_from_path, unquote
+from django.contrib.admin.widgets import AdminSplitDateTime
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext
 from rest_framework_simplejwt.token_blacklist import admin as token_admin
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from core.models import ROLE_GROUPS, AuditEntry, StaffMembership
 from core.money import minor_unit_exponent, money_digits, money_text
+from core.timebuckets import moment_text
 
 # How to reach the Utility from a model's rows, for models other apps own. A model with a
 # `utility` foreign key needs no entry.
@@ -68,6 +75,52 @@ def staff_utility_ids(user) -> list[int] | None:
         )
         user._staff_utility_ids = cached
     return cached
+
+
+def staff_zone(user) -> ZoneInfo | None:
+    """The one zone every utility of a staff member shares, in which the admin shows them times;
+    None for a superuser (who sees every utility) or when their utilities' zones differ (each
+    row is then shown in its own utility's zone)."""
+    if user.is_superuser or not user.is_staff:
+        return None
+    cached = getattr(user, "_staff_zone_names", None)
+    if cached is None:
+        cached = set(
+            StaffMembership.objects.filter(user=user).values_list("utility__timezone", flat=True)
+        )
+        user._staff_zone_names = cached
+    return ZoneInfo(next(iter(cached))) if len(cached) == 1 else None
+
+
+def zone_label(zone=None) -> str:
+    """The zone times are shown in, as staff read it next to a time field:
+    "Asia/Kuwait (+03)", "Africa/Cairo (EEST)"."""
+    zone = zone or timezone.get_current_timezone()
+    name = getattr(zone, "key", None) or str(zone)
+    abbreviation = timezone.now().astimezone(zone).tzname()
+    return name if abbreviation == name else f"{name} ({abbreviation})"
+
+
+ROW_ZONE = "row_timezone"  # the annotation holding each listed row's utility's IANA zone
+
+
+def row_zone(obj: models.Model) -> ZoneInfo:
+    """The zone a row's times are shown in: its utility's, else the request's."""
+    name = getattr(obj, ROW_ZONE, None)
+    return ZoneInfo(name) if name else timezone.get_current_timezone()
+
+
+class ZonedSplitDateTime(AdminSplitDateTime):
+    """The admin's date and time inputs with the zone they are read in named beside them: the
+    object's utility's (UtilityScopedAdmin activates it on its pages), else the staff member's."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        html = super().render(name, value, attrs, renderer)
+        return format_html(
+            '{}<p class="help timezone-name">{}</p>',
+            html,
+            gettext("Time zone: %(zone)s") % {"zone": zone_label()},
+        )
 
 
 def scope_queryset(queryset: models.QuerySet, user, path: str | None = None) -> models.QuerySet:
@@ -253,7 +306,108 @@ class UtilityScopedAdmin(admin.ModelAdmin):
         return self.utility_path or utility_path(self.model)
 
     def get_queryset(self, request):
-        return scope_queryset(super().get_queryset(request), request.user, self._path())
+        queryset = scope_queryset(super().get_queryset(request), request.user, self._path())
+        path = self._path()
+        if path is None:
+            return queryset
+        # Each row's zone rides along in the list's one query (a join on the utility's primary
+        # key), for the date-time columns below.
+        zone = "timezone" if path == "pk" else f"{path}__timezone"
+        return queryset.annotate(**{ROW_ZONE: F(zone)})
+
+    # --- Times in the row's utility's zone ----------------------------------------------------
+    # 4. Every time shows its zone: list columns in each row's utility's zone (a time of day
+    #    with the zone's name), and the
+    #    change, history and delete pages of an object (read-only fields, inlines, date and time
+    #    inputs, with the zone named beside them) in its utility's zone.
+
+    def get_list_display(self, request):
+        return [self._zoned(entry) for entry in super().get_list_display(request)]
+
+    def get_list_display_links(self, request, list_display):
+        links = super().get_list_display_links(request, list_display)
+        return links if links is None else [self._zoned(entry) for entry in links]
+
+    def _zoned(self, entry):
+        if not isinstance(entry, str):
+            return entry
+        try:
+            field = self.model._meta.get_field(entry)
+        except Exception:
+            return entry
+        if not isinstance(field, models.DateTimeField | models.TimeField):
+            return entry
+        columns = self.__dict__.setdefault("_zoned_columns", {})
+        if entry not in columns:
+            columns[entry] = self._zoned_column(field)
+        return columns[entry]
+
+    def _zoned_column(self, field: models.DateTimeField | models.TimeField):
+        empty = self.get_empty_value_display()
+
+        @admin.display(description=field.verbose_name, ordering=field.name)
+        def show(obj) -> str:
+            value = getattr(obj, field.attname)
+            if value is None:
+                return empty
+            if isinstance(field, models.DateTimeField):
+                return moment_text(value, row_zone(obj))
+            # A time of day (opening hours, quiet hours) is the utility's wall-clock time: its
+            # zone's name, since the abbreviation changes with daylight saving.
+            return f"{value:%H:%M} {getattr(row_zone(obj), 'key', '')}".strip()
+
+        show.__name__ = field.name  # the column's CSS class stays column-<field>
+        return show
+
+    def object_zone(self, request, object_id) -> ZoneInfo | None:
+        if object_id is None:
+            return None
+        obj = self.get_object(request, unquote(object_id))
+        return row_zone(obj) if obj is not None and getattr(obj, ROW_ZONE, None) else None
+
+    def _in_zone(self, zone, view, *args, **kwargs):
+        if zone is None:
+            return view(*args, **kwargs)
+        with timezone.override(zone):
+            response = view(*args, **kwargs)
+            # A TemplateResponse renders after the view returns: render it in the zone.
+            if hasattr(response, "render") and not response.is_rendered:
+                response.render()
+        return response
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return self._in_zone(
+            self.object_zone(request, object_id),
+            super().changeform_view,
+            request,
+            object_id,
+            form_url,
+            extra_context,
+        )
+
+    def history_view(self, request, object_id, extra_context=None):
+        return self._in_zone(
+            self.object_zone(request, object_id),
+            super().history_view,
+            request,
+            object_id,
+            extra_context,
+        )
+
+    def delete_view(self, request, object_id, extra_context=None):
+        return self._in_zone(
+            self.object_zone(request, object_id),
+            super().delete_view,
+            request,
+            object_id,
+            extra_context,
+        )
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if formfield is not None and type(formfield.widget) is AdminSplitDateTime:
+            formfield.widget = ZonedSplitDateTime(attrs=formfield.widget.attrs)
+        return formfield
 
     def _limit(self, db_field, kwargs, request):
         queryset = kwargs.get("queryset")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from core.errors import error_body
 from core.http import content_length
@@ -68,3 +70,34 @@ def _small(request: HttpRequest) -> bool:
     from django.conf import settings
 
     return 0 < content_length(request) <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+class StaffZoneMiddleware:
+    """In the admin, a staff member whose utilities all share one zone sees every time in it, for
+    the whole request: lists, forms, custom pages, what they type into a time field. Others (a
+    superuser, staff of utilities in several zones) keep UTC, named as such; their lists and
+    object pages show each row in its own utility's zone (core.admin.UtilityScopedAdmin). Every
+    time shown carries its zone either way (config/formats)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        zone = self._zone(request)
+        if zone is None:
+            return self.get_response(request)
+        with timezone.override(zone):
+            return self.get_response(request)
+
+    @staticmethod
+    def _zone(request: HttpRequest):
+        try:
+            prefix = reverse("admin:index")
+        except NoReverseMatch:
+            return None
+        user = getattr(request, "user", None)
+        if not request.path.startswith(prefix) or user is None or not user.is_authenticated:
+            return None
+        from core.admin import staff_zone  # the admin's module, loaded only for its pages
+
+        return staff_zone(user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -72,4 +74,8 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.model} {self.object_id}"
+        # Stored and named in UTC: an audit trail spans utilities, so no one local zone fits it.
+        return (
+            f"{self.at.astimezone(UTC):%Y-%m-%d %H:%M} UTC {self.actor} {self.action} "
+            f"{self.model} {self.object_id}"
+        )

@@ -20,9 +20,13 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(UtilityScopedAdmin):
+    """A consumer's alerts as their inbox holds them, with the truth about each push: times in
+    the alert's utility's zone (UtilityScopedAdmin)."""
+
     list_display = ["id", "user", "category", "title", "push_status", "created_at", "read_at"]
     list_filter = ["category", "push_status", "language"]
+    list_select_related = ["user"]
     search_fields = ["user__phone", "dedupe_key"]
     raw_id_fields = ["user", "fanout"]
     readonly_fields = [f.name for f in Notification._meta.fields]
@@ -81,7 +85,7 @@ class NotificationPreferenceForm(MoneyForm):
 @admin.register(NotificationPreference)
 class NotificationPreferenceAdmin(admin.ModelAdmin):
     form = NotificationPreferenceForm
-    list_display = ["user", "quiet_start", "quiet_end", "low_balance", "low_balance_days"]
+    list_display = ["user", "quiet_hours", "low_balance", "low_balance_days"]
     list_select_related = ["user"]
     raw_id_fields = ["user"]
 
@@ -89,7 +93,7 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
         # The currency of the user's accounts, in the list's one query: the lowest and highest
         # code differ when the user holds accounts in several currencies.
         links = AccountLink.objects.filter(user=OuterRef("user_id"), unlinked_at__isnull=True)
-        currency = "account__utility__currency"
+        currency, zone = "account__utility__currency", "account__utility__timezone"
         first = links.order_by(currency)
         return (
             super()
@@ -98,8 +102,21 @@ class NotificationPreferenceAdmin(admin.ModelAdmin):
                 currency=Subquery(first.values(currency)[:1]),
                 last_currency=Subquery(links.order_by(f"-{currency}").values(currency)[:1]),
                 minor_unit=Subquery(first.values("account__utility__currency_minor_unit")[:1]),
+                zone=Subquery(links.order_by(zone).values(zone)[:1]),
+                last_zone=Subquery(links.order_by(f"-{zone}").values(zone)[:1]),
             )
         )
+
+    @admin.display(description="Quiet hours")
+    def quiet_hours(self, preference: NotificationPreference) -> str:
+        start, end = preference.quiet_start, preference.quiet_end
+        if start is None or end is None:
+            return "-"
+        zone = getattr(preference, "zone", None)
+        if zone is None or zone != preference.last_zone:
+            # Held alerts follow each alert's utility's zone (notifications.delivery).
+            return f"{start:%H:%M}–{end:%H:%M}, local time of each alert's utility"
+        return f"{start:%H:%M} {zone} – {end:%H:%M} {zone}"
 
     @admin.display(description="Low-balance amount", ordering="low_balance_amount")
     def low_balance(self, preference: NotificationPreference) -> str:

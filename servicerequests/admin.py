@@ -3,11 +3,13 @@ status changes and cost estimates. Staff see only their utilities' requests (Uti
 
 from __future__ import annotations
 
+import calendar
 from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -15,9 +17,17 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from core.admin import HistoryInline, MoneyForm, UtilityScopedAdmin, money_column
+from billing.search import account_ids_find
+from core.admin import (
+    HistoryInline,
+    MoneyForm,
+    UtilityScopedAdmin,
+    money_column,
+    staff_utility_ids,
+)
 from core.errors import DomainError
 from core.money import utility_money
+from core.timebuckets import moment_text
 from servicerequests import services
 from servicerequests.apis import attachment_response
 from servicerequests.models import (
@@ -34,7 +44,7 @@ PERMISSION = "servicerequests.process_servicerequest"
 
 
 def _local(value: datetime | None, zone) -> str:
-    return value.astimezone(zone).strftime("%a %d %b %Y %H:%M") if value else "-"
+    return moment_text(value, zone) if value else "-"
 
 
 @admin.register(RequestType)
@@ -73,8 +83,27 @@ class ConnectionPolicyAdmin(UtilityScopedAdmin):
 
 @admin.register(OpeningHours)
 class OpeningHoursAdmin(UtilityScopedAdmin):
-    list_display = ["utility", "weekday", "opens", "closes"]
+    list_display = ["utility", "day", "opens", "closes"]
     list_filter = ["utility", "weekday"]
+    list_select_related = ["utility"]
+
+    @admin.display(description="Day", ordering="weekday")
+    def day(self, obj):
+        return calendar.day_name[obj.weekday]
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only: the hours as staff read them, in the utility's zone.
+            return ["utility", "day", "opens_local", "closes_local"]
+        return super().get_fields(request, obj)
+
+    @admin.display(description="Opens")
+    def opens_local(self, obj):
+        return f"{obj.opens:%H:%M} {obj.utility.timezone}"
+
+    @admin.display(description="Closes")
+    def closes_local(self, obj):
+        return f"{obj.closes:%H:%M} {obj.utility.timezone}"
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -98,8 +127,17 @@ class OverdueFilter(admin.SimpleListFilter):
 
 class EventInline(HistoryInline):
     model = RequestEvent
-    fields = ["at", "kind", "from_status", "to_status", "actor", "text", "visible_to_consumer"]
+    fields = ["at", "kind", "change", "actor", "text", "visible_to_consumer"]
     verbose_name_plural = "Timeline"
+
+    @admin.display(description="Status")
+    def change(self, event):
+        labels = dict(S.choices)
+        if not event.to_status:
+            return "-"
+        before = labels.get(event.from_status, event.from_status)
+        after = labels.get(event.to_status, event.to_status)
+        return f"{before} → {after}" if before else after
 
 
 class AttachmentInline(HistoryInline):
@@ -191,7 +229,12 @@ class ServiceRequestAdmin(UtilityScopedAdmin):
         ("assigned_to", admin.RelatedOnlyFieldListFilter),
         "utility",
     ]
-    search_fields = ["=id", "account__consumer_id", "account__name", "description"]
+    # The box searches by what a caller gives (get_search_results); Django shows it for these.
+    search_fields = ["=id"]
+    search_help_text = (
+        "Request number (#12), or the consumer ID, meter serial, registered mobile (any format), "
+        "receipt number or payment code of its account."
+    )
     list_select_related = ["type", "account", "utility", "assigned_to"]
     ordering = ["deadline_at", "created_at"]
     actions = ["assign_to_me"]
@@ -222,6 +265,19 @@ class ServiceRequestAdmin(UtilityScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact keys on indexes, never a scan: the accounts the term names (billing.search,
+        within the staff member's utilities), or the request's own number."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        ids = account_ids_find(term=term, utility_ids=staff_utility_ids(request.user))
+        match = Q(account_id__in=ids)
+        number = term.removeprefix("#")
+        if number.isdigit() and len(number) <= 18:
+            match |= Q(pk=int(number))
+        return queryset.filter(match), False
 
     # --- Display --------------------------------------------------------------------------
 
@@ -271,7 +327,6 @@ class ServiceRequestAdmin(UtilityScopedAdmin):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "assigned_to":
             from accounts.models import User
-            from core.admin import staff_utility_ids
 
             allowed = staff_utility_ids(request.user)
             staff = User.objects.filter(is_staff=True)

@@ -8,6 +8,7 @@ consumer comment is a RequestEvent, which is the timeline the consumer reads.
 
 from __future__ import annotations
 
+import calendar
 import uuid
 from decimal import Decimal
 
@@ -126,7 +127,11 @@ class OpeningHours(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.utility.code} day {self.weekday} {self.opens:%H:%M}-{self.closes:%H:%M}"
+        # Local wall-clock times, named with the utility's zone.
+        return (
+            f"{self.utility.code} {calendar.day_name[self.weekday]} "
+            f"{self.opens:%H:%M} {self.utility.timezone} – {self.closes:%H:%M} {self.utility.timezone}"
+        )
 
 
 class ServiceRequest(models.Model):
@@ -239,7 +244,8 @@ class RequestEvent(models.Model):
         ordering = ["at", "id"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
+        # No time here: the timeline shows `at` beside it, in the utility's zone.
+        return f"{self.get_kind_display()} on request #{self.request_id}"
 
 
 def attachment_path(instance: Attachment, filename: str) -> str:

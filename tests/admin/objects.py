@@ -26,11 +26,11 @@ _serial = itertools.count(1)
 
 
 class Rows:
-    """Rows of one utility, made on demand and kept: `rows.of(Model)`."""
+    """Rows of one utility (a new one, or `utility`), made on demand and kept: `rows.of(Model)`."""
 
-    def __init__(self, *, code: str, mark: str) -> None:
+    def __init__(self, *, code: str, mark: str, utility: Utility | None = None) -> None:
         self.mark = mark
-        self.utility = UtilityFactory(code=code, name=f"{mark}utility {code}")
+        self.utility = utility or UtilityFactory(code=code, name=f"{mark}utility {code}")
         self.user = UserFactory(username=f"{mark}user-{code}", phone=None, first_name=f"{mark}name")
         self.meter = MeterFactory(
             utility=self.utility,
