@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -22,10 +23,35 @@ class GridArea(models.Model):
         return f"{self.name} ({self.code})"
 
 
+# Where a feeder or transformer supplies, in the words its consumers use. The outage notice names
+# the place from these (outages.selectors.outage_place), never from an equipment code or name.
+LOCALITY_HELP = (
+    "The neighbourhood or block it supplies, as its consumers say it in the utility's language: "
+    '"Salmiya, block 4". Outage notices name it; left empty, they name the feeder\'s locality '
+    "or the area."
+)
+STREETS_HELP = (
+    'The streets it supplies, as consumers know them: "streets 1–12". Optional; outage '
+    "notices add it after the locality."
+)
+ENGLISH_HELP = (
+    "The same in English, when the words above are in another language (Arabic, Hindi): "
+    "notices to English readers use it."
+)
+
+
 class Feeder(models.Model):
     area = models.ForeignKey(GridArea, on_delete=models.PROTECT, related_name="feeders")
     code = models.CharField(max_length=32)
     name = models.CharField(max_length=200)
+    locality = models.CharField(max_length=120, blank=True, help_text=LOCALITY_HELP)
+    streets = models.CharField(max_length=200, blank=True, help_text=STREETS_HELP)
+    locality_en = models.CharField(
+        "locality in English", max_length=120, blank=True, help_text=ENGLISH_HELP
+    )
+    streets_en = models.CharField(
+        "streets in English", max_length=200, blank=True, help_text=ENGLISH_HELP
+    )
 
     class Meta:
         ordering = ["area", "code"]
@@ -41,6 +67,14 @@ class Transformer(models.Model):
     feeder = models.ForeignKey(Feeder, on_delete=models.PROTECT, related_name="transformers")
     code = models.CharField(max_length=32)
     name = models.CharField(max_length=200, blank=True)
+    locality = models.CharField(max_length=120, blank=True, help_text=LOCALITY_HELP)
+    streets = models.CharField(max_length=200, blank=True, help_text=STREETS_HELP)
+    locality_en = models.CharField(
+        "locality in English", max_length=120, blank=True, help_text=ENGLISH_HELP
+    )
+    streets_en = models.CharField(
+        "streets in English", max_length=200, blank=True, help_text=ENGLISH_HELP
+    )
 
     class Meta:
         ordering = ["feeder", "code"]
@@ -97,7 +131,16 @@ class Meter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["utility", "serial"], name="meter_serial_unique")
         ]
-        indexes = [models.Index(fields=["account", "status"])]
+        indexes = [
+            models.Index(fields=["account", "status"]),
+            # The outage planner's grid tree counts supplied meters and accounts per transformer
+            # of a utility in one grouped query: an index-only scan of this, not of the table.
+            models.Index(
+                fields=["utility", "transformer", "account"],
+                name="meter_grid_counts",
+                condition=models.Q(transformer__isnull=False) & ~models.Q(status="removed"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.serial
@@ -173,7 +216,8 @@ class ReadingCorrection(models.Model):
 
     def __str__(self) -> str:
         return (
-            f"{self.meter_id} {self.interval_start:%Y-%m-%d %H:%M}: {self.old_wh} → {self.new_wh}"
+            f"{self.meter_id} {self.interval_start.astimezone(UTC):%Y-%m-%d %H:%M} UTC: "
+            f"{self.old_wh} → {self.new_wh}"
         )
 
 

@@ -449,6 +449,45 @@ REMOVAL_GROUNDS: dict[str, Phrase] = {
 }
 
 
+# --- Where an outage is, as its consumers know the place ----------------------------------------
+# The words come from the utility (a grid area's name, a feeder's or transformer's locality and
+# streets: outages.selectors.outage_place); only the joining words and the fallbacks are ours.
+# A notice never names an equipment code: with no place words it says the area, else these.
+YOUR_AREA = Phrase(en="your area", ar="منطقتك", hi="आपके क्षेत्र")
+YOUR_PREMISES = Phrase(en="your premises", ar="عقارك", hi="आपके परिसर")
+
+# (between one locality's streets, between localities, "and other areas" after the last)
+_PLACE_WORDS = {
+    "en": (", ", "; ", " and other areas"),
+    "ar": ("، ", "؛ ", " ومناطق أخرى"),
+    "hi": (", ", "; ", " और अन्य क्षेत्रों"),
+}
+
+
+def places_phrase(
+    places: list[tuple[str, list[str]]],
+    *,
+    english: list[tuple[str, list[str]]] | None = None,
+    more: bool = False,
+) -> Phrase:
+    """Localities, each with the streets meant (none: all of it), said in each language:
+    [("Salmiya, block 4", ["streets 1–12"]), ("Jabriya", [])] → "Salmiya, block 4: streets 1–12;
+    Jabriya". `english`: the same places in English words, for English readers, when the
+    utility gave them. `more` adds "and other areas" for places left out to keep it short."""
+    if not places:
+        return YOUR_AREA
+
+    def said(language: str) -> str:
+        between_streets, between_places, others = _PLACE_WORDS[language]
+        text = between_places.join(
+            f"{locality}: {between_streets.join(streets)}" if streets else locality
+            for locality, streets in (english if english and language == "en" else places)
+        )
+        return text + others if more else text
+
+    return Phrase(en=said("en"), ar=said("ar"), hi=said("hi"))
+
+
 def days_phrase(days: Decimal | int | float, *, language: str) -> str:
     """`2` → "2 days" / "يومين" / "2 दिन": a whole number of days, never fewer than one."""
     value = Decimal(str(days))
@@ -509,12 +548,25 @@ def _format_value(key: str, value: Any, *, language: str, utility: Utility | Non
         locale = locale_for(language, country)
         date_text = format_skeleton("MMMMEEEEd", value, tzinfo=zone, locale=locale)
         time_text = format_time(value, "short", tzinfo=zone, locale=locale)
+        if key in ZONED_PLACEHOLDERS:
+            time_text = f"{time_text} {_zone_label(value, zone, language)}"
         return _plain_spaces(locale.datetime_formats["long"].format(time_text, date_text))
     if isinstance(value, date):
         # Already a local day of the utility (a due date): written as it is, no zone to apply.
         locale = locale_for(language, country)
         return _plain_spaces(format_skeleton("MMMMEEEEd", value, tzinfo=UTC, locale=locale))
     return str(value)
+
+
+# An outage's times carry their zone ("9:00 AM +03", "9:00 am IST", "9:00 AM EEST"): a power cut
+# is planned to the minute, and Egypt's clocks change during the year.
+ZONED_PLACEHOLDERS = frozenset({"start", "end", "restored_at"})
+
+
+def _zone_label(value: datetime, zone, language: str) -> str:
+    label = value.astimezone(zone).tzname() or "UTC"
+    # Kept left to right inside Arabic text (an isolate), or "+03" would read "03+".
+    return f"\u2066{label}\u2069" if language == "ar" else label
 
 
 def _plain_spaces(text: str) -> str:

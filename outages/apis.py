@@ -29,7 +29,10 @@ class OutageSerializer(serializers.Serializer):
     timezone = serializers.CharField(source="utility.timezone")
 
     def get_area(self, outage) -> str:
-        return selectors.outage_area_text(outage=outage)
+        # The place in the reader's language, as the notice said it.
+        user = self.context.get("user")
+        language = getattr(user, "language", None) or "en"
+        return selectors.outage_area_text(outage=outage, language=language)
 
     def get_start(self, outage) -> str:
         return _local(outage.planned_start, outage.utility.zone)
@@ -93,7 +96,7 @@ class OutageListApi(APIView):
     )
     def get(self, request):
         outages = selectors.outages_for_user(user=request.user)
-        return Response(OutageSerializer(outages, many=True).data)
+        return Response(OutageSerializer(outages, many=True, context={"user": request.user}).data)
 
 
 class OutageDetailApi(APIView):

@@ -259,7 +259,9 @@ class OutageEvent(models.Model):
         ordering = ["at", "id"]
 
     def __str__(self) -> str:
-        return f"{self.action} at {self.at:%Y-%m-%d %H:%M}"
+        # No time here: a bare UTC time would pass for a local one (the admin shows `at` in the
+        # utility's zone beside it).
+        return f"{self.action} (outage #{self.outage_id})"
 
 
 class Compensation(models.Model):

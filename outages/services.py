@@ -113,12 +113,7 @@ def _event(outage: Outage, *, action: str, actor, changes: dict | None = None, n
 
 
 def _notice_context(outage: Outage) -> dict[str, Any]:
-    return {
-        "outage_id": outage.pk,
-        "area": selectors.outage_area_text(outage=outage),
-        "start": outage.planned_start,
-        "end": outage.planned_end,
-    }
+    return selectors.outage_notice_context(outage=outage)
 
 
 def _notify(outage: Outage, *, category: str, step: str, extra: dict | None = None) -> None:

@@ -75,20 +75,20 @@ def test_a_rolled_back_event_sends_nothing(fcm_server, django_capture_on_commit_
         (
             "en",
             "Planned power cut",
-            "Power will be off in Salmiya, block 4 from Tue, Nov 24, 9:00 AM to Tue, Nov 24, "
-            "12:00 PM for maintenance.",
+            "Power will be off in Salmiya, block 4 from Tue, Nov 24, 9:00 AM +03 to Tue, Nov 24, "
+            "12:00 PM +03 for maintenance.",
         ),
         (
             "ar",
             "انقطاع مجدول للكهرباء",
-            "ستنقطع الكهرباء في Salmiya, block 4 من الثلاثاء، 24 نوفمبر، 9:00 ص حتى الثلاثاء، "
-            "24 نوفمبر، 12:00 م لأعمال الصيانة.",
+            "ستنقطع الكهرباء في Salmiya, block 4 من الثلاثاء، 24 نوفمبر، 9:00 ص \u2066+03\u2069 حتى "
+            "الثلاثاء، 24 نوفمبر، 12:00 م \u2066+03\u2069 لأعمال الصيانة.",
         ),
         (
             "hi",
             "बिजली की निर्धारित कटौती",
-            "रखरखाव के कारण Salmiya, block 4 में मंगल, 24 नवंबर, 9:00 am से मंगल, 24 नवंबर, 12:00 pm "
-            "तक बिजली बंद रहेगी।",
+            "रखरखाव के कारण Salmiya, block 4 में मंगल, 24 नवंबर, 9:00 am +03 से मंगल, 24 नवंबर, "
+            "12:00 pm +03 तक बिजली बंद रहेगी।",
         ),
     ],
 )

@@ -1,116 +1,115 @@
-"""The outage desk in a real browser: plan, preview, publish (confirming a late notice), start and
-restore, as a planner of one utility does it."""
+"""The outage desk in a real browser at 1366 px: a planner picks a feeder in the grid tree, previews
+the notice consumers will read (the place in their words, no equipment code), publishes it
+(confirming a late notice), marks it started and restored."""
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
-import kombu.pools
 import pytest
-from django.db import connections
 from django.utils import timezone
 
-from config.celery import app as celery_app
 from core.models import AuditEntry
 from notifications.models import Notification
 from outages.models import Compensation, Outage
-from tests.outages.factories import consumer_on, saudi, staff_member, transformer_of
+from tests.accounts.factories import UtilityFactory
+from tests.browser import assert_fits, needs_browser, screenshot, staff_login
+from tests.outages.factories import (
+    FeederFactory,
+    TransformerFactory,
+    consumer_on,
+    saudi,
+    staff_member,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    # CI installs Chromium and sets REQUIRE_BROWSER, so there the test can never skip silently.
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("REQUIRE_BROWSER"),
-        reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; Django's ORM would then refuse
-    # synchronous queries from the test body without this.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    # Even an eager task takes a producer from the app's pool; the Redis-outage test in
-    # tests/notifications/test_worker_recovery.py leaves that pool closed. Start a fresh one.
-    kombu.pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(15000)
-        yield page
-        # Queries made while Playwright's loop runs get a connection of their own (Django keys
-        # connections by context there); close it, or the test database cannot be dropped.
-        connections.close_all()
-        browser.close()
+pytestmark = [pytest.mark.django_db(transaction=True), needs_browser]
 
 
-def test_a_planner_plans_previews_publishes_starts_and_restores(live_server, browser_page):
+def test_a_planner_picks_a_feeder_in_the_tree_and_runs_the_outage(live_server, browser_page):
     utility = saudi()
-    transformer = transformer_of(utility)
-    for _ in range(3):
+    feeder = FeederFactory(
+        area__utility=utility,
+        area__name="Al Olaya",
+        name="Feeder 7",
+        code="F07",
+        locality="Al Olaya, block 3",
+        streets="streets 1–12",
+    )
+    first = TransformerFactory(feeder=feeder, name="Transformer 1", code="T0001")
+    second = TransformerFactory(feeder=feeder, name="Transformer 2", code="T0002")
+    for transformer in (first, first, second):
         consumer_on(transformer)
-    transformer_of(utility)  # another transformer, not chosen
+    # Another area of the utility, not chosen; another utility's grid, never offered.
+    consumer_on(TransformerFactory(feeder__area__utility=utility, feeder__area__name="Al Malqa"))
+    foreign = TransformerFactory(
+        feeder__area__utility=UtilityFactory(name="Kuwait MEW"), feeder__area__name="Salmiya"
+    )
     planner = staff_member(utility, "planner", first_name="Noura")
     page = browser_page
     zone = utility.zone
     # Tomorrow 09:00–13:00 local: less than the 48 hours' notice the utility promises.
     tomorrow = (timezone.now().astimezone(zone) + timedelta(days=1)).date()
 
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/outages/outage/")
-    page.fill("#id_username", planner.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/outages/outage/")
-
+    staff_login(page, live_server, planner, next_path="/admin/outages/outage/")
+    assert_fits(page)
     page.click(".object-tools a.addlink")
-    page.fill("#id_reason", "Transformer maintenance")
+    page.fill("#id_reason", "Feeder maintenance")
     page.fill("#id_planned_start_0", tomorrow.isoformat())
     page.fill("#id_planned_start_1", "09:00")
     page.fill("#id_planned_end_0", tomorrow.isoformat())
     page.fill("#id_planned_end_1", "13:00")
-    page.select_option("#id_transformers_from", label=str(transformer))
-    page.click("#id_transformers_add")
+
+    tree = page.locator("#grid-tree")
+    assert "Al Malqa" in tree.inner_text() and "Salmiya" not in tree.inner_text()
+    assert tree.locator(f"input[name=feeders][value='{foreign.feeder.pk}']").count() == 0
+    # The filter box finds the feeder by its locality and opens its branch.
+    page.fill("#grid-tree-filter", "block 3")
+    feeder_summary = page.locator(f"#grid-feeder-{feeder.pk} > details > summary")
+    assert "Al Olaya, block 3: streets 1–12" in feeder_summary.inner_text()
+    assert "3 accounts · 3 meters" in feeder_summary.inner_text()
+    feeder_box = feeder_summary.locator("input[name=feeders]")
+    assert tree.locator("summary:visible", has_text="Al Malqa").count() == 0
+    feeder_box.check()
+    assert page.locator("#grid-tree-total").inner_text() == "Ticked: 3 accounts · 3 meters"
+    # Its transformers are covered by it: shown ticked, locked, not posted on their own.
+    for transformer in (first, second):
+        box = tree.locator(f"input[name=transformers][value='{transformer.pk}']")
+        assert box.is_checked() and box.is_disabled()
+    screenshot(page, "outage-form")
+    assert_fits(page)
     page.click("input[name=_continue]")
 
     summary = page.locator("#affected-summary")
     assert summary.inner_text() == "3 meters, 3 consumer accounts, 3 people to notify"
-    assert "Asia/Riyadh" in page.content()
+    assert "Asia/Riyadh" in page.locator("#local-zone").inner_text()
+    assert page.locator("#consumer-place-en").inner_text() == "Al Olaya, block 3: streets 1–12"
+    outage = Outage.objects.get()
+    assert list(outage.feeders.all()) == [feeder] and not outage.transformers.exists()
 
     page.click("#step-publish")
     assert page.locator("#affected-count").inner_text() == (
         "3 meters, 3 consumer accounts, 3 people to notify"
     )
     assert page.locator("#affected-meters tbody tr").count() == 3
-    assert "09:00" in page.locator("#outage-when").inner_text()
+    assert "09:00 +03" in page.locator("#outage-when").inner_text()
     assert "less than the 48 hours" in page.locator("#late-notice").inner_text()
+    english = page.locator("#consumer-notice-en .consumer-notice-body").inner_text()
+    assert english.startswith("Power will be off in Al Olaya, block 3: streets 1–12 from ")
+    arabic = page.locator("#consumer-notice-ar .consumer-notice-body").inner_text()
+    assert arabic.startswith("ستنقطع الكهرباء في Al Olaya, block 3: streets 1–12 من ")
+    for notice in (english, arabic):
+        for code in ("F07", "T0001", "Transformer", "Feeder"):
+            assert code not in notice
     page.check("#id_confirm_late")
-    if os.environ.get("OUTAGES_SCREENSHOT"):
-        page.screenshot(path=os.environ["OUTAGES_SCREENSHOT"], full_page=True)
+    screenshot(page, "outage-planning")
+    assert_fits(page)
     page.click("#step-submit")
     page.get_by_text("Published. 3 meters affected; notices are on their way.").wait_for()
-    # Shown in Riyadh time, not UTC (06:00).
-    assert "9 a.m." in page.locator(".field-planned_start").inner_text()
-    assert "09:00 →" in page.locator(".field-local_times").inner_text()
+    # Shown in Riyadh time with its zone, not UTC (06:00).
+    assert "09:00 +03 →" in page.locator(".field-local_times").inner_text()
     assert "Published" in page.locator(".field-status_badge").inner_text()
+    assert "F07" in page.locator(".field-scope_text").inner_text()  # staff see the equipment
+    assert_fits(page)
 
     two_hours_ago = timezone.now().astimezone(zone) - timedelta(hours=2)
     page.click("#step-start")
@@ -120,12 +119,13 @@ def test_a_planner_plans_previews_publishes_starts_and_restores(live_server, bro
     page.get_by_text("Marked started.").wait_for()
 
     page.click("#step-restore")
+    assert_fits(page)
     page.click("#step-submit")
     page.get_by_text("Marked restored; consumers are told power is back.").wait_for()
     assert "Restored" in page.locator(".field-status_badge").inner_text()
     assert page.locator("#step-restore").count() == 0
 
-    outage = Outage.objects.get()
+    outage.refresh_from_db()
     assert outage.status == Outage.Status.RESTORED and outage.late_notice
     assert outage.created_by == planner
     assert list(outage.events.values_list("action", flat=True)) == [
@@ -137,6 +137,8 @@ def test_a_planner_plans_previews_publishes_starts_and_restores(live_server, bro
     ]
     for category in ("outage_planned", "outage_restored"):
         assert Notification.objects.filter(category=category).count() == 3
+    body = Notification.objects.filter(category="outage_planned", language="en").first().body
+    assert "Al Olaya, block 3: streets 1–12" in body and "F07" not in body
     assert Compensation.objects.filter(standard="notice").count() == 3
     assert set(AuditEntry.objects.values_list("action", flat=True)) >= {
         "add",
@@ -144,3 +146,7 @@ def test_a_planner_plans_previews_publishes_starts_and_restores(live_server, bro
         "outage:start",
         "outage:restore",
     }
+    page.goto(f"{live_server.url}/admin/outages/outage/")
+    assert "+03" in page.locator("#result_list").inner_text()
+    screenshot(page, "outage-list")
+    assert_fits(page)

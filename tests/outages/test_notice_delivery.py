@@ -73,7 +73,8 @@ def test_an_account_nobody_uses_the_app_for_gets_the_notice_by_sms(
 
     [sms] = sms_outbox
     assert sms.to == no_app.registered_mobile
-    assert sms.body.startswith(f"{ARABIC_TITLE}: ") and transformer.name in sms.body
+    assert sms.body.startswith(f"{ARABIC_TITLE}: ") and transformer.feeder.area.name in sms.body
+    assert transformer.name not in sms.body and transformer.code not in sms.body
     notice = _notice(no_app)
     assert (notice.status, notice.channel, notice.sent_at) == ("sent", "sms", PUBLISH)
     assert notice.version == outage.version and notice.sms_to == no_app.registered_mobile

@@ -95,7 +95,10 @@ def test_the_notice_says_where_and_when_in_local_time(grid):
 
     alice_notice = Notification.objects.filter(category="outage_planned", language="en").first()
     assert "9:00" in alice_notice.body and "1:00" in alice_notice.body
-    assert grid["transformer"].name in alice_notice.body
+    # The place as consumers know it (the area here: the grid has no locality words), never the
+    # transformer's name or code.
+    assert grid["transformer"].feeder.area.name in alice_notice.body
+    assert grid["transformer"].name not in alice_notice.body
     arabic = Notification.objects.get(category="outage_planned", language="ar")
     assert "ستنقطع الكهرباء" in arabic.body
     assert Fanout.objects.get().dedupe_key == f"outage:{outage.pk}:published:v1"

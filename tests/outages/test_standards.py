@@ -36,7 +36,11 @@ def _planned(transformer, *, start=THURSDAY_9, hours=4):
 
 
 def _compensations(standard):
-    return list(Compensation.objects.filter(standard=standard).order_by("account_id"))
+    return list(
+        Compensation.objects.filter(standard=standard).order_by(
+            "account_id", "outage__actual_start", "id"
+        )
+    )
 
 
 def test_a_notice_published_47_hours_ahead_is_compensated():

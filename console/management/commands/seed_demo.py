@@ -24,9 +24,10 @@ from billing.models import (
 )
 from core.phone import phone_normalize
 from meters.demo import demo_day_values, demo_grid
-from meters.models import Meter, MeterAssignment
+from meters.models import GridArea, Meter, MeterAssignment, Transformer
 from meters.services import readings_ingest
-from outages.models import StandardsPolicy
+from outages import services as outage_services
+from outages.models import Outage, StandardsPolicy
 from servicerequests.seed import request_types_seed
 
 UTILITIES = [
@@ -141,6 +142,51 @@ CONSUMERS = {
 
 DEMO_DAYS = 45
 
+# Each utility's grid in the words its consumers know (outage notices name the place from them):
+# the area's name, then per transformer its locality and streets in the utility's language and
+# in English. The consumers above live there.
+GRID_PLACES = {
+    "kw-mew": (
+        "Hawalli",
+        [
+            ("السالمية، قطعة 10", "Salmiya, block 10", "الشوارع 1–6", "streets 1–6"),
+            ("الجابرية، قطعة 8", "Jabriya, block 8", "الشوارع 1–4", "streets 1–4"),
+        ],
+    ),
+    "eg-nedc": (
+        "North Cairo",
+        [
+            ("شبرا", "Shubra", "شارع الترعة", "El-Teraa St"),
+            ("مصر الجديدة", "Heliopolis", "شارع بغداد", "Baghdad St"),
+        ],
+    ),
+    "sa-sec": (
+        "Riyadh North",
+        [
+            ("العليا", "Al Olaya", "طريق الملك فهد 4400–4499", "King Fahd Rd 4400–4499"),
+            ("العليا", "Al Olaya", "شارع العليا 7000–7099", "Olaya St 7000–7099"),
+        ],
+    ),
+    "in-mpcz": (
+        "Bhopal",
+        [
+            ("अरेरा कॉलोनी", "Arera Colony", "ई-7 सेक्टर", "E-7 sector"),
+            ("अरेरा कॉलोनी", "Arera Colony", "ई-8 सेक्टर", "E-8 sector"),
+        ],
+    ),
+}
+# Which of the two transformers each consumer's meter hangs on (the first, unless named here).
+SECOND_TRANSFORMER = {"10020040", "0123456790"}
+
+# Outages to look at in the admin: (utility, reason, days from today, hours long, where, steps).
+# "where" is ("feeder", 0) or ("transformer", n); steps run through the outage services.
+DEMO_OUTAGES = [
+    ("kw-mew", "Cable joint repair", -7, 3, ("transformer", 0), ("publish", "start", "restore")),
+    ("kw-mew", "Feeder maintenance", 5, 4, ("feeder", 0), ("publish",)),
+    ("sa-sec", "Transformer replacement", 9, 5, ("transformer", 1), ()),
+    ("in-mpcz", "Line upgrade", 4, 6, ("feeder", 0), ("publish",)),
+]
+
 # Tariffs as each regime publishes them (rounded): Kuwait's 2 fils a kWh for homes; Egypt's
 # progressive residential slabs (postpaid) and a flat prepaid rate; Saudi Arabia's 18 halalas;
 # Madhya Pradesh with a time-of-day surcharge in the evening peak.
@@ -245,6 +291,7 @@ class Command(BaseCommand):
         for values in UTILITIES:
             utility, _ = Utility.objects.update_or_create(code=values["code"], defaults=values)
             transformers = demo_grid(utility=utility, transformers=2)
+            self._grid_places(utility, transformers)
             self._billing(utility)
             request_types_seed(utility=utility, connection_standard=utility.code == "sa-sec")
             if utility.code == "sa-sec":  # the Saudi regulator's guaranteed standards
@@ -265,7 +312,7 @@ class Command(BaseCommand):
                     defaults={
                         "account": account,
                         "rated_capacity_kw": Decimal("15.00"),
-                        "transformer": transformers[number % 2],
+                        "transformer": transformers[int(consumer_id in SECOND_TRANSFORMER)],
                         "installed_at": datetime.combine(
                             today - timedelta(days=400), datetime.min.time(), UTC
                         ),
@@ -315,6 +362,7 @@ class Command(BaseCommand):
             for meter in meters:
                 if meter.payment_mode == Meter.PaymentMode.POSTPAID:
                     _demo_bills(meter.account, bill_months)
+            self._outages(utility, transformers)
         password_file = settings.VAR_DIR / "demo-admin-password"
         if not password_file.exists():
             password_file.write_text(secrets.token_urlsafe(12))
@@ -332,6 +380,45 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(f"Staff login: admin / {password}")
+
+    def _grid_places(self, utility: Utility, transformers: list) -> None:
+        area_name, places = GRID_PLACES[utility.code]
+        GridArea.objects.filter(pk=transformers[0].feeder.area_id).update(name=area_name)
+        for transformer, words in zip(transformers, places, strict=True):
+            locality, locality_en, streets, streets_en = words
+            Transformer.objects.filter(pk=transformer.pk).update(
+                locality=locality, locality_en=locality_en, streets=streets, streets_en=streets_en
+            )
+
+    def _outages(self, utility: Utility, transformers: list) -> None:
+        """The demo's outages, each planned and stepped through the services as staff would
+        (3 days' notice, so no late notice); skipped when the demo already has it."""
+        zone = utility.zone
+        today = datetime.now(zone).date()
+        for code, reason, days, hours, (kind, index), steps in DEMO_OUTAGES:
+            if code != utility.code or Outage.objects.filter(utility=utility, reason=reason):
+                continue
+            start = datetime.combine(today + timedelta(days=days), datetime.min.time(), zone)
+            start = (start + timedelta(hours=9)).astimezone(UTC)
+            outage = Outage.objects.create(
+                utility=utility,
+                reason=reason,
+                planned_start=start,
+                planned_end=start + timedelta(hours=hours),
+            )
+            if kind == "feeder":
+                outage.feeders.set([transformers[index].feeder])
+            else:
+                outage.transformers.set([transformers[index]])
+            published = min(datetime.now(UTC), start - timedelta(days=3))
+            for step in steps:
+                if step == "publish":
+                    outage_services.outage_publish(outage_id=outage.pk, now=published)
+                elif step == "start":
+                    outage_services.outage_start(outage_id=outage.pk, at=start, now=start)
+                else:
+                    end = start + timedelta(hours=hours)
+                    outage_services.outage_restore(outage_id=outage.pk, at=end, now=end)
 
     def _billing(self, utility: Utility) -> None:
         BillingPolicy.objects.update_or_create(

@@ -1,17 +1,46 @@
-"""Reads for outages: who a scope touches, what a consumer sees, when reminders are due."""
+"""Reads for outages: who a scope touches, what a consumer sees, when reminders are due. The place
+words and notice previews are in places.py, the planner's grid tree in grid.py; both are read
+from here too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
+from django.utils import timezone
 
-from accounts.models import AccountLink, User
+from accounts.models import AccountLink, User, Utility
 from accounts.selectors import READABLE, visible_to
 from core.errors import NotFound
 from meters.models import Meter
-from outages.models import AffectedMeter, Compensation, Outage, OutageNotice, ReminderSchedule
+from outages.models import (
+    AffectedMeter,
+    Compensation,
+    ExemptionRequest,
+    Outage,
+    OutageNotice,
+    ReminderSchedule,
+)
+
+# Re-exported: callers read every outage selector from `outages.selectors`.
+from outages.selectors.grid import (  # noqa: F401
+    GridNode,
+    UtilityGrid,
+    grid_counts,
+    grid_counts_query,
+    grid_tree,
+)
+from outages.selectors.places import (  # noqa: F401
+    PLACE_AREAS_SHOWN,
+    PLACE_TEXT_LIMIT,
+    outage_area_text,
+    outage_notice_category,
+    outage_notice_context,
+    outage_notice_preview,
+    outage_place,
+)
 
 
 def outage_scope_meters(*, outage: Outage) -> QuerySet[Meter]:
@@ -117,17 +146,6 @@ def outage_preview(*, outage: Outage, sample_size: int = 25) -> Preview:
             meters.select_related("account", "transformer").order_by("serial")[:sample_size]
         ),
     )
-
-
-def outage_area_text(*, outage: Outage) -> str:
-    """The place as consumers know it, for notices: area, feeder and transformer names."""
-    names = [a.name for a in outage.areas.all()]
-    names += [f.name for f in outage.feeders.all()]
-    names += [t.name or t.code for t in outage.transformers.select_related(None)]
-    if outage.meters.exists():
-        names.append("your meter" if not names else "some single meters")
-    text = ", ".join(dict.fromkeys(names))
-    return text[:200] or "your area"
 
 
 def reminder_at(*, outage: Outage, schedule: ReminderSchedule | None = None) -> datetime | None:
@@ -242,3 +260,65 @@ def compensations_for_user(*, user: User) -> QuerySet[Compensation]:
         .distinct()
         .order_by("-failure_at", "-id")
     )
+
+
+# --- The standards desk ---------------------------------------------------------------------
+
+
+def reminders_upcoming(
+    *, schedule: ReminderSchedule, limit: int = 3
+) -> list[tuple[Outage, datetime | None]]:
+    """The next published planned outages of the schedule's utility, each with its reminder time."""
+    outages = (
+        Outage.objects.filter(
+            utility_id=schedule.utility_id,
+            status=Outage.Status.PUBLISHED,
+            kind=Outage.Kind.PLANNED,
+            planned_start__gt=timezone.now(),
+        )
+        .select_related("utility")
+        .order_by("planned_start")[:limit]
+    )
+    return [(outage, reminder_at(outage=outage, schedule=schedule)) for outage in outages]
+
+
+def exemption_covered(*, exemption: ExemptionRequest) -> list[tuple[str, int]]:
+    """How many compensations of the exemption's event and standard are in each status."""
+    rows = Compensation.objects.filter(standard=exemption.standard, event_key=exemption.event_key)
+    return [
+        (row["status"], row["n"])
+        for row in rows.values("status").annotate(n=Count("id")).order_by("status")
+    ]
+
+
+@dataclass(frozen=True)
+class OpenEvent:
+    standard: str
+    event_key: str
+    consumers: int
+    deadline: datetime
+    zone: Any  # the utility's ZoneInfo, to show the deadline in
+
+
+def exemption_events_open(*, compensations: QuerySet[Compensation]) -> list[OpenEvent]:
+    """Events an exemption may still be filed for (pending compensations whose window is open),
+    soonest deadline first, from the given (staff-scoped) compensations."""
+    rows = (
+        compensations.filter(
+            status=Compensation.Status.PENDING, exemption_deadline__gt=timezone.now()
+        )
+        .values("standard", "event_key", "utility_id")
+        .annotate(n=Count("id"), deadline=Min("exemption_deadline"))
+        .order_by("deadline")
+    )
+    rows = list(rows)
+    zones = {
+        utility.pk: utility.zone
+        for utility in Utility.objects.filter(pk__in={row["utility_id"] for row in rows})
+    }
+    return [
+        OpenEvent(
+            row["standard"], row["event_key"], row["n"], row["deadline"], zones[row["utility_id"]]
+        )
+        for row in rows
+    ]
