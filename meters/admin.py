@@ -1,13 +1,25 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.contrib import admin, messages
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
 
-from core.admin import HistoryInline, UtilityScopedAdmin
+from accounts.models import Utility
+from core.admin import (
+    HistoryInline,
+    ScopedRelatedFieldListFilter,
+    UtilityScopedAdmin,
+    scope_queryset,
+    staff_utility_ids,
+    utility_path,
+)
+from core.charts import line_chart
+from core.errors import DomainError
+from core.phone import phone_normalize
+from core.timebuckets import moment_text
 from meters import selectors, services
 from meters.models import (
     Feeder,
@@ -19,108 +31,229 @@ from meters.models import (
     ServiceToken,
     Transformer,
 )
-from meters.storage import floor_to_interval
+from meters.selectors import NOT_REPORTING_AFTER
+from meters.storage import PRESENT, floor_to_interval
+
+
+def _utility_of(obj) -> Utility:
+    path = utility_path(type(obj)) or "utility"
+    for part in path.split("__"):
+        obj = getattr(obj, part)
+    return obj
+
+
+class UtilityQualifiedFilter(ScopedRelatedFieldListFilter):
+    """A filter over grid elements (areas, feeders, transformers) whose names repeat from one
+    utility to the next: each choice says its utility ("Central district (A1) · Kuwait MEW")
+    unless the staff member works for one utility only. Scoped like every related filter."""
+
+    def field_choices(self, field, request, model_admin):
+        model = field.related_model
+        path = utility_path(model) or "utility"
+        rows = scope_queryset(model._default_manager.all(), request.user).select_related(path)
+        allowed = staff_utility_ids(request.user)
+        if allowed is not None and len(allowed) == 1:
+            return [(row.pk, str(row)) for row in rows]
+        rows = rows.order_by(f"{path}__name", *model._meta.ordering)
+        return [(row.pk, f"{row} · {_utility_of(row).name}") for row in rows]
+
+
+class GridAdmin(UtilityScopedAdmin):
+    """Areas, feeders and transformers: each row says its utility, as names repeat across them."""
+
+    @admin.display(description=_("Utility"))
+    def utility_name(self, obj):
+        return _utility_of(obj).name
 
 
 @admin.register(GridArea)
-class GridAreaAdmin(UtilityScopedAdmin):
-    list_display = ["code", "name", "utility"]
+class GridAreaAdmin(GridAdmin):
+    list_display = ["code", "name", "utility_name"]
     list_filter = ["utility"]
+    list_select_related = ["utility"]
     search_fields = ["code", "name"]
 
 
 @admin.register(Feeder)
-class FeederAdmin(UtilityScopedAdmin):
-    list_display = ["code", "name", "area"]
-    list_filter = ["area__utility", "area"]
-    search_fields = ["code", "name"]
+class FeederAdmin(GridAdmin):
+    list_display = ["code", "name", "area", "utility_name"]
+    list_filter = ["area__utility", ("area", UtilityQualifiedFilter)]
+    list_select_related = ["area__utility"]
+    search_fields = ["code", "name", "area__name"]
 
 
 @admin.register(Transformer)
-class TransformerAdmin(UtilityScopedAdmin):
-    list_display = ["code", "name", "feeder"]
-    list_filter = ["feeder__area__utility", "feeder"]
-    search_fields = ["code", "name"]
+class TransformerAdmin(GridAdmin):
+    list_display = ["code", "name", "feeder", "area", "utility_name"]
+    list_filter = ["feeder__area__utility", ("feeder__area", UtilityQualifiedFilter)]
+    list_select_related = ["feeder__area__utility"]
+    search_fields = ["code", "name", "feeder__code", "feeder__name"]
+
+    @admin.display(description=_("Area"), ordering="feeder__area__name")
+    def area(self, obj):
+        return obj.feeder.area
 
 
 class AssignmentInline(HistoryInline):
     model = MeterAssignment
-    fields = ["account", "start", "end"]
+    fields = ["account", "start_local", "end_local"]
+
+    @admin.display(description=_("From"))
+    def start_local(self, obj):
+        return moment_text(obj.start, obj.meter.utility.zone)
+
+    @admin.display(description=_("Until"))
+    def end_local(self, obj):
+        return moment_text(obj.end, obj.meter.utility.zone) if obj.end else _("now")
 
 
-def _load_chart(meter: Meter) -> str:
-    """An inline SVG of the last 7 days, hourly kWh: no script, nothing fetched from elsewhere."""
-    end = floor_to_interval(timezone.now())
-    start = end - timedelta(days=7)
+def load_chart(meter: Meter, *, now: datetime | None = None) -> SafeString | str:
+    """The meter's hourly kWh over the last 7 days, local hours in its utility's zone, with a
+    value axis in kWh and the local midnights marked: no script, nothing fetched elsewhere."""
+    zone = meter.utility.zone
+    end = floor_to_interval(now or timezone.now())
+    local_end = end.astimezone(zone)
+    # Start on a local hour, so every point is one local hour (Kolkata's hours are UTC's :30).
+    start = (local_end - timedelta(days=7)).replace(minute=0).astimezone(UTC)
     series = selectors.meter_series(meter_id=meter.pk, start=start, end=end)
-    hours = []
+    hours: list[float | None] = []
+    ticks: list[tuple[int, str]] = []
     for h in range(len(series) // 4):
         quality = series.quality[h * 4 : h * 4 + 4]
-        present = sum(1 for q in quality if q in (1, 2))
+        present = sum(1 for q in quality if q in PRESENT)
         hours.append(sum(series.values[h * 4 : h * 4 + 4]) / 1000 if present else None)
-    known = [v for v in hours if v is not None]
-    if not known:
-        return "No readings in the last 7 days."
-    width, height, top = 840, 160, max(known) or 1
-    points = " ".join(
-        f"{i * width / len(hours):.1f},{height - v / top * (height - 10):.1f}"
-        for i, v in enumerate(hours)
-        if v is not None
+        local = (start + h * timedelta(hours=1)).astimezone(zone)
+        if local.hour == 0:
+            ticks.append((h, local.strftime("%a %d")))
+    if not any(v is not None for v in hours):
+        return _("No readings in the last 7 days.")
+    return line_chart(
+        title=_("Hourly energy, last 7 days"),
+        unit=_("kWh per hour"),
+        values=hours,
+        ticks=ticks,
+        description=_("Local hours in %(zone)s; a gap is an hour without readings.")
+        % {"zone": meter.utility.timezone},
     )
-    labels = format_html_join(
-        "",
-        '<text x="{}" y="{}" font-size="10" fill="#666">{}</text>',
-        (
-            (
-                d * width / 7 + 2,
-                height + 12,
-                (start + timedelta(days=d)).astimezone(meter.utility.zone).strftime("%a %d"),
-            )
-            for d in range(7)
-        ),
-    )
-    return format_html(
-        '<svg width="{}" height="{}" role="img" aria-label="Hourly energy, last 7 days">'
-        '<polyline fill="none" stroke="#417690" stroke-width="1.5" points="{}"/>{}'
-        '<text x="{}" y="10" font-size="10" text-anchor="end">peak {} kWh/h</text></svg>',
-        width,
-        height + 16,
-        points,
-        labels,
-        width,
-        f"{top:.2f}",
-    )
+
+
+class ReportingFilter(admin.SimpleListFilter):
+    """Meters that should report (not removed), by whether a reading came within
+    meters.selectors.NOT_REPORTING_AFTER: the dashboard's "not reporting" figure links here."""
+
+    title = _("reporting")
+    parameter_name = "reporting"
+
+    def lookups(self, request, model_admin):
+        hours = int(NOT_REPORTING_AFTER.total_seconds() // 3600)
+        return [
+            ("yes", _("Reading within %(hours)s h") % {"hours": hours}),
+            ("no", _("No reading for over %(hours)s h") % {"hours": hours}),
+        ]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "yes":
+            return queryset.filter(selectors.meters_reporting_q(now=now))
+        if self.value() == "no":
+            return queryset.filter(selectors.meters_not_reporting_q(now=now))
+        return queryset
 
 
 @admin.register(Meter)
 class MeterAdmin(UtilityScopedAdmin):
+    # Few, short columns: the list fits a 1366 px screen beside its filters.
     list_display = [
         "serial",
+        "utility_code",
+        "account_consumer",
+        "payment_mode",
+        "status",
+        "relay_state",
+        "last_reading",
+        "last_contact",
+    ]
+    list_filter = [
         "utility",
-        "account",
+        ReportingFilter,
         "payment_mode",
         "status",
         "relay",
-        "last_reading_at",
-        "last_communication_at",
+        ("transformer__feeder__area", UtilityQualifiedFilter),
     ]
-    list_filter = ["utility", "payment_mode", "status", "relay", "transformer__feeder__area"]
-    search_fields = ["serial", "account__consumer_id", "account__name"]
+    search_fields = ["serial", "account__consumer_id", "account__registered_mobile"]
+    search_help_text = _("Meter serial, consumer ID or registered mobile number.")
     list_select_related = ["utility", "account"]
     raw_id_fields = ["account", "transformer"]
-    readonly_fields = ["last_reading_at", "last_communication_at", "load_last_7_days"]
+    readonly_fields = ["last_reading", "last_contact", "load_last_7_days"]
     inlines = [AssignmentInline]
 
-    @admin.display(description="Load, last 7 days")
+    @admin.display(description=_("Utility"), ordering="utility__code")
+    def utility_code(self, obj):
+        return obj.utility.code
+
+    @admin.display(description=_("Account"), ordering="account__consumer_id")
+    def account_consumer(self, obj):
+        return obj.account.consumer_id if obj.account_id else "—"
+
+    @admin.display(description=_("Relay"), ordering="relay")
+    def relay_state(self, obj):
+        return {
+            Meter.Relay.CLOSED: _("On"),
+            Meter.Relay.OPEN: _("Off"),
+        }.get(obj.relay, _("Unknown"))
+
+    @admin.display(description=_("Last reading"), ordering="last_reading_at")
+    def last_reading(self, obj):
+        return moment_text(obj.last_reading_at, obj.utility.zone)
+
+    @admin.display(description=_("Last contact"), ordering="last_communication_at")
+    def last_contact(self, obj):
+        return moment_text(obj.last_communication_at, obj.utility.zone)
+
+    @admin.display(description=_("Installed"))
+    def installed(self, obj):
+        return moment_text(obj.installed_at, obj.utility.zone)
+
+    @admin.display(description=_("Load, last 7 days"))
     def load_last_7_days(self, obj):
-        return mark_safe(_load_chart(obj)) if obj.pk else "-"  # noqa: S308 - built with format_html
+        return load_chart(obj) if obj.pk else "-"
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also a registered mobile as staff type it ("5500 1234", "010 1234 5678"): read in
+        the country of each of the staff member's utilities and matched exactly (E.164)."""
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term or not any(c.isdigit() for c in term):
+            return found, duplicates
+        allowed = staff_utility_ids(request.user)
+        countries = Utility.objects.values_list("country", flat=True).distinct()
+        if allowed is not None:
+            countries = countries.filter(pk__in=allowed)
+        mobiles = set()
+        for country in countries:
+            try:
+                mobiles.add(phone_normalize(raw=term, region=country))
+            except DomainError:
+                continue
+        if mobiles:
+            found = found | queryset.filter(account__registered_mobile__in=mobiles)
+        return found, duplicates
+
+    # Written by ingest, shown read-only (in the utility's zone) once the meter exists.
+    exclude = ["last_reading_at", "last_communication_at"]
+
+    def get_exclude(self, request, obj=None):
+        # Once installed, the date opened the meter's first tenancy: shown, not edited here.
+        excluded = list(super().get_exclude(request, obj) or [])
+        return [*excluded, "installed_at"] if obj is not None else excluded
 
     def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
         # A tenant changes by Move out and Move in (Billing → Moves), which settle the money and
         # tell the people concerned; the account here only sets a new meter's first tenancy.
-        if obj is not None:
-            return ["account", *self.readonly_fields]
-        return self.readonly_fields
+        return ["account", "installed", *self.readonly_fields]
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
