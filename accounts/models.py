@@ -220,6 +220,11 @@ class ConsumerAccount(models.Model):
                 fields=["utility", "consumer_id"], name="consumer_id_unique_per_utility"
             )
         ]
+        # Staff find an account by the mobile a caller gives (billing.search): an exact match
+        # within the staff member's utilities, never a scan of a million accounts.
+        indexes = [
+            models.Index(fields=["utility", "registered_mobile"], name="account_mobile_by_utility")
+        ]
 
     def __str__(self) -> str:
         return f"{self.consumer_id} ({self.utility.code})"

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from core.money import money_text
+from core.timebuckets import moment_text
 
 # Money columns: enough for any account, and 3 decimals for the currencies that have them (KWD).
 MONEY = {"max_digits": 14, "decimal_places": 3}
@@ -272,7 +273,9 @@ class TariffPeriod(models.Model):
         ordering = ["tariff", "start"]
 
     def __str__(self) -> str:
-        return f"{self.name} {self.start:%H:%M}-{self.end:%H:%M}: {self.rate}"
+        # A window of the utility's local day: its zone named, as every time staff read.
+        zone = self.tariff.utility.timezone
+        return f"{self.name} {self.start:%H:%M}-{self.end:%H:%M} {zone}: {self.rate}"
 
 
 class ChargedDay(models.Model):
@@ -742,7 +745,8 @@ class Move(models.Model):
     replayed = False
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.account} at {self.at:%Y-%m-%d %H:%M}"
+        at = moment_text(self.at, self.account.utility.zone)
+        return f"{self.get_kind_display()} {self.account} at {at}"
 
 
 class SimulatedPayment(models.Model):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django import forms
@@ -7,9 +8,11 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 
-from accounts.models import ConsumerAccount
+from accounts.admin.search import SEARCH_HELP, AccountSearchMixin, search_accounts
 from billing import charging, moves
+from billing.admin.pages import account_field, accounts_scope, next_url
 from billing.ledger import ledger_post
 from billing.models import (
     Balance,
@@ -28,10 +31,10 @@ from core.admin import (
     UtilityScopedAdmin,
     money_column,
     permission_require,
-    scope_queryset,
 )
 from core.errors import DomainError
 from core.money import utility_money
+from core.timebuckets import moment_text
 
 
 class ReadOnlyAdmin(ReadOnlyMixin, UtilityScopedAdmin):
@@ -39,18 +42,14 @@ class ReadOnlyAdmin(ReadOnlyMixin, UtilityScopedAdmin):
 
 
 class AdjustmentForm(forms.Form):
-    account = forms.ModelChoiceField(
-        queryset=ConsumerAccount.objects.select_related("utility"),
-        widget=forms.NumberInput,
-        help_text="The account's id (see Consumer accounts).",
-    )
+    account = account_field(LedgerEntry)
     amount = forms.DecimalField(
-        max_digits=14, decimal_places=3, help_text="Positive credits, negative debits."
+        max_digits=14, decimal_places=3, help_text=_("Positive credits, negative debits.")
     )
     reason = forms.CharField(
         widget=forms.Textarea,
         min_length=10,
-        help_text="Why: the consumer sees it on the statement.",
+        help_text=_("Why: the consumer sees it on the statement."),
     )
 
 
@@ -59,16 +58,18 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     """The ledger cannot be edited; a correction is a new entry (Staff adjustment)."""
 
     list_display = [
-        "id",
+        "created_local",
         "account",
         "kind",
         "amount_text",
         "balance_after_text",
-        "created_at",
         "created_by",
     ]
-    list_filter = ["kind", "currency", "account__utility"]
-    search_fields = ["account__consumer_id", "key", "description"]
+    list_display_links = ["created_local"]
+    list_filter = ["kind", "account__utility"]
+    search_fields = ["=account__consumer_id"]
+    search_help_text = SEARCH_HELP
+    account_path = "account"
     list_select_related = ["account__utility", "created_by"]
     change_list_template = "admin/billing/ledgerentry/change_list.html"
     # Amounts are stored with 3 decimals whatever the currency: shown in the currency's own.
@@ -79,7 +80,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "balance_after_text",
         "key",
         "description",
-        "created_at",
+        "created_local",
         "period_start",
         "period_end",
         "kwh",
@@ -93,6 +94,13 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     balance_after_text = money_column(
         "balance_after", description="Balance after", utility="account__utility"
     )
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_accounts(self, request, queryset, search_term)
+
+    @admin.display(description=_("At"), ordering="created_at")
+    def created_local(self, entry: LedgerEntry) -> str:
+        return moment_text(entry.created_at, entry.account.utility.zone)
 
     def get_urls(self):
         return [
@@ -108,21 +116,22 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         return request.user.is_staff and request.user.has_perm("billing.view_ledgerentry")
 
     def adjust_view(self, request):
-        if not request.user.has_perm("billing.add_ledgerentry") and not request.user.is_superuser:
-            return redirect(reverse("admin:index"))
-        form = AdjustmentForm(request.POST or None)
-        form.fields["account"].queryset = scope_queryset(
-            form.fields["account"].queryset, request.user
-        )
+        """A staff adjustment: a new ledger entry (the ledger is never edited), with its reason.
+        Posted from here or from the account page (which it then returns to)."""
+        permission_require(request, "billing.add_ledgerentry")
+        form = AdjustmentForm(request.POST or None, initial={"account": request.GET.get("account")})
+        accounts_scope(form, request, "account")
         if request.method == "POST" and form.is_valid():
             account = form.cleaned_data["account"]
             amount = form.cleaned_data["amount"]
             minor = account.utility.currency_minor_unit
             if amount != amount.quantize(Decimal(1).scaleb(-minor)) or amount == 0:
-                form.add_error("amount", f"A non-zero amount with at most {minor} decimal places.")
+                form.add_error(
+                    "amount",
+                    _("A non-zero amount with at most %(minor)s decimal places.")
+                    % {"minor": minor},
+                )
             else:
-                import uuid
-
                 posting = ledger_post(
                     account=account,
                     kind=LedgerEntry.Kind.ADJUSTMENT,
@@ -136,18 +145,25 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
                 utility = account.utility
                 self.message_user(
                     request,
-                    f"Posted {utility_money(amount, utility)} to {account}; balance now "
-                    f"{utility_money(posting.entry.balance_after, utility)}.",
+                    _("Posted %(amount)s to %(account)s; balance now %(balance)s.")
+                    % {
+                        "amount": utility_money(amount, utility),
+                        "account": account,
+                        "balance": utility_money(posting.entry.balance_after, utility),
+                    },
                 )
-                return redirect(reverse("admin:billing_ledgerentry_changelist"))
+                return redirect(
+                    next_url(request) or reverse("admin:billing_ledgerentry_changelist")
+                )
         return TemplateResponse(
             request,
             "admin/billing/form.html",
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": "Staff adjustment",
+                "title": _("Staff adjustment"),
                 "form": form,
+                "next": next_url(request),
             },
         )
 
@@ -192,7 +208,7 @@ class TariffAdmin(UtilityScopedAdmin):
 
 
 @admin.register(Bill)
-class BillAdmin(ReadOnlyAdmin):
+class BillAdmin(AccountSearchMixin, ReadOnlyAdmin):
     list_display = [
         "account",
         "month",
@@ -205,7 +221,6 @@ class BillAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "account__utility"]
     list_select_related = ["account__utility"]
-    search_fields = ["account__consumer_id"]
     fields = [
         "account",
         "month",
@@ -234,13 +249,12 @@ class BillAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Balance)
-class BalanceAdmin(ReadOnlyAdmin):
+class BalanceAdmin(AccountSearchMixin, ReadOnlyAdmin):
     """Each account's balance and arrears, kept beside the ledger (billing.models.Balance)."""
 
     list_display = ["account", "amount_text", "debt_text", "updated_at"]
     list_filter = ["account__utility"]
     list_select_related = ["account__utility"]
-    search_fields = ["account__consumer_id"]
     fields = ["account", "amount_text", "debt_text", "updated_at"]
     readonly_fields = fields
     amount_text = money_column("amount", description="Balance", utility="account__utility")
@@ -259,7 +273,7 @@ class ConversionForm(forms.Form):
 
 
 @admin.register(Conversion)
-class ConversionAdmin(ReadOnlyAdmin):
+class ConversionAdmin(AccountSearchMixin, ReadOnlyAdmin):
     list_display = [
         "account",
         "status",
@@ -271,7 +285,6 @@ class ConversionAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "account__utility"]
     list_select_related = ["account__utility", "new_meter"]
-    search_fields = ["account__consumer_id"]
     change_form_template = "admin/billing/conversion/change_form.html"
     fields = [
         "account",
@@ -340,7 +353,7 @@ class ConversionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RelayCommand)
-class RelayCommandAdmin(ReadOnlyAdmin):
+class RelayCommandAdmin(AccountSearchMixin, ReadOnlyAdmin):
     list_display = [
         "meter",
         "account",
@@ -353,7 +366,6 @@ class RelayCommandAdmin(ReadOnlyAdmin):
         "payment_notified_at",
     ]
     list_filter = ["action", "status", "account__utility"]
-    search_fields = ["meter__serial", "account__consumer_id"]
 
 
 class PolicyForm(MoneyForm):

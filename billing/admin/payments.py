@@ -10,13 +10,16 @@ from babel.numbers import get_currency_precision
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from accounts.models import ConsumerAccount
+from accounts.admin.search import SEARCH_HELP, search_accounts
 from billing import payments, reconcile
 from billing.admin import ReadOnlyAdmin
+from billing.admin.pages import account_field, accounts_scope, next_url
 from billing.models import (
     PaymentLink,
     PaymentPartner,
@@ -28,19 +31,17 @@ from core.admin import (
     UtilityScopedAdmin,
     money_column,
     permission_require,
-    scope_queryset,
 )
 from core.errors import DomainError
 from core.money import money_text, utility_money
+from core.timebuckets import moment_text
 
 
 class CounterForm(forms.Form):
-    account = forms.ModelChoiceField(
-        queryset=ConsumerAccount.objects.select_related("utility"),
-        widget=forms.NumberInput,
-        help_text="The account's id (search Consumer accounts by consumer ID).",
+    account = account_field(TopUp)
+    amount = forms.CharField(
+        max_length=20, help_text=_("In the utility's currency, e.g. 1.500 KWD.")
     )
-    amount = forms.CharField(max_length=20, help_text="In the utility's currency, e.g. 1.500 KWD.")
 
 
 class PendingTooLongFilter(admin.SimpleListFilter):
@@ -95,11 +96,17 @@ class TopUpAdmin(ReadOnlyAdmin):
         "amount_text",
         "channel",
         "status",
-        "created_at",
-        "paid_at",
+        "created_local",
+        "paid_local",
     ]
-    list_filter = [PendingTooLongFilter, "channel", "status", "currency", "account__utility"]
-    search_fields = ["account__consumer_id", "receipt_number", "gateway_reference"]
+    list_filter = [PendingTooLongFilter, "channel", "status", "account__utility"]
+    # Any key of the account (billing.search) or the gateway's reference, each an exact lookup.
+    search_fields = ["=gateway_reference"]
+    search_help_text = _(
+        "Consumer ID, meter serial, registered mobile, receipt number, payment code or the "
+        "gateway's reference."
+    )
+    account_path = "account"
     list_select_related = ["account__utility"]
     change_list_template = "admin/billing/topup/change_list.html"
     actions = ["reconcile_selected"]
@@ -122,6 +129,21 @@ class TopUpAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
     amount_text = money_column("amount", description="Amount", utility="account__utility")
+
+    def get_search_results(self, request, queryset, search_term):
+        found, _distinct = search_accounts(self, request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            found = found | queryset.filter(gateway_reference=term)
+        return found, False
+
+    @admin.display(description=_("Created"), ordering="created_at")
+    def created_local(self, topup: TopUp) -> str:
+        return moment_text(topup.created_at, topup.account.utility.zone)
+
+    @admin.display(description=_("Paid"), ordering="paid_at")
+    def paid_local(self, topup: TopUp) -> str:
+        return moment_text(topup.paid_at, topup.account.utility.zone)
 
     def has_reconcile_permission(self, request) -> bool:
         return request.user.has_perm("billing.reconcile_topup")
@@ -152,10 +174,9 @@ class TopUpAdmin(ReadOnlyAdmin):
     def counter_view(self, request):
         """A cashier records a cash payment; the receipt is shown to print and sent by SMS."""
         permission_require(request, "billing.take_counter_payment")
-        form = CounterForm(request.POST or None)
-        form.fields["account"].queryset = scope_queryset(
-            form.fields["account"].queryset, request.user
-        )
+        # The account page opens the counter with its account chosen (?account=<id>).
+        form = CounterForm(request.POST or None, initial={"account": request.GET.get("account")})
+        accounts_scope(form, request, "account")
         if request.method == "POST" and form.is_valid():
             try:
                 topup = payments.counter_payment_record(
@@ -177,7 +198,10 @@ class TopUpAdmin(ReadOnlyAdmin):
                         "title": "Receipt",
                         "topup": topup,
                         "amount": utility_money(topup.amount, utility),
-                        "paid_at": f"{timezone.localtime(topup.paid_at, utility.zone):%Y-%m-%d %H:%M %Z}",
+                        "paid_at": moment_text(topup.paid_at, utility.zone),
+                        "account_url": reverse(
+                            "admin:accounts_consumeraccount_change", args=[topup.account_id]
+                        ),
                     },
                 )
         return TemplateResponse(
@@ -186,8 +210,9 @@ class TopUpAdmin(ReadOnlyAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": "Record a cash payment",
+                "title": _("Record a cash payment"),
                 "form": form,
+                "submit_label": _("Take cash and print the receipt"),
             },
         )
 
@@ -205,20 +230,62 @@ class LinkForm(MoneyForm):
             account = self.instance.account
         return account.utility.currency_minor_unit if account is not None else None
 
+    def clean(self):
+        """The service's own amount rules (the utility's smallest top-up, the largest), beside
+        the field, before anything is sent."""
+        data = super().clean()
+        account, amount = data.get("account"), data.get("amount")
+        if account is not None and amount is not None and not self.errors:
+            if account.status == account.Status.CLOSED:
+                self.add_error("account", _("This account is closed: no payment link for it."))
+            else:
+                try:
+                    payments.topup_amount_check(account=account, raw=amount)
+                except DomainError as exc:
+                    self.add_error("amount", exc.message)
+        return data
+
 
 @admin.register(PaymentLink)
 class PaymentLinkAdmin(UtilityScopedAdmin):
     """Call centre: a link for an amount, sent by SMS to the account's registered mobile."""
 
     form = LinkForm
-    list_display = ["account", "amount_text", "created_by", "created_at", "expires_at", "topup"]
+    list_display = [
+        "account",
+        "amount_text",
+        "created_by",
+        "created_local",
+        "expires_local",
+        "topup",
+    ]
     list_select_related = ["account__utility", "created_by", "topup__account__utility"]
-    raw_id_fields = ["account"]
-    search_fields = ["account__consumer_id"]
+    autocomplete_fields = ["account"]
+    search_fields = ["=account__consumer_id"]
+    search_help_text = SEARCH_HELP
+    account_path = "account"
     amount_text = money_column("amount", description="Amount", utility="account__utility")
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_accounts(self, request, queryset, search_term)
+
+    @admin.display(description=_("Created"), ordering="created_at")
+    def created_local(self, link: PaymentLink) -> str:
+        return moment_text(link.created_at, link.account.utility.zone)
+
+    @admin.display(description=_("Expires"), ordering="expires_at")
+    def expires_local(self, link: PaymentLink) -> str:
+        return moment_text(link.expires_at, link.account.utility.zone)
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # Sent from the account page: back to it, with the message.
+        target = next_url(request)
+        if target and obj.pk:
+            return redirect(target)
+        return super().response_add(request, obj, post_url_continue)
 
     def save_model(self, request, obj, form, change):
         try:

@@ -8,20 +8,19 @@ from django import forms
 from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils import timezone
 
-from accounts.models import ConsumerAccount, Utility
+from accounts.admin.search import SEARCH_HELP, search_accounts
 from billing import removals
-from billing.admin.pages import FormPageMixin, form_errors_add
+from billing.admin.pages import FormPageMixin, account_field, accounts_scope, form_errors_add
 from billing.models import RemovalOrder
-from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
+from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column
 from core.errors import DomainError
 from core.money import utility_money
+from core.timebuckets import moment_text
 
 
 class RecordForm(forms.Form):
-    utility = forms.ModelChoiceField(queryset=Utility.objects.all())
-    consumer_id = forms.CharField(max_length=32, help_text="As printed on the bill.")
+    account = account_field(RemovalOrder)
     ground = forms.ChoiceField(
         choices=[(ground.value, ground.label) for ground in removals.IMMEDIATE_GROUNDS]
     )
@@ -52,7 +51,7 @@ class CancelForm(forms.Form):
 def _local(moment, order: RemovalOrder) -> str:
     if moment is None:
         return "-"
-    return f"{timezone.localtime(moment, order.account.utility.zone):%Y-%m-%d %H:%M %Z}"
+    return moment_text(moment, order.account.utility.zone)
 
 
 @admin.register(RemovalOrder)
@@ -69,7 +68,9 @@ class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
     ]
     list_filter = ["status", "ground", "account__utility"]
     list_select_related = ["account__utility"]
-    search_fields = ["account__consumer_id"]
+    search_fields = ["=account__consumer_id"]
+    search_help_text = SEARCH_HELP
+    account_path = "account"
     change_list_template = "admin/billing/removalorder/change_list.html"
     change_form_template = "admin/billing/removalorder/change_form.html"
     fields = [
@@ -92,6 +93,9 @@ class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
     arrears_text = money_column(
         "arrears", description="Arrears in the notice", utility="account__utility"
     )
+
+    def get_search_results(self, request, queryset, search_term):
+        return search_accounts(self, request, queryset, search_term)
 
     @admin.display(description="Notice sent (utility's time)", ordering="notice_sent_at")
     def notice_local(self, order: RemovalOrder) -> str:
@@ -129,34 +133,27 @@ class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
         if not request.user.has_perm("billing.add_removalorder"):
             return redirect(reverse("admin:index"))
         form = RecordForm(request.POST or None)
-        form.fields["utility"].queryset = scope_queryset(Utility.objects.all(), request.user)
+        accounts_scope(form, request, "account")
         if request.method == "POST" and form.is_valid():
-            utility = form.cleaned_data["utility"]
-            consumer_id = form.cleaned_data["consumer_id"].strip()
-            account = ConsumerAccount.objects.filter(
-                utility=utility, consumer_id=consumer_id
-            ).first()
-            if account is None:
-                form.add_error("consumer_id", f"{utility.name} has no account {consumer_id}.")
+            account = form.cleaned_data["account"]
+            try:
+                order = removals.removal_record(
+                    account=account,
+                    ground=form.cleaned_data["ground"],
+                    evidence=form.cleaned_data["evidence"],
+                    evidence_data=form.cleaned_data["evidence_data"],
+                    staff=request.user,
+                )
+            except DomainError as exc:
+                form_errors_add(form, exc)
             else:
-                try:
-                    order = removals.removal_record(
-                        account=account,
-                        ground=form.cleaned_data["ground"],
-                        evidence=form.cleaned_data["evidence"],
-                        evidence_data=form.cleaned_data["evidence_data"],
-                        staff=request.user,
-                    )
-                except DomainError as exc:
-                    form_errors_add(form, exc)
-                else:
-                    self.audit(request, order, "removal-record", {"ground": order.ground})
-                    self.message_user(
-                        request,
-                        f"{order.get_ground_display()} recorded for {account.consumer_id}: the "
-                        "removal is due; confirm it when the meter is replaced.",
-                    )
-                    return redirect(reverse("admin:billing_removalorder_changelist"))
+                self.audit(request, order, "removal-record", {"ground": order.ground})
+                self.message_user(
+                    request,
+                    f"{order.get_ground_display()} recorded for {account.consumer_id}: the "
+                    "removal is due; confirm it when the meter is replaced.",
+                )
+                return redirect(reverse("admin:billing_removalorder_changelist"))
         return self._render(request, form, "Record grounds for removing a meter")
 
     def confirm_view(self, request, pk: int):

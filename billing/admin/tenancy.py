@@ -10,18 +10,35 @@ from django import forms
 from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils import timezone
 
-from accounts.models import ConsumerAccount, Utility
+from accounts.admin.search import SEARCH_HELP, search_accounts
+from accounts.models import Utility
 from billing import moves
-from billing.admin.pages import FormPageMixin, form_errors_add
+from billing.admin.pages import FormPageMixin, account_field, accounts_scope, form_errors_add
 from billing.models import Move
 from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError
 from core.money import money_digits, utility_money
+from core.timebuckets import moment_text
 from meters.models import Meter
 
 WHEN_HELP = "Local time at the utility, YYYY-MM-DD HH:MM (a quarter-hour). Empty: now."
+
+
+def local_at_clean(form: forms.Form, utility: Utility) -> datetime | None:
+    """The form's `at`, written in the utility's local time, as an instant; None when empty."""
+    raw = (form.cleaned_data.get("at") or "").strip()
+    if not raw:
+        return None
+    try:
+        naive = datetime.fromisoformat(raw.replace(" ", "T"))
+    except ValueError:
+        form.add_error("at", "Write it as YYYY-MM-DD HH:MM.")
+        return None
+    if naive.year < 2000:  # far outside any tenancy; and year 1 cannot even move to UTC
+        form.add_error("at", f"A move can be dated at most {moves.MAX_BACKDATE.days} days back.")
+        return None
+    return naive.replace(tzinfo=utility.zone) if naive.tzinfo is None else naive
 
 
 class MoveForm(forms.Form):
@@ -29,24 +46,12 @@ class MoveForm(forms.Form):
     at = forms.CharField(required=False, help_text=WHEN_HELP)
 
     def clean_at_for(self, utility: Utility) -> datetime | None:
-        raw = (self.cleaned_data.get("at") or "").strip()
-        if not raw:
-            return None
-        try:
-            naive = datetime.fromisoformat(raw.replace(" ", "T"))
-        except ValueError:
-            self.add_error("at", "Write it as YYYY-MM-DD HH:MM.")
-            return None
-        if naive.year < 2000:  # far outside any tenancy; and year 1 cannot even move to UTC
-            self.add_error(
-                "at", f"A move can be dated at most {moves.MAX_BACKDATE.days} days back."
-            )
-            return None
-        return naive.replace(tzinfo=utility.zone) if naive.tzinfo is None else naive
+        return local_at_clean(self, utility)
 
 
-class MoveOutForm(MoveForm):
-    consumer_id = forms.CharField(max_length=32, help_text="As printed on the bill.")
+class MoveOutForm(forms.Form):
+    account = account_field(Move)
+    at = forms.CharField(required=False, help_text=WHEN_HELP)
     credit = forms.ChoiceField(
         choices=[("", "As the utility's policy says"), *Move.Credit.choices[1:]],
         required=False,
@@ -57,14 +62,22 @@ class MoveOutForm(MoveForm):
         required=False,
         help_text="What to do with what the account owes.",
     )
-    carry_to = forms.CharField(
-        max_length=32,
+    carry_to = account_field(
+        Move,
+        field="carried_to",
         required=False,
-        help_text="The consumer ID of the consumer's new account, to carry credit or debt to.",
+        help_text="The consumer's new account, to carry credit or debt to (any key finds it).",
     )
     reason = forms.CharField(
         widget=forms.Textarea, required=False, help_text="Needed to write off."
     )
+
+    def clean(self):
+        data = super().clean()
+        account, carry_to = data.get("account"), data.get("carry_to")
+        if account and carry_to and carry_to.utility_id != account.utility_id:
+            self.add_error("carry_to", "Credit and debt stay within one utility.")
+        return data
 
 
 class MoveInForm(MoveForm):
@@ -89,7 +102,9 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
         "created_by",
     ]
     list_filter = ["kind", "account__utility", "source"]
-    search_fields = ["account__consumer_id", "meters__serial"]
+    search_fields = ["=account__consumer_id"]
+    search_help_text = SEARCH_HELP
+    account_path = "account"
     list_select_related = ["account__utility", "created_by"]
     change_list_template = "admin/billing/move/change_list.html"
     # The stored amounts have 3 decimals whatever the currency: shown in the currency's own.
@@ -115,6 +130,9 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
     )
     debt_text = money_column("debt_amount", description="Debt amount", utility="account__utility")
 
+    def get_search_results(self, request, queryset, search_term):
+        return search_accounts(self, request, queryset, search_term)
+
     def get_urls(self):
         return [
             path("out/", self.admin_site.admin_view(self.move_out_view), name="billing_move_out"),
@@ -127,24 +145,18 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
 
     @admin.display(description="At (utility's time)", ordering="at")
     def local_at(self, move: Move) -> str:
-        return f"{timezone.localtime(move.at, move.account.utility.zone):%Y-%m-%d %H:%M %Z}"
+        return moment_text(move.at, move.account.utility.zone)
 
     def _may_move(self, request) -> bool:
         return request.user.has_perm("billing.add_move")
 
     def _form(self, request, form_class):
         form = form_class(request.POST or None)
-        form.fields["utility"].queryset = scope_queryset(Utility.objects.all(), request.user)
+        if "utility" in form.fields:
+            form.fields["utility"].queryset = scope_queryset(Utility.objects.all(), request.user)
+        if "account" in form.fields:
+            accounts_scope(form, request, "account", "carry_to")
         return form
-
-    def _account(self, form, utility: Utility, field: str) -> ConsumerAccount | None:
-        consumer_id = (form.cleaned_data.get(field) or "").strip()
-        if not consumer_id:
-            return None
-        account = ConsumerAccount.objects.filter(utility=utility, consumer_id=consumer_id).first()
-        if account is None:
-            form.add_error(field, f"{utility.name} has no account {consumer_id}.")
-        return account
 
     def move_out_view(self, request):
         """End a tenancy: final charging, the balance refunded or carried, debt carried or written
@@ -153,15 +165,14 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
             return redirect(reverse("admin:index"))
         form = self._form(request, MoveOutForm)
         if request.method == "POST" and form.is_valid():
-            utility = form.cleaned_data["utility"]
-            account = self._account(form, utility, "consumer_id")
-            carry_to = self._account(form, utility, "carry_to")
-            at = form.clean_at_for(utility)
-            if account is not None and not form.errors:
+            account = form.cleaned_data["account"]
+            utility = account.utility
+            at = local_at_clean(form, utility)
+            if not form.errors:
                 choice = moves.MoveOutChoice(
                     credit=form.cleaned_data["credit"] or None,
                     debt=form.cleaned_data["debt"] or None,
-                    carry_to=carry_to,
+                    carry_to=form.cleaned_data["carry_to"],
                     reason=form.cleaned_data["reason"],
                 )
                 try:
@@ -173,7 +184,7 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                     self.message_user(
                         request,
                         f"{account.consumer_id} moved out at "
-                        f"{timezone.localtime(move.at, utility.zone):%Y-%m-%d %H:%M %Z}; "
+                        f"{moment_text(move.at, utility.zone)}; "
                         f"final balance {_final_balance(move, utility)}.",
                     )
                     return redirect(reverse("admin:billing_move_changelist"))
@@ -209,7 +220,7 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
                     self.message_user(
                         request,
                         f"{move.account.consumer_id} holds meter {meter.serial} from "
-                        f"{timezone.localtime(move.at, utility.zone):%Y-%m-%d %H:%M %Z}.",
+                        f"{moment_text(move.at, utility.zone)}.",
                     )
                     return redirect(reverse("admin:billing_move_changelist"))
         return self._render(request, form, "Move in: a new account on a vacant meter")

@@ -54,3 +54,34 @@ def tou_tariff(utility, *, base="0.004", peak="0.010", start=dt.time(12), end=dt
 def policy(utility, **values):
     row, _ = BillingPolicy.objects.update_or_create(utility=utility, defaults=values)
     return row
+
+
+def role_member(utility, role: str):
+    """tests.outages.factories.staff_member with every billing permission the role's data
+    migrations give it, which a transactional test's flush removes (staff_member restores only
+    outages' own table): what a cashier or support member has in production."""
+    import importlib
+
+    from django.contrib.auth.models import Group, Permission
+
+    from core.models import ROLE_GROUPS
+    from tests.outages.factories import staff_member
+
+    user = staff_member(utility, role=role)
+    group = Group.objects.get(name=ROLE_GROUPS[role])
+    codenames: set[str] = set()
+    migrations = "billing.migrations"
+    moves = importlib.import_module(f"{migrations}.0007_support_moves")
+    topups = importlib.import_module(f"{migrations}.0009_topup_reconciliation_simulated_gateway")
+    removals = importlib.import_module(f"{migrations}.0011_removal_order_roles")
+    matrix = importlib.import_module(f"{migrations}.0012_admin_permission_matrix")
+    if group.name == "Support":
+        codenames.update(moves.PERMISSIONS)
+    if group.name in topups.ROLES:
+        codenames.update(topups.PERMISSIONS)
+    codenames.update(removals.ROLES.get(group.name, []))
+    codenames.update(matrix.ROLES.get(group.name, []))
+    group.permissions.add(
+        *Permission.objects.filter(content_type__app_label="billing", codename__in=codenames)
+    )
+    return user

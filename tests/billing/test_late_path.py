@@ -394,8 +394,7 @@ def test_staff_record_tampering_with_evidence_and_confirm_the_removal(
         recorded = client.post(
             "/admin/billing/removalorder/record/",
             {
-                "utility": meter.utility.pk,
-                "consumer_id": meter.account.consumer_id,
+                "account": meter.account.pk,
                 "ground": "tampering",
                 "evidence": EVIDENCE,
                 "evidence_data": '{"report": "INS-2026-114", "seal": "4471"}',
@@ -453,8 +452,7 @@ def test_the_admin_shows_a_short_evidence_as_a_form_error(meter, client, staff):
     response = client.post(
         "/admin/billing/removalorder/record/",
         {
-            "utility": meter.utility.pk,
-            "consumer_id": meter.account.consumer_id,
+            "account": meter.account.pk,
             "ground": "tampering",
             "evidence": "seal",
         },

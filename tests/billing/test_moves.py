@@ -298,7 +298,7 @@ def test_staff_move_tenants_in_the_admin_by_consumer_id_and_serial(client, meter
 
     out = client.post(
         "/admin/billing/move/out/",
-        {"utility": meter.utility.pk, "consumer_id": old.consumer_id, "at": local_noon},
+        {"account": old.pk, "at": local_noon},
     )
     assert out.status_code == 302, out.context["form"].errors
     moved_in = client.post(
@@ -336,7 +336,7 @@ def test_staff_without_the_move_permission_cannot_move_anyone(client, meter):
     client.force_login(UserFactory(username="clerk", is_staff=True))
     response = client.post(
         "/admin/billing/move/out/",
-        {"utility": meter.utility.pk, "consumer_id": meter.account.consumer_id},
+        {"account": meter.account.pk},
     )
     assert response.status_code == 302 and not Move.objects.exists()
 
@@ -358,7 +358,7 @@ def test_a_move_out_before_the_tenancy_began_is_refused(headend, meter):
 def test_the_admin_refuses_a_move_dated_in_year_one(client, meter):
     client.force_login(UserFactory(username="staff", is_staff=True, is_superuser=True))
     for path, extra in (
-        ("/admin/billing/move/out/", {"consumer_id": meter.account.consumer_id}),
+        ("/admin/billing/move/out/", {"account": meter.account.pk}),
         (
             "/admin/billing/move/in/",
             {
