@@ -22,3 +22,6 @@ def dashboard_index(request, extra_context=None):
 # route the index here.
 admin.site.index = dashboard_index
 admin.site.index_template = "console/dashboard.html"
+
+# The account page and the search by every key staff hold (console/accounts.py).
+from console import accounts  # noqa: E402, F401

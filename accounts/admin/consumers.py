@@ -1,7 +1,6 @@
-"""Consumer accounts in the admin: found by what staff have in hand (billing.search), and a page
-staff can answer a phone call from: balance and days left, meters and relay, use, ledger, holders
-(masked), alerts sent, open requests and compensation, with the actions the staff member may take
-(take cash, adjust, send a payment link) on the page itself."""
+"""Consumer accounts in the admin: the list, the form and the CSV import. The console
+(console/accounts.py) builds on this admin: the search by every key staff hold and the page they
+answer a call from, which read every domain app and so sit above them."""
 
 from __future__ import annotations
 
@@ -13,20 +12,11 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts import services
-from accounts.admin import panels
-from accounts.admin.search import SEARCH_HELP, search_accounts
 from accounts.forms import ConsumerAccountForm, ConsumerImportForm
 from accounts.models import ConsumerAccount
 from core.admin import UtilityScopedAdmin, scope_queryset
 from core.phone import phone_mask
 from core.timebuckets import moment_text
-
-# What each action on the page needs: the same permission its own page checks.
-ACTIONS = {
-    "cash": "billing.take_counter_payment",
-    "adjust": "billing.add_ledgerentry",
-    "payment_link": "billing.add_paymentlink",
-}
 
 
 @admin.register(ConsumerAccount)
@@ -34,14 +24,11 @@ class ConsumerAccountAdmin(UtilityScopedAdmin):
     list_display = ["consumer_id", "name", "utility_code", "mobile_masked", "status"]
     list_display_links = ["consumer_id", "name"]
     list_filter = ["utility", "status"]
-    # Exact keys only (billing.search): one of them must be here for Django's autocomplete.
+    # Exact keys only: a search that could not use an index would scan a million accounts.
     search_fields = ["=consumer_id"]
-    search_help_text = SEARCH_HELP
-    account_path = "pk"
     list_select_related = ["utility"]
     list_per_page = 50
     form = ConsumerAccountForm
-    change_form_template = "admin/accounts/consumeraccount/change_form.html"
     change_list_template = "admin/accounts/consumeraccount/change_list.html"
     fields = [
         "utility",
@@ -62,9 +49,6 @@ class ConsumerAccountAdmin(UtilityScopedAdmin):
         "updated_local",
         "mobile_masked",
     ]
-
-    def get_search_results(self, request, queryset, search_term):
-        return search_accounts(self, request, queryset, search_term)
 
     @admin.display(description=_("Utility"), ordering="utility__code")
     def utility_code(self, account: ConsumerAccount) -> str:
@@ -104,19 +88,6 @@ class ConsumerAccountAdmin(UtilityScopedAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("utility")
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        account = self.get_object(request, object_id)
-        if account is not None and self.has_view_permission(request, account):
-            extra_context = {
-                **(extra_context or {}),
-                "page": panels.account_page(account=account),
-                "account": account,
-                "may": {name: request.user.has_perm(perm) for name, perm in ACTIONS.items()},
-                "account_open": account.status != ConsumerAccount.Status.CLOSED,
-                "back": reverse("admin:accounts_consumeraccount_change", args=[account.pk]),
-            }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         """A new registered mobile ends the old number's links (their holders are told); closing

@@ -10,9 +10,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin.search import SEARCH_HELP, AccountSearchMixin, search_accounts
 from billing import charging, moves
 from billing.admin.pages import account_field, accounts_scope, next_url
+from billing.admin.search import SEARCH_HELP, AccountSearchMixin, search_accounts
 from billing.ledger import ledger_post
 from billing.models import (
     Balance,

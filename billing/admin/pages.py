@@ -24,7 +24,7 @@ def account_field(
     source: type[models.Model], *, field: str = "account", required: bool = True, **kwargs
 ) -> forms.ModelChoiceField:
     """An account chosen the way staff know it: Django's autocomplete (select2) over
-    ConsumerAccountAdmin's search (accounts.admin.search), which takes every key in
+    the account search (billing.admin.search), which takes every key in
     ACCOUNT_HELP. `source` is a model whose `field` is a foreign key to ConsumerAccount (the
     autocomplete view asks for it). The queryset is scoped per request by `accounts_scope`."""
     return forms.ModelChoiceField(

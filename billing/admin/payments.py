@@ -16,10 +16,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin.search import SEARCH_HELP, search_accounts
 from billing import payments, reconcile
 from billing.admin import ReadOnlyAdmin
 from billing.admin.pages import account_field, accounts_scope, next_url
+from billing.admin.search import SEARCH_HELP, search_accounts
 from billing.models import (
     PaymentLink,
     PaymentPartner,

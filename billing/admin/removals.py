@@ -9,9 +9,9 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import path, reverse
 
-from accounts.admin.search import SEARCH_HELP, search_accounts
 from billing import removals
 from billing.admin.pages import FormPageMixin, account_field, accounts_scope, form_errors_add
+from billing.admin.search import SEARCH_HELP, search_accounts
 from billing.models import RemovalOrder
 from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column
 from core.errors import DomainError

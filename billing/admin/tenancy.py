@@ -11,10 +11,10 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import path, reverse
 
-from accounts.admin.search import SEARCH_HELP, search_accounts
 from accounts.models import Utility
 from billing import moves
 from billing.admin.pages import FormPageMixin, account_field, accounts_scope, form_errors_add
+from billing.admin.search import SEARCH_HELP, search_accounts
 from billing.models import Move
 from core.admin import ReadOnlyMixin, UtilityScopedAdmin, money_column, scope_queryset
 from core.errors import DomainError

@@ -79,7 +79,10 @@ def test_answering_a_call_from_the_account_page(live_server, browser_page):
     assert "+965 ••••8123" in page.inner_text("#panel-links")
     assert "50008123" not in page.content()
     assert page.locator("#take-cash").count() == 0  # support takes no cash
-    assert page.locator("svg.usage-chart").count() == 1
+    chart = page.locator("#panel-usage svg.chart")
+    assert chart.count() == 1
+    # The chart has its value axis with the unit, and a tick per local day.
+    assert "kWh" in chart.text_content() and chart.locator("text.tick").count() == 14
     assert_fits(page)
     screenshot(page, "account-page")
 

@@ -1,10 +1,10 @@
-"""The reads behind a consumer account's page in the admin: what staff answering a call need, each
+"""The reads behind a consumer account's page in the console: what staff answering a call need, each
 bounded (the last N) and each through an index that starts with the account (or its holders).
 
 The page draws on every domain app (billing, meters, notifications, service requests,
-compensation). Reads those apps' selectors already give are used as they are (balance_summary,
-statement); the others are written here, next to their one caller, until they move to their
-apps' selectors or to the console that wires the apps together.
+compensation), which is why it lives in the console, above them. Reads those apps' selectors
+already give are used as they are (balance_summary, statement, meter_days); the rest are small
+bounded reads written here, next to their one caller.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from decimal import Decimal
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from accounts.admin.chart import Bar, bar_chart_svg
 from accounts.models import AccountLink, ConsumerAccount
 from billing.selectors import balance_summary, statement
+from core.charts import bar_chart
 from core.phone import phone_mask
 from core.timebuckets import local_date_bounds, moment_text
 from meters.models import Meter, MeterAssignment
@@ -125,19 +125,23 @@ def usage_chart(*, account: ConsumerAccount, now: datetime, days: int = CHART_DA
                 present = [series.values[i] for i in range(i0, i1) if series.quality[i] in PRESENT]
                 if present:
                     wh[n] = (wh[n] or 0) + sum(present)
-    bars = []
-    for n, value in enumerate(wh):
-        day = first + timedelta(days=n)
-        kwh = None if value is None else (Decimal(value) / 1000).quantize(Decimal("0.001"))
-        title = f"{day:%a %Y-%m-%d}: " + ("no readings" if kwh is None else f"{kwh:f} kWh")
-        bars.append(Bar(label=f"{day:%a %d}", value=kwh, title=title))
+    kwh = [None if v is None else (Decimal(v) / 1000).quantize(Decimal("0.001")) for v in wh]
+    labels = [f"{first + timedelta(days=n):%a %d}" for n in range(days)]
     caption = f"kWh per local day ({account.utility.timezone}), {first:%d %b} – {today:%d %b %Y}"
-    total = sum((b.value for b in bars if b.value is not None), Decimal(0))
+    total = sum((v for v in kwh if v is not None), Decimal(0))
     return {
-        "svg": bar_chart_svg(bars=bars, unit="kWh", caption=caption),
+        "svg": bar_chart(
+            title=caption,
+            unit="kWh",
+            labels=labels,
+            values=[None if v is None else float(v) for v in kwh],
+            value_labels=["" if v is None else f"{v:f}" for v in kwh],
+            # Today so far is drawn lighter: its day has not ended.
+            partial=[n == days - 1 for n in range(days)],
+            width=720,
+        ),
         "total": f"{total:f}",
-        "days_without": sum(1 for b in bars if b.value is None),
-        "bars": bars,
+        "days_without": sum(1 for v in kwh if v is None),
     }
 
 
