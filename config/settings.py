@@ -183,6 +183,10 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# The staff dashboard's load chart reads every meter-day of its week: kept this long in the cache
+# (console.selectors.slot_totals_kept).
+CONSOLE_LOAD_CACHE_SECONDS = env_int("CONSOLE_LOAD_CACHE_SECONDS", 300)
+
 CELERY_QUEUE_DIR = VAR_DIR / "celery"
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS = (

@@ -14,6 +14,8 @@ from decimal import Decimal
 from functools import reduce
 from operator import or_
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
 
 from accounts.models import Utility
@@ -204,13 +206,7 @@ def dashboard_figures(*, utility_ids: list[int], now: datetime) -> list[UtilityF
         figures[pk].compensations_due = row["count"]
         figures[pk].compensations_due_amount = row["amount"] or Decimal(0)
 
-    silent, reporting = meters_not_reporting_q(now=now), meters_reporting_q(now=now)
-    for pk, row in _grouped(
-        Meter.objects.filter(utility_id__in=ids, status__in=REPORTING_STATUSES),
-        "utility_id",
-        silent=Count("pk", filter=silent),
-        reporting=Count("pk", filter=reporting),
-    ).items():
+    for pk, row in meter_counts_kept(utility_ids=ids, now=now).items():
         figures[pk].meters_not_reporting = row["silent"]
         figures[pk].meters_reporting = row["reporting"]
 
@@ -236,7 +232,7 @@ def _load_days_fill(figures: dict[int, UtilityFigures], *, now: datetime) -> Non
     )
     first = first.astimezone(UTC).date()
     last = now.astimezone(UTC).date()
-    totals = utility_slot_totals(utility_ids=list(figures), first=first, last=last)
+    totals = slot_totals_kept(utility_ids=list(figures), first=first, last=last, now=now)
     for pk, figure in figures.items():
         zone, today = figure.utility.zone, figure.today
         slots = totals[pk]
@@ -257,6 +253,60 @@ def _load_days_fill(figures: dict[int, UtilityFigures], *, now: datetime) -> Non
                 )
             )
         figure.readings_today = figure.load[-1].readings
+
+
+def meter_counts_kept(*, utility_ids: list[int], now: datetime) -> dict[int, dict]:
+    """Per utility, its meters reporting and not reporting. Every meter of the utility is counted
+    (its last reading is on the meter row, which ingest rewrites, so an index on it would cost
+    every push more than it saves here): a scan of the utility's meters, kept in the cache as
+    slot_totals_kept's recent days are."""
+    keep = settings.CONSOLE_LOAD_CACHE_SECONDS
+    key = f"console:meters:{','.join(map(str, sorted(utility_ids)))}"
+    counts = cache.get(key) if keep else None
+    if counts is None:
+        silent, reporting = meters_not_reporting_q(now=now), meters_reporting_q(now=now)
+        counts = _grouped(
+            Meter.objects.filter(utility_id__in=utility_ids, status__in=REPORTING_STATUSES),
+            "utility_id",
+            silent=Count("pk", filter=silent),
+            reporting=Count("pk", filter=reporting),
+        )
+        if keep:
+            cache.set(key, counts, keep)
+    return counts
+
+
+def slot_totals_kept(
+    *, utility_ids: list[int], first: date, last: date, now: datetime
+) -> dict[int, dict[tuple[date, int], object]]:
+    """meters.selectors.utility_slot_totals, kept in the cache one UTC day at a time.
+
+    The aggregate reads every meter-day of those days: seconds at a million meters. A day that
+    ended more than a day ago changes only by late readings, so it is kept an hour; the last two
+    days are kept CONSOLE_LOAD_CACHE_SECONDS (5 minutes), so a dashboard opened by every desk
+    of a control room reads the big table at most that often. The days not in the cache are read
+    in one query. 0 turns the cache off (the tests, which change readings between reads)."""
+    keep = settings.CONSOLE_LOAD_CACHE_SECONDS
+    ids = sorted(utility_ids)
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    keys = {day: f"console:slots:{day}:{','.join(map(str, ids))}" for day in days}
+    found = cache.get_many(list(keys.values())) if keep else {}
+    missing = [day for day in days if keys[day] not in found]
+    if missing:
+        read = utility_slot_totals(utility_ids=ids, first=min(missing), last=max(missing))
+        recent = now.astimezone(UTC).date() - timedelta(days=1)
+        for day in missing:
+            part = {
+                pk: {k: v for k, v in slots.items() if k[0] == day} for pk, slots in read.items()
+            }
+            found[keys[day]] = part
+            if keep:
+                cache.set(keys[day], part, keep if day >= recent else max(keep, 3600))
+    totals: dict[int, dict] = {pk: {} for pk in ids}
+    for day in days:
+        for pk, slots in found[keys[day]].items():
+            totals[pk].update(slots)
+    return totals
 
 
 @dataclass(frozen=True)

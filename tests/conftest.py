@@ -37,6 +37,13 @@ def fresh_tariff_cache():
 
 
 @pytest.fixture(autouse=True)
+def dashboard_reads_fresh(settings):
+    """The dashboard keeps its load chart in the cache for minutes; tests change readings between
+    reads (tests/console/test_dashboard.py tests the cache itself)."""
+    settings.CONSOLE_LOAD_CACHE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def sms_outbox(settings):
     settings.SMS_BACKEND = "locmem"
     sms.outbox.clear()

@@ -227,3 +227,34 @@ def test_the_load_aggregate_reaches_meter_days_by_their_key_not_by_a_scan(db):
 
     scans = [n for n in nodes(plan[0]["Plan"]) if n.get("Relation Name") == "meters_meterday"]
     assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), scans
+
+
+def test_the_load_chart_is_kept_minutes_then_read_again(scenario, settings):
+    """With the cache on, a second dashboard within CONSOLE_LOAD_CACHE_SECONDS does not read the
+    meter-days again (a new reading is not yet in it); after the time it is."""
+    from django.core.cache import cache
+
+    from meters.models import Meter
+
+    settings.CONSOLE_LOAD_CACHE_SECONDS = 300
+    kuwait, _ = scenario
+    ids = [kuwait.utility.pk]
+    cache.delete_many(
+        [f"console:slots:{NOW.date() - timedelta(days=n)}:{ids[0]}" for n in range(9)]
+    )
+    first = dashboard_figures(utility_ids=ids, now=NOW)[0].load[-1]
+    meter = Meter.objects.filter(utility=kuwait.utility).first()
+    day_readings(meter, NOW.astimezone(UTC).date(), {0: 5000})
+
+    with CaptureQueriesContext(connection) as kept:
+        again = dashboard_figures(utility_ids=ids, now=NOW)[0].load[-1]
+    later = NOW + timedelta(minutes=6)
+    with time_machine.travel(later, tick=False):
+        cache.delete_many(
+            [f"console:slots:{NOW.date() - timedelta(days=n)}:{ids[0]}" for n in range(2)]
+        )  # what expiry does: locmem and Redis expire by their own clock, not the pinned one
+        fresh = dashboard_figures(utility_ids=ids, now=later)[0].load[-1]
+
+    assert again.wh == first.wh
+    assert not any("meters_meterday" in q["sql"] for q in kept.captured_queries)
+    assert fresh.wh != first.wh
