@@ -14,8 +14,7 @@ from stdnum.iso7064 import mod_97_10
 
 from accounts.models import ConsumerAccount, Utility
 from billing.models import TopUp
-from core.errors import DomainError
-from core.phone import phone_normalize
+from core.phone import phone_candidates
 from meters.models import Meter
 
 # A search term longer than any key (a mobile of 15 digits written with spaces, a receipt number of
@@ -27,27 +26,6 @@ def _spellings(term: str) -> list[str]:
     """The term as typed and in capitals (serials, receipt numbers and many consumer IDs are
     printed in capitals; staff type them as they come)."""
     return sorted({term, term.upper()})
-
-
-def mobiles_of(*, term: str, countries: set[str]) -> set[str]:
-    """Every E.164 number `term` may be: as written (+965 5000 1234, 0096550001234), as a national
-    number of one of `countries` (5000 1234 in Kuwait, 010 0123 4567 in Egypt), or as digits with
-    the country code but no + (96550001234)."""
-    found: set[str] = set()
-    digits = "".join(ch for ch in term if ch.isdigit())
-    if len(digits) < 6:
-        return found
-    attempts = [(term, country) for country in sorted(countries)] or [(term, None)]
-    if not term.startswith("+"):
-        attempts.append((f"+{digits}", None))
-        if digits.startswith("00"):
-            attempts.append((f"+{digits[2:]}", None))
-    for raw, region in attempts:
-        try:
-            found.add(phone_normalize(raw=raw, region=region))
-        except DomainError:
-            continue
-    return found
 
 
 def payment_code_account_id(term: str) -> int | None:
@@ -85,7 +63,7 @@ def account_ids_find(*, term: str, utility_ids: list[int] | None) -> list[int]:
             utility_id__in=in_scope, serial__in=spellings, account__isnull=False
         ).values_list("account_id", flat=True)
     )
-    mobiles = mobiles_of(term=term, countries=set(countries.values()))
+    mobiles = phone_candidates(term=term, countries=set(countries.values()))
     if mobiles:
         found |= set(
             accounts.filter(registered_mobile__in=sorted(mobiles)).values_list("pk", flat=True)

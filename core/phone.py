@@ -52,3 +52,24 @@ def phone_mask(e164: str) -> str:
     except phonenumbers.NumberParseException:
         country, national = "", e164.lstrip("+")
     return f"{country} ••••{national[-4:]}".strip()
+
+
+def phone_candidates(*, term: str, countries: set[str]) -> set[str]:
+    """Every E.164 number `term` may be: as written (+965 5000 1234, 0096550001234), as a national
+    number of one of `countries` (5000 1234 in Kuwait, 010 0123 4567 in Egypt), or as digits with
+    the country code but no + (96550001234)."""
+    found: set[str] = set()
+    digits = "".join(ch for ch in term if ch.isdigit())
+    if len(digits) < 6:
+        return found
+    attempts = [(term, country) for country in sorted(countries)] or [(term, None)]
+    if not term.startswith("+"):
+        attempts.append((f"+{digits}", None))
+        if digits.startswith("00"):
+            attempts.append((f"+{digits[2:]}", None))
+    for raw, region in attempts:
+        try:
+            found.add(phone_normalize(raw=raw, region=region))
+        except DomainError:
+            continue
+    return found

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -17,8 +18,7 @@ from core.admin import (
     utility_path,
 )
 from core.charts import line_chart
-from core.errors import DomainError
-from core.phone import phone_normalize
+from core.phone import phone_candidates
 from core.timebuckets import moment_text
 from meters import selectors, services
 from meters.models import (
@@ -181,12 +181,34 @@ class MeterAdmin(UtilityScopedAdmin):
         "relay",
         ("transformer__feeder__area", UtilityQualifiedFilter),
     ]
-    search_fields = ["serial", "account__consumer_id", "account__registered_mobile"]
-    search_help_text = _("Meter serial, consumer ID or registered mobile number.")
+    # One must be here for Django's search box and autocomplete; get_search_results does the work.
+    search_fields = ["=serial"]
+    search_help_text = _("Meter serial, consumer ID or registered mobile number (any format).")
     list_select_related = ["utility", "account"]
-    raw_id_fields = ["account", "transformer"]
+    # Chosen by what staff have in hand (consumer ID, serial, transformer code), never an id.
+    autocomplete_fields = ["account", "transformer"]
     readonly_fields = ["last_reading", "last_contact", "load_last_7_days"]
     inlines = [AssignmentInline]
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact keys on indexes, never a contains-match over a million meters: the serial as
+        typed or in capitals ((utility, serial) is unique), the account's consumer ID, or its
+        registered mobile in any common format of the staff member's utilities' countries."""
+        term = " ".join(search_term.split())
+        if not term:
+            return queryset, False
+        spellings = sorted({term, term.upper()})
+        found = Q(serial__in=spellings) | Q(account__consumer_id__in=spellings)
+        utility_ids = staff_utility_ids(request.user)
+        countries = Utility.objects.all()
+        if utility_ids is not None:
+            countries = countries.filter(pk__in=utility_ids)
+        mobiles = phone_candidates(
+            term=term, countries=set(countries.values_list("country", flat=True))
+        )
+        if mobiles:
+            found |= Q(account__registered_mobile__in=sorted(mobiles))
+        return queryset.filter(found), False
 
     @admin.display(description=_("Utility"), ordering="utility__code")
     def utility_code(self, obj):
@@ -218,27 +240,6 @@ class MeterAdmin(UtilityScopedAdmin):
     @admin.display(description=_("Load, last 7 days"))
     def load_last_7_days(self, obj):
         return load_chart(obj) if obj.pk else "-"
-
-    def get_search_results(self, request, queryset, search_term):
-        """Also a registered mobile as staff type it ("5500 1234", "010 1234 5678"): read in
-        the country of each of the staff member's utilities and matched exactly (E.164)."""
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip()
-        if not term or not any(c.isdigit() for c in term):
-            return found, duplicates
-        allowed = staff_utility_ids(request.user)
-        countries = Utility.objects.values_list("country", flat=True).distinct()
-        if allowed is not None:
-            countries = countries.filter(pk__in=allowed)
-        mobiles = set()
-        for country in countries:
-            try:
-                mobiles.add(phone_normalize(raw=term, region=country))
-            except DomainError:
-                continue
-        if mobiles:
-            found = found | queryset.filter(account__registered_mobile__in=mobiles)
-        return found, duplicates
 
     # Written by ingest, shown read-only (in the utility's zone) once the meter exists.
     exclude = ["last_reading_at", "last_communication_at"]

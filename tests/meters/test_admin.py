@@ -43,9 +43,12 @@ def test_a_meters_page_charts_its_last_seven_days(staff):
 def test_the_meter_list_searches_and_filters(staff):
     MeterFactory(serial="FIND-ME")
     MeterFactory(serial="OTHER")
-    page = staff.get("/admin/meters/meter/", {"q": "FIND", "status__exact": "active"})
+    page = staff.get("/admin/meters/meter/", {"q": " find-me ", "status__exact": "active"})
     assert page.status_code == 200
     assert b"FIND-ME" in page.content and b"OTHER" not in page.content
+    # Whole serials only: a part of one would mean a scan of every meter of the utility.
+    part = staff.get("/admin/meters/meter/", {"q": "FIND"})
+    assert b"FIND-ME" not in part.content
 
 
 def test_a_meters_tenant_is_not_changed_by_editing_the_meter(staff):
