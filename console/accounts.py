@@ -14,12 +14,14 @@ those apps, and accounts' admin stays free of them.
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.urls import reverse
 
 from accounts.admin import AccountLinkAdmin, ConsumerAccountAdmin
 from accounts.models import AccountLink, ConsumerAccount
 from billing.admin.search import SEARCH_HELP, search_accounts
 from console import account_page
+from core.phone import phone_mask
 
 # What each action on the page needs: the same permission its own page checks.
 ACTIONS = {
@@ -64,3 +66,22 @@ for model, console_admin in (
 ):
     admin.site.unregister(model)
     admin.site.register(model, console_admin)
+
+
+class AccountAutocomplete(AutocompleteJsonView):
+    """The admin's autocomplete, with an account offered as staff confirm it with the caller or
+    at the counter: consumer ID, the holder's name and the registered mobile masked."""
+
+    def serialize_result(self, obj, to_field_name):
+        result = super().serialize_result(obj, to_field_name)
+        if isinstance(obj, ConsumerAccount):
+            result["text"] = f"{obj} · {obj.name} · {phone_mask(obj.registered_mobile)}"
+        return result
+
+
+def account_autocomplete(request):
+    return AccountAutocomplete.as_view(admin_site=admin.site)(request)
+
+
+# The site's URLs are built after every admin module is imported (config/urls.py).
+admin.site.autocomplete_view = account_autocomplete

@@ -46,6 +46,13 @@ def listed(client, term: str) -> list[str]:
     )
 
 
+def offered(account) -> str:
+    """An account as the autocomplete offers it: staff confirm the holder's name and mobile."""
+    from core.phone import phone_mask
+
+    return f"{account} · {account.name} · {phone_mask(account.registered_mobile)}"
+
+
 def autocomplete(client, term: str, model: str = "topup") -> list[str]:
     response = client.get(
         reverse("admin:autocomplete"),
@@ -86,8 +93,8 @@ def test_another_utilitys_account_is_never_found(client, kuwait_meter, cairo_acc
     assert listed(client, payments.payment_code_for(cairo_account)) == []
     assert autocomplete(client, "+20 100 123 4567") == []
     # The shared consumer ID and serial find Kuwait's account only.
-    assert autocomplete(client, "10042001") == [str(kuwait_meter.account)]
-    assert autocomplete(client, "KWM0042001") == [str(kuwait_meter.account)]
+    assert autocomplete(client, "10042001") == [offered(kuwait_meter.account)]
+    assert autocomplete(client, "KWM0042001") == [offered(kuwait_meter.account)]
 
 
 def test_the_forms_autocomplete_takes_every_key_and_a_superuser_searches_every_utility(
@@ -96,10 +103,10 @@ def test_the_forms_autocomplete_takes_every_key_and_a_superuser_searches_every_u
     client.force_login(UserFactory(is_staff=True, is_superuser=True, phone=None))
 
     assert sorted(autocomplete(client, "10042001")) == sorted(
-        [str(kuwait_meter.account), str(cairo_account)]
+        [offered(kuwait_meter.account), offered(cairo_account)]
     )
-    assert autocomplete(client, "010 0123 4567", model="ledgerentry") == [str(cairo_account)]
-    assert autocomplete(client, "5000 1234", model="move") == [str(kuwait_meter.account)]
+    assert autocomplete(client, "010 0123 4567", model="ledgerentry") == [offered(cairo_account)]
+    assert autocomplete(client, "5000 1234", model="move") == [offered(kuwait_meter.account)]
 
 
 def test_staff_who_may_not_read_accounts_get_no_autocomplete(client, kuwait_meter):

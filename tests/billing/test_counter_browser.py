@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from billing.models import Balance, LedgerEntry, TopUp
+from core.phone import phone_mask
 from tests.accounts.factories import ConsumerAccountFactory
 from tests.billing.factories import role_member
 from tests.browser import assert_fits, needs_browser, screenshot, staff_login
@@ -33,7 +34,9 @@ def test_taking_cash_by_typing_a_consumer_id(live_server, browser_page):
     option.first.wait_for()
     page.wait_for_selector(".select2-results__option.loading-results", state="detached")
     offered = page.locator(".select2-results__option").all_inner_texts()
-    assert offered == [f"10055501 ({account.utility.code})"]
+    masked = phone_mask(account.registered_mobile)
+    # The cashier confirms the holder's name and mobile (masked) before taking the cash.
+    assert offered == [f"10055501 ({account.utility.code}) · Fatima Al-Sabah · {masked}"]
     option.first.click()
     page.fill("#id_amount", "12.5")
     assert_fits(page)
