@@ -5,6 +5,7 @@ answer a call from, which read every domain app and so sit above them."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -120,7 +121,7 @@ class ConsumerAccountAdmin(UtilityScopedAdmin):
     def import_view(self, request):
         """Import master data from CSV; every row is checked first and nothing is written if one is wrong."""
         if not self.has_add_permission(request) or not self.has_change_permission(request):
-            return redirect(reverse("admin:index"))
+            raise PermissionDenied
         report = None
         form = ConsumerImportForm(request.POST or None, request.FILES or None)
         form.fields["utility"].queryset = scope_queryset(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import path, reverse
 
@@ -131,7 +132,7 @@ class RemovalOrderAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
     def record_view(self, request):
         """A ground other than arrears, with its evidence: the removal is due at once."""
         if not request.user.has_perm("billing.add_removalorder"):
-            return redirect(reverse("admin:index"))
+            raise PermissionDenied
         form = RecordForm(request.POST or None)
         accounts_scope(form, request, "account")
         if request.method == "POST" and form.is_valid():

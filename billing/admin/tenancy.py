@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import path, reverse
 
@@ -162,7 +163,7 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
         """End a tenancy: final charging, the balance refunded or carried, debt carried or written
         off, the account closed and its holders told."""
         if not self._may_move(request):
-            return redirect(reverse("admin:index"))
+            raise PermissionDenied
         form = self._form(request, MoveOutForm)
         if request.method == "POST" and form.is_valid():
             account = form.cleaned_data["account"]
@@ -193,7 +194,7 @@ class MoveAdmin(FormPageMixin, ReadOnlyMixin, UtilityScopedAdmin):
     def move_in_view(self, request):
         """Start a new account's tenancy of a vacant meter."""
         if not self._may_move(request):
-            return redirect(reverse("admin:index"))
+            raise PermissionDenied
         form = self._form(request, MoveInForm)
         if request.method == "POST" and form.is_valid():
             utility = form.cleaned_data["utility"]

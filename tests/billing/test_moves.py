@@ -338,7 +338,7 @@ def test_staff_without_the_move_permission_cannot_move_anyone(client, meter):
         "/admin/billing/move/out/",
         {"account": meter.account.pk},
     )
-    assert response.status_code == 302 and not Move.objects.exists()
+    assert response.status_code == 403 and not Move.objects.exists()
 
 
 def test_a_move_out_before_the_tenancy_began_is_refused(headend, meter):
