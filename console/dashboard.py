@@ -333,7 +333,8 @@ def dashboard_context(request, *, now: datetime | None = None) -> dict:
         return {"dashboard": {"sections": [], "choices": [], "member_of_none": True}}
     ids = [u.pk for u in utilities]
     chosen = request.GET.get("utility", "")
-    if chosen.isdigit() and int(chosen) in ids:
+    # isdigit() would let "²" through to int(), a 500; an id is ASCII digits.
+    if chosen.isascii() and chosen.isdecimal() and int(chosen) in ids:
         shown = [int(chosen)]
     elif chosen == "all" or len(ids) <= SECTIONS_AT_ONCE:
         shown = ids

@@ -258,3 +258,18 @@ def test_the_load_chart_is_kept_minutes_then_read_again(scenario, settings):
     assert again.wh == first.wh
     assert not any("meters_meterday" in q["sql"] for q in kept.captured_queries)
     assert fresh.wh != first.wh
+
+
+@pytest.mark.parametrize("chosen", ["²", "٣", "-1", "1e3", "99999999999999999999999", "x\u0000"])
+def test_a_utility_chosen_by_a_strange_value_shows_the_default(db, pinned, client, chosen):
+    """Whatever ?utility= holds, the page answers: another utility's id, a superscript digit
+    (str.isdigit() says yes, int() says no), a number past any id."""
+    for n in range(5):
+        UtilityFactory(code=f"u{n}", name=f"Utility {n}", timezone="Asia/Kolkata")
+    client.force_login(UserFactory(username="root", phone=None, is_staff=True, is_superuser=True))
+
+    response = client.get("/admin/", {"utility": chosen})
+
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert response.content.decode().count('class="console-utility') == 1
