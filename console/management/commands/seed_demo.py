@@ -185,6 +185,8 @@ DEMO_OUTAGES = [
     ("kw-mew", "Feeder maintenance", 5, 4, ("feeder", 0), ("publish",)),
     ("sa-sec", "Transformer replacement", 9, 5, ("transformer", 1), ()),
     ("in-mpcz", "Line upgrade", 4, 6, ("feeder", 0), ("publish",)),
+    # Tomorrow: on the dashboard among the planned outages of the next 48 hours.
+    ("sa-sec", "Substation maintenance", 1, 3, ("feeder", 0), ("publish",)),
 ]
 
 # Tariffs as each regime publishes them (rounded): Kuwait's 2 fils a kWh for homes; Egypt's
