@@ -130,7 +130,13 @@ class RelayCommand(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "not_before"])]
+        indexes = [
+            models.Index(fields=["status", "not_before"]),
+            # The dashboard's "sent today": the day's commands, not every command ever sent.
+            models.Index(
+                fields=["sent_at"], condition=models.Q(sent_at__isnull=False), name="relay_sent_at"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["meter"],
@@ -390,6 +396,14 @@ class TopUp(models.Model):
                 fields=["reconcile_at"],
                 condition=models.Q(status="pending"),
                 name="topup_pending_reconcile",
+            ),
+            # The dashboard's top-ups by channel (paid in the last 30 days) and failed today: the
+            # period's rows, not the whole history.
+            models.Index(
+                fields=["paid_at"], condition=models.Q(status="succeeded"), name="topup_paid_at"
+            ),
+            models.Index(
+                fields=["created_at"], condition=models.Q(status="failed"), name="topup_failed_at"
             ),
         ]
         constraints = [

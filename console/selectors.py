@@ -160,6 +160,9 @@ def dashboard_figures(*, utility_ids: list[int], now: datetime) -> list[UtilityF
     for pk, row in _grouped(
         RelayCommand.objects.filter(
             waiting | sent_today,
+            # The same rows, said so an index can find them (status; relay_sent_at): the
+            # per-utility instants above are read row by row, which would mean every command.
+            waiting | Q(sent_at__gte=min(midnights.values())),
             action=RelayCommand.Action.DISCONNECT,
             account__utility_id__in=ids,
         ),
@@ -175,7 +178,12 @@ def dashboard_figures(*, utility_ids: list[int], now: datetime) -> list[UtilityF
         "account__utility_id", "created_at", midnights
     )
     for pk, row in _grouped(
-        TopUp.objects.filter(pending | failed_today, account__utility_id__in=ids),
+        TopUp.objects.filter(
+            pending | failed_today,
+            # Said so the partial indexes (pending; failed by created_at) can find the rows.
+            pending | Q(status=TopUp.Status.FAILED, created_at__gte=min(midnights.values())),
+            account__utility_id__in=ids,
+        ),
         "account__utility_id",
         pending=Count("pk", filter=pending),
         failed_today=Count("pk", filter=failed_today),
@@ -333,6 +341,7 @@ def topups_by_channel(
     rows = (
         TopUp.objects.filter(
             _each_utility_since("account__utility_id", "paid_at", since),
+            paid_at__gte=min(since.values()),  # for the index topup_paid_at
             status=TopUp.Status.SUCCEEDED,
             purpose=TopUp.Purpose.BALANCE,
             account__utility_id__in=list(since),

@@ -264,6 +264,8 @@ class IngestBatch(models.Model):
     class Meta:
         ordering = ["-received_at"]
         verbose_name_plural = "ingest batches"
+        # The dashboard's batches received today, per utility.
+        indexes = [models.Index(fields=["utility", "received_at"], name="ingestbatch_received")]
 
     def __str__(self) -> str:
         return f"batch {self.pk} ({self.readings} readings)"

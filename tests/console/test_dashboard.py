@@ -273,3 +273,46 @@ def test_a_utility_chosen_by_a_strange_value_shows_the_default(db, pinned, clien
     assert response.status_code in (200, 400)
     if response.status_code == 200:
         assert response.content.decode().count('class="console-utility') == 1
+
+
+# The tables whose history grows without end: the dashboard reads the period it shows of them.
+HISTORY_TABLES = {"billing_topup", "billing_relaycommand", "meters_ingestbatch"}
+PERIOD_INDEXES = {"topup_paid_at", "topup_failed_at", "relay_sent_at", "ingestbatch_received"}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL plan")
+def test_the_dashboards_period_figures_are_read_by_index_not_by_scanning_the_history(scenario):
+    """Top-ups paid in 30 days and failed today, disconnections sent today, batches received today:
+    each query the dashboard makes of those tables reaches the rows through an index."""
+    from console.selectors import topups_by_channel
+
+    ids = [expected.utility.pk for expected in scenario]
+    with CaptureQueriesContext(connection) as made:
+        dashboard_figures(utility_ids=ids, now=NOW)
+        topups_by_channel(utility_ids=ids, now=NOW)
+    reads = [
+        q["sql"]
+        for q in made.captured_queries
+        if any(f'"{table}"' in q["sql"] for table in HISTORY_TABLES)
+    ]
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    assert len(reads) >= 3
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # what could serve it, not what is cheap
+        for sql in reads:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
+            plan = list(nodes(cursor.fetchone()[0][0]["Plan"]))
+            scans = [
+                n
+                for n in plan
+                if n.get("Relation Name") in HISTORY_TABLES and n["Node Type"] == "Seq Scan"
+            ]
+            used = {n["Index Name"] for n in plan if "Index Name" in n}
+            # Not just any index (an account's index, joined to every account, reads the whole
+            # history too): one whose first column is the period's time.
+            assert not scans and used & PERIOD_INDEXES, (sql, used, scans)
