@@ -248,7 +248,9 @@ class ServiceToken(models.Model):
 class IngestBatch(models.Model):
     """One batch received from a head-end: what it held and what became of it."""
 
-    utility = models.ForeignKey(Utility, on_delete=models.CASCADE, related_name="+")
+    # Indexed by ingestbatch_received (utility, received_at), whose first column serves the
+    # foreign key too: no second index on utility alone.
+    utility = models.ForeignKey(Utility, on_delete=models.CASCADE, related_name="+", db_index=False)
     token = models.ForeignKey(ServiceToken, null=True, on_delete=models.SET_NULL, related_name="+")
     source = models.CharField(max_length=16)  # json, csv, file
     external_id = models.CharField(
