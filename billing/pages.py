@@ -15,14 +15,11 @@ from billing import gateway, payments
 from billing.models import SimulatedPayment, TopUp
 from core.errors import DomainError
 from core.money import utility_money
+from core.timebuckets import moment_text
 
 
 def _masked_name(name: str) -> str:
     return " ".join(w[0] + "*" * (len(w) - 1) for w in name.split())
-
-
-def _local(moment, utility) -> str:
-    return f"{timezone.localtime(moment, utility.zone):%Y-%m-%d %H:%M %Z}"
 
 
 def _message(request, title: str, text: str, status: int = 200):
@@ -103,7 +100,7 @@ def payment_link(request, token: str):
         {
             "link": link,
             "amount": utility_money(link.amount, link.account.utility),
-            "valid_until": _local(link.expires_at, link.account.utility),
+            "valid_until": moment_text(link.expires_at, link.account.utility.zone),
             "name": _masked_name(link.account.name),
         },
     )

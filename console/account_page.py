@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import AccountLink, ConsumerAccount
 from billing.selectors import balance_summary, statement
 from core.charts import bar_chart
+from core.money import utility_money
 from core.phone import phone_mask
 from core.timebuckets import local_date_bounds, moment_text
 from meters.models import Meter, MeterAssignment
@@ -34,11 +35,7 @@ CHART_DAYS = 14  # local days of the usage chart, today included
 
 
 def money(amount: Decimal | str | None, account: ConsumerAccount) -> str:
-    utility = account.utility
-    if amount is None:
-        return "—"
-    value = Decimal(amount).quantize(Decimal(1).scaleb(-utility.currency_minor_unit))
-    return f"{value:f} {utility.currency}"
+    return "—" if amount is None else utility_money(amount, account.utility)
 
 
 def when(moment: datetime | None, account: ConsumerAccount) -> str:
