@@ -91,10 +91,12 @@ MESSAGES = {
 
 
 class TimestampCache:
-    """Many meters share the same 96 starts a day: parse each text once."""
+    """Many meters share the same 96 starts a day (and a storm's events a few instants): parse
+    each text once. `quarter_hours`: an interval's start must be on a 15-minute boundary."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, quarter_hours: bool = True) -> None:
         self._seen: dict[str, datetime | str] = {}
+        self._quarter_hours = quarter_hours
 
     def parse(self, text: object) -> datetime | str:
         """An aware UTC datetime, or the reason it is refused."""
@@ -113,7 +115,9 @@ class TimestampCache:
             elif not date_in_range(moment.date()):
                 # Before converting: year 1 or 9999 overflows on the way to UTC.
                 result = "out_of_range"
-            elif moment.second or moment.microsecond or moment.astimezone(UTC).minute % 15:
+            elif self._quarter_hours and (
+                moment.second or moment.microsecond or moment.astimezone(UTC).minute % 15
+            ):
                 result = "not_on_boundary"
             else:
                 result = moment.astimezone(UTC)

@@ -262,12 +262,171 @@ class IngestBatch(models.Model):
     corrected = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    supply_pending = models.BooleanField(
+        default=False,
+        help_text="Events: its power failures and restorations are stored but not yet folded "
+        "into the meters' supply periods (meters.events.supply_periods_fold).",
+    )
 
     class Meta:
         ordering = ["-received_at"]
         verbose_name_plural = "ingest batches"
-        # The dashboard's batches received today, per utility.
-        indexes = [models.Index(fields=["utility", "received_at"], name="ingestbatch_received")]
+        indexes = [
+            # The dashboard's batches received today, per utility.
+            models.Index(fields=["utility", "received_at"], name="ingestbatch_received"),
+            # The batches whose supply periods are still to be folded: a handful at any time.
+            models.Index(
+                fields=["utility"],
+                condition=models.Q(supply_pending=True),
+                name="ingestbatch_supply_pending",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"batch {self.pk} ({self.readings} readings)"
+
+
+class MeterEvent(models.Model):
+    """Something a meter reported through the head-end: its supply failed or came back, its cover
+    was opened, its relay switched … Stored once per meter and event id, or per meter, kind and
+    time when the head-end gives no id (meters.events). The kinds and the IEC 61968-9
+    EndDeviceEvent type codes that map to them: docs/events.md."""
+
+    class Kind(models.TextChoices):
+        POWER_OFF = "power_off", "Supply failed (last gasp)"
+        POWER_ON = "power_on", "Supply restored"
+        COVER_OPEN = "cover_open", "Cover opened"
+        MAGNETIC_TAMPER = "magnetic_tamper", "Magnetic tamper"
+        NEUTRAL_TAMPER = "neutral_tamper", "Neutral tamper"
+        BYPASS = "bypass", "Meter bypassed"
+        REVERSE_CURRENT = "reverse_current", "Reverse current"
+        RELAY_OPEN = "relay_open", "Relay opened"
+        RELAY_CLOSED = "relay_closed", "Relay closed"
+        OVERLOAD = "overload", "Load over the sanctioned limit"
+
+    TAMPER_KINDS = ("cover_open", "magnetic_tamper", "neutral_tamper", "bypass", "reverse_current")
+    SUPPLY_KINDS = ("power_off", "power_on")
+    RELAY_KINDS = ("relay_open", "relay_closed")
+
+    # Both indexed by the constraints and indexes below, whose first columns they are. A storm
+    # writes tens of thousands of events a second, each checked against its foreign keys at
+    # commit: the meter's is kept, the utility (the meter's own, copied for the admin's scoping) and
+    # the batch are not checked by the database.
+    utility = models.ForeignKey(
+        Utility, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    occurred_at = models.DateTimeField(help_text="When the meter says it happened.")
+    received_at = models.DateTimeField(default=timezone.now)
+    external_id = models.CharField(
+        max_length=64, blank=True, help_text="The head-end's id of the event, when it gives one."
+    )
+    code = models.CharField(
+        max_length=24, blank=True, help_text="The IEC 61968-9 EndDeviceEvent type as sent."
+    )
+    details = models.JSONField(
+        default=dict, blank=True, help_text="What came with it: off_since, load_kw …"
+    )
+    batch = models.ForeignKey(
+        "IngestBatch",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "kind", "occurred_at"], name="meter_event_once"
+            ),
+            models.UniqueConstraint(
+                fields=["meter", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="meter_event_id_once",
+            ),
+        ]
+        indexes = [
+            # A meter's newest events (its status, its timeline in the admin).
+            models.Index(fields=["meter", "occurred_at"], name="meterevent_meter_time"),
+            # The admin's list of a utility's events, newest first.
+            models.Index(fields=["utility", "received_at"], name="meterevent_received"),
+            # A batch's failures and restorations, folded into supply periods after it commits.
+            models.Index(
+                fields=["batch"],
+                condition=models.Q(kind__in=["power_off", "power_on"]),
+                name="meterevent_supply_batch",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at meter {self.meter_id}"
+
+
+class SupplyPeriod(models.Model):
+    """A meter without supply, from its failure to its restoration, as its own events say: the
+    fact the outage detector groups and the guaranteed standards measure each consumer by. Kept
+    in time order whatever order the events arrived in (meters.events.supply_periods_rebuild).
+
+    `state` is the detector's: new until it has looked, then part of an outage of the grid, or a
+    fault at this consumer alone."""
+
+    class State(models.TextChoices):
+        NEW = "new", "Not yet looked at"
+        OUTAGE = "outage", "Part of an outage"
+        SINGLE = "single", "This meter alone"
+
+    # As for MeterEvent: the meter's key is checked by the database, the copies beside it are not.
+    utility = models.ForeignKey(
+        Utility, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="+", db_index=False)
+    off_at = models.DateTimeField()
+    on_at = models.DateTimeField(null=True, blank=True, help_text="Empty while still off.")
+    off_event = models.ForeignKey(
+        MeterEvent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+    on_event = models.ForeignKey(
+        MeterEvent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+    state = models.CharField(max_length=8, choices=State.choices, default=State.NEW)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-off_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["meter", "off_at"], name="supply_period_once"),
+            models.UniqueConstraint(
+                fields=["meter"],
+                condition=models.Q(on_at__isnull=True),
+                name="one_open_supply_period",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(on_at__isnull=True) | models.Q(on_at__gt=models.F("off_at")),
+                name="supply_period_on_after_off",
+            ),
+        ]
+        indexes = [
+            # The detector reads only what it has not looked at yet.
+            models.Index(
+                fields=["utility", "off_at"],
+                condition=models.Q(state="new"),
+                name="supply_period_new",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"meter {self.meter_id} off from {self.off_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

@@ -3,12 +3,13 @@ from __future__ import annotations
 from django.urls import path
 
 from core.schema import id_converter_register
-from meters import apis
+from meters import apis, event_apis
 
 id_converter_register()
 
 urlpatterns = [
     path("headend/readings/", apis.ReadingsIngestApi.as_view(), name="headend-readings"),
+    path("headend/events/", event_apis.EventsIngestApi.as_view(), name="headend-events"),
     path("meters/", apis.MeterListApi.as_view(), name="meters"),
     path("meters/<id:meter_id>/", apis.MeterDetailApi.as_view(), name="meter-detail"),
     path(

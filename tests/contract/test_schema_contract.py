@@ -76,6 +76,7 @@ REFUSED_BY_SECRET_OR_DATA = {
     ("POST", "/api/v1/partners/payment-codes/{code}/payments/"): "ISO 7064 check digits",
     ("POST", "/api/v1/service-requests/"): "details follow the request type's form (data)",
     ("POST", "/api/v1/headend/readings/"): "readings must name the utility's meters, in the past",
+    ("POST", "/api/v1/headend/events/"): "events must name the utility's meters, in the past",
     ("POST", "/api/v1/service-requests/{request_id}/attachments/"): "a JPEG, PNG or PDF file",
     ("POST", "/api/v1/auth/code/"): "a mobile number valid in its country's numbering plan",
     ("PATCH", "/api/v1/utility/accounts/{consumer_id}/"): "a mobile number valid in its plan",
