@@ -33,6 +33,8 @@ ROUTES = {
     "servicerequests.tasks.sync_estimate_payments": PAYMENTS,
     # One alert to one person.
     "notifications.tasks.send_sms": ALERTS,
+    # Consumers whose power went off are told within a minute of their meters' events.
+    "outages.tasks.detect_outages": ALERTS,
     "notifications.tasks.push_alert": ALERTS,
     # Work for many at once, and housekeeping: it can wait a minute.
     "notifications.tasks.push_batch": BULK,
@@ -48,6 +50,7 @@ ROUTES = {
     "outages.tasks.sweep_outage_notices": BULK,
     "outages.tasks.evaluate_reconnections": BULK,
     "outages.tasks.pay_compensations": BULK,
+    "outages.tasks.sweep_outage_detection": BULK,
     "servicerequests.tasks.check_deadlines": BULK,
     "accounts.tasks.purge_spent_codes": BULK,
     "accounts.tasks.flush_expired_tokens": BULK,
@@ -127,6 +130,8 @@ app.conf.beat_schedule = {
     "outage-reminders": {"task": "outages.tasks.send_outage_reminders", "schedule": 300.0},
     # Notices whose push is still on its way, SMS fallbacks a dead worker left: docs/outages.md.
     "outage-notices": {"task": "outages.tasks.sweep_outage_notices", "schedule": 60.0},
+    # Meters' failures no woken detector run has looked at: docs/events.md.
+    "outage-detection": {"task": "outages.tasks.sweep_outage_detection", "schedule": 30.0},
     "evaluate-reconnections": {
         "task": "outages.tasks.evaluate_reconnections",
         "schedule": crontab(minute="*/15"),

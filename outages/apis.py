@@ -17,6 +17,10 @@ def _local(value, zone):
 class OutageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
+    source = serializers.ChoiceField(
+        choices=Outage.Source.choices,
+        help_text="meters: detected from the meters' own failure events; staff: entered by staff.",
+    )
     status = serializers.CharField()
     reason = serializers.CharField()
     area = serializers.SerializerMethodField()
@@ -83,6 +87,17 @@ class CompensationSerializer(serializers.Serializer):
     failure_at = serializers.DateTimeField()
     credited_at = serializers.DateTimeField()
     outage = serializers.IntegerField(source="outage_id")
+    evidence = serializers.SerializerMethodField(
+        help_text="What the time without supply was measured from: meter (the meter's own "
+        "failure and restoration events), outage (the outage's times: the meter did not report), "
+        "or null for standards not measured from an outage."
+    )
+
+    @extend_schema_field(
+        serializers.ChoiceField(choices=["meter", "outage", "supplied"], allow_null=True)
+    )
+    def get_evidence(self, compensation) -> str | None:
+        return (compensation.details or {}).get("evidence")
 
     def get_amount(self, compensation) -> str:
         minor = compensation.utility.currency_minor_unit

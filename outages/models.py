@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import ConsumerAccount, Utility
 from billing.models import MONEY, LedgerEntry, RelayCommand
 from core.money import money_text
-from meters.models import Feeder, GridArea, Meter, Transformer
+from meters.models import Feeder, GridArea, Meter, SupplyPeriod, Transformer
 
 POSITIVE = [MinValueValidator(0)]
 
@@ -85,6 +85,46 @@ class StandardsPolicy(models.Model):
         return f"Guaranteed standards of {self.utility.code}"
 
 
+class DetectionPolicy(models.Model):
+    """How a utility's meters' failures become outages of its grid (outages.detection), as data.
+    No row means the defaults below; `enabled` off leaves every outage to staff."""
+
+    utility = models.OneToOneField(
+        Utility, on_delete=models.CASCADE, related_name="detection_policy", primary_key=True
+    )
+    enabled = models.BooleanField(default=True)
+    window_seconds = models.PositiveIntegerField(
+        default=120,
+        validators=[MinValueValidator(10), MaxValueValidator(3600)],
+        help_text="Failures under one transformer this close together are one event.",
+    )
+    min_meters = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(2)],
+        help_text="Fewer meters off under a transformer is a fault at those consumers.",
+    )
+    min_share = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0.50"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(1)],
+        help_text="The share of a transformer's meters that must be off (0.50 = half); a feeder "
+        "or area is out when this share of its transformers is.",
+    )
+    estimate_minutes = models.PositiveIntegerField(
+        default=240,
+        validators=[MinValueValidator(15)],
+        help_text="The restoration estimate consumers are told until staff set one.",
+    )
+
+    class Meta:
+        verbose_name = "outage detection policy"
+        verbose_name_plural = "outage detection policies"
+
+    def __str__(self) -> str:
+        return f"Outage detection of {self.utility.code}"
+
+
 class ReminderSchedule(models.Model):
     """When the evening-before reminder of a planned outage goes out, per utility. No row means the
     defaults: the day before, at 18:00 local time."""
@@ -106,6 +146,10 @@ class Outage(models.Model):
     class Kind(models.TextChoices):
         PLANNED = "planned", "Planned"
         UNPLANNED = "unplanned", "Unplanned"
+
+    class Source(models.TextChoices):
+        STAFF = "staff", "Entered by staff"
+        METERS = "meters", "Detected from the meters"
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -139,6 +183,24 @@ class Outage(models.Model):
     )
     late_notice = models.BooleanField(default=False)
     reminded_version = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.STAFF)
+    detected_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the meters' failures were grouped into it."
+    )
+    confirmed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When staff confirmed an outage the meters reported."
+    )
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    merged_into = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="merged",
+        help_text="Staff merged this detected outage into that one.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -174,6 +236,14 @@ class AffectedMeter(models.Model):
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+")
     account = models.ForeignKey(
         ConsumerAccount, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    period = models.ForeignKey(
+        SupplyPeriod,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="affected",
+        help_text="The meter's own failure and restoration in this outage, when it reported them.",
     )
 
     class Meta:

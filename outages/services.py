@@ -29,6 +29,7 @@ from notifications.models import Notification
 from notifications.services import fanout_create
 from notifications.sms import PermanentSmsError, TransientSmsError, sms_send
 from outages import selectors
+from outages.detection import outage_detected_notify
 from outages.models import AffectedMeter, Outage, OutageEvent, OutageNotice
 from outages.standards import late_notice_compensated, standards_evaluate_outage
 
@@ -127,7 +128,10 @@ def _notify(outage: Outage, *, category: str, step: str, extra: dict | None = No
 
 
 def _notice_step(outage: Outage) -> tuple[str, str]:
-    """The category and fan-out step of the notice of a planned outage's schedule in force."""
+    """The category and fan-out step of the notice of an outage's schedule in force: a planned
+    outage's announcement, or an unplanned one's "power is off, expected back by"."""
+    if outage.kind == Outage.Kind.UNPLANNED:
+        return c.OUTAGE_UNPLANNED_ETA, f"unplanned:v{outage.version}"
     if outage.version <= 1:
         return c.OUTAGE_PLANNED, f"published:v{outage.version}"
     return c.OUTAGE_RESCHEDULED, f"rescheduled:v{outage.version}"
@@ -215,7 +219,7 @@ def outage_publish(
         if late:
             _event(outage, action="late_notice_confirmed", actor=actor)
         if outage.kind == Outage.Kind.UNPLANNED:
-            _notify(outage, category=c.OUTAGE_UNPLANNED_ETA, step=f"unplanned:v{outage.version}")
+            outage_detected_notify(outage=outage, now=now)
         else:
             category, step = _notice_step(outage)
             _notify(outage, category=category, step=step)
@@ -320,7 +324,12 @@ def outage_start(
 
 
 def outage_restore(
-    *, outage_id: object, actor=None, at: datetime | None = None, now: datetime | None = None
+    *,
+    outage_id: object,
+    actor=None,
+    at: datetime | None = None,
+    now: datetime | None = None,
+    note: str = "",
 ) -> Outage:
     """The supply is back: record when, tell everyone affected, and record what the standards owe."""
     now = now or timezone.now()
@@ -341,7 +350,7 @@ def outage_restore(
         outage.actual_end = at
         outage.status = Outage.Status.RESTORED
         outage.save()
-        _event(outage, action="restored", actor=actor, changes={"actual_end": _iso(at)})
+        _event(outage, action="restored", actor=actor, changes={"actual_end": _iso(at)}, note=note)
         _notify(outage, category=c.OUTAGE_RESTORED, step="restored", extra={"restored_at": at})
         standards_evaluate_outage(outage=outage)
     return outage
@@ -393,6 +402,25 @@ def _notices_open(outage: Outage, *, now: datetime) -> None:
     transaction.on_commit(lambda: _settle_later(outage.pk))
 
 
+def notice_live(outage: Outage) -> bool:
+    """Whether the outage's notices still hold: a planned outage's until it begins (or is
+    cancelled), an unplanned one's while the supply is off."""
+    if outage.kind == Outage.Kind.UNPLANNED:
+        return outage.status == Outage.Status.IN_PROGRESS
+    return outage.status == Outage.Status.PUBLISHED
+
+
+def notices_sms_queue(*, outage: Outage, version: int) -> None:
+    """Queue, after commit, the SMS of the outage's notices of `version` that are due to go."""
+    ids = list(
+        OutageNotice.objects.filter(outage=outage, version=version, status=OutageNotice.Status.SMS)
+        .order_by("account__registered_mobile", "pk")
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        transaction.on_commit(lambda: _sms_later(ids))
+
+
 def _settle_later(outage_id: int) -> None:
     from outages.tasks import settle_outage_notices
 
@@ -438,13 +466,10 @@ def outage_notices_settle(*, outage_id: int, now: datetime | None = None) -> dic
     if outage is None:
         return counts
     waiting = OutageNotice.objects.filter(outage=outage, status=OutageNotice.Status.WAITING)
-    stale = (
-        waiting
-        if outage.status != Outage.Status.PUBLISHED
-        else waiting.exclude(version=outage.version)
-    )
+    live = notice_live(outage)
+    stale = waiting if not live else waiting.exclude(version=outage.version)
     counts["dropped"] = stale.update(status=OutageNotice.Status.DROPPED)
-    if outage.status != Outage.Status.PUBLISHED:
+    if not live:
         OutageNotice.objects.filter(outage=outage, status=OutageNotice.Status.SMS).update(
             status=OutageNotice.Status.DROPPED
         )
@@ -547,7 +572,7 @@ def outage_notices_sms_send(*, notice_ids: list[int]) -> dict[str, int]:
     sent: dict[tuple[int, str], datetime] = {}
     for row in rows:
         outage, mobile = row.outage, row.account.registered_mobile
-        if outage.status != Outage.Status.PUBLISHED or row.version != outage.version:
+        if not notice_live(outage) or row.version != outage.version:
             _notice_finish(row, claim, status=OutageNotice.Status.DROPPED)
             counts["dropped"] += 1
             continue

@@ -44,3 +44,19 @@ def evaluate_reconnections() -> int:
 def pay_compensations() -> int:
     """Credit compensations whose exemption window has closed (or whose month is running out)."""
     return standards.compensations_pay_due()
+
+
+@shared_task(acks_late=True)
+def detect_outages(utility_id: int) -> dict[str, int]:
+    """Group the meters' new failures of one utility into outages (woken by each event batch)."""
+    from outages.detection import outages_detect
+
+    return outages_detect(utility_id=utility_id)
+
+
+@shared_task(acks_late=True)
+def sweep_outage_detection() -> dict[int, dict[str, int]]:
+    """Failures no woken run has looked at yet: a lost task, or a window still open (beat)."""
+    from outages.detection import outages_detect_sweep
+
+    return outages_detect_sweep()

@@ -254,8 +254,11 @@ def outage_meters_for_user(*, user: User, outage: Outage) -> list[AffectedMeter]
 
 
 def compensations_for_user(*, user: User) -> QuerySet[Compensation]:
+    """The user's compensations; a pending one that late evidence brought to nothing is not
+    shown (it is kept, should the evidence move again); one credited then taken back is."""
     return (
         Compensation.objects.filter(visible_to(user, moment="failure_at"))
+        .exclude(status=Compensation.Status.PENDING, amount=0)
         .select_related("account", "utility")
         .distinct()
         .order_by("-failure_at", "-id")
