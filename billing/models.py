@@ -119,7 +119,14 @@ class RelayCommand(models.Model):
         help_text="The earliest time the command may go (friendly hours)."
     )
     sent_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the head-end accepted the order."
+    )
+    confirmed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the meter reported its relay switched as ordered (its own event's time).",
+    )
     payment_notified_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -809,3 +816,62 @@ def _money(row: models.Model, amount) -> str:
     """An amount of a row with an account, in its utility's decimals ("100.00 INR", "1.500 KWD")."""
     utility = row.account.utility
     return money_text(amount, currency=utility.currency, minor_unit=utility.currency_minor_unit)
+
+
+class TamperCase(models.Model):
+    """A meter's tamper, bypass and overload events as one case in its utility's work queue
+    (billing.tamper): open while staff look into it; where the utility removes meters on such
+    grounds (Egypt), recording the removal ground from the case keeps its events as evidence."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "To review"
+        INSPECTING = "inspecting", "Inspection sent"
+        REMOVAL = "removal", "Recorded as grounds for removal"
+        DISMISSED = "dismissed", "Dismissed"
+        RESOLVED = "resolved", "Resolved"
+
+    OPEN_STATUSES = (Status.OPEN, Status.INSPECTING)
+
+    utility = models.ForeignKey(Utility, on_delete=models.PROTECT, related_name="+", db_index=False)
+    meter = models.ForeignKey("meters.Meter", on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        ConsumerAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    kinds = models.JSONField(default=list, help_text="The kinds of event the case holds.")
+    events = models.PositiveIntegerField(default=0)
+    first_event = models.ForeignKey(
+        "meters.MeterEvent", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    first_event_at = models.DateTimeField()
+    last_event_at = models.DateTimeField()
+    opened_at = models.DateTimeField(default=timezone.now)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    removal_order = models.ForeignKey(
+        RemovalOrder, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_event_at", "-id"]
+        constraints = [
+            # New events of a meter join its open case rather than opening another.
+            models.UniqueConstraint(
+                fields=["meter"],
+                condition=models.Q(status__in=["open", "inspecting"]),
+                name="one_open_tamper_case",
+            )
+        ]
+        indexes = [
+            # The work queue: a utility's cases by status, newest first.
+            models.Index(fields=["utility", "status", "last_event_at"], name="tampercase_queue")
+        ]
+
+    def __str__(self) -> str:
+        return f"Tamper case {self.pk} at meter {self.meter_id}"

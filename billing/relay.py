@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing import headend
 from billing.models import Balance, BillingPolicy, LedgerEntry, RelayCommand, TopUp
 from core.money import money_quantize
-from meters.models import Meter, MeterAssignment
+from meters.models import Meter, MeterAssignment, MeterEvent
 
 logger = logging.getLogger(__name__)
 
@@ -612,3 +612,91 @@ def relay_due(*, now: datetime | None = None) -> list[str]:
             status=RelayCommand.Status.WAITING, not_before__lte=now
         ).values_list("pk", flat=True)
     ]
+
+
+# A meter's clock and the head-end's may differ: an event this much before the order went out
+# still confirms it.
+CONFIRM_SKEW = timedelta(minutes=2)
+CONFIRMS = {
+    MeterEvent.Kind.RELAY_CLOSED: (RelayCommand.Action.RECONNECT, Meter.Relay.CLOSED),
+    MeterEvent.Kind.RELAY_OPEN: (RelayCommand.Action.DISCONNECT, Meter.Relay.OPEN),
+}
+
+
+def relay_events_confirm(sender, *, utility, events, **kwargs) -> None:
+    """The meters' own word that their relay switched (meters.signals.meter_events_stored, in the
+    ingest's transaction, with the batch's newly stored events).
+
+    1. Only relay events are read; the batch's commands come in one query over their meters.
+    2. A relay_closed event confirms the meter's latest reconnect sent (sent or done) by the
+       event's time (CONFIRM_SKEW allowed): confirmed_at = the event's time. Not when that one is
+       confirmed already (a repeated report), nor when a disconnect went out between it and the
+       event (the relay closed for another reason). relay_open likewise confirms the latest
+       disconnect. A conditional update: two batches never confirm one command twice.
+    3. Meter.relay follows the meter's newest relay event, where it differs (an old event
+       arriving late does not undo a newer one).
+    4. The reconnection standard is measured again to the confirmation (the standards engine's
+       standards_evaluate_reconnection): a compensation recorded on the head-end's acceptance is
+       corrected by the difference; one on time by acceptance and late by confirmation is
+       recorded now.
+    """
+    relay_events = sorted(
+        (e for e in events if e.kind in CONFIRMS), key=lambda e: (e.occurred_at, e.pk)
+    )
+    if not relay_events:
+        return
+    meter_ids = {e.meter_id for e in relay_events}
+    latest_event = max(e.occurred_at for e in relay_events)
+    commands: dict[int, list[RelayCommand]] = {}
+    for command in (
+        RelayCommand.objects.filter(
+            meter_id__in=meter_ids,
+            status__in=[RelayCommand.Status.SENT, RelayCommand.Status.DONE],
+            sent_at__lte=latest_event + CONFIRM_SKEW,
+        )
+        .only("pk", "meter_id", "action", "sent_at", "confirmed_at")
+        .order_by("sent_at", "pk")
+    ):
+        commands.setdefault(command.meter_id, []).append(command)
+    confirmed = []
+    for event in relay_events:
+        action, _ = CONFIRMS[event.kind]
+        sent = [
+            c
+            for c in commands.get(event.meter_id, [])
+            if c.sent_at <= event.occurred_at + CONFIRM_SKEW
+        ]
+        matching = [c for c in sent if c.action == action]
+        if not matching:
+            continue
+        command = matching[-1]
+        switched_since = any(
+            c.action != action and command.sent_at < c.sent_at < event.occurred_at for c in sent
+        )
+        if command.confirmed_at is not None or switched_since:
+            continue
+        if RelayCommand.objects.filter(pk=command.pk, confirmed_at__isnull=True).update(
+            confirmed_at=event.occurred_at
+        ):
+            command.confirmed_at = event.occurred_at
+            confirmed.append(command.pk)
+    newest_stored = dict(
+        MeterEvent.objects.filter(meter_id__in=meter_ids, kind__in=list(CONFIRMS))
+        .values("meter_id")
+        .annotate(at=Max("occurred_at"))
+        .values_list("meter_id", "at")
+    )
+    for event in relay_events:  # in time order: the last one per meter stands
+        if event.occurred_at >= newest_stored.get(event.meter_id, event.occurred_at):
+            _, relay = CONFIRMS[event.kind]
+            Meter.objects.filter(pk=event.meter_id).exclude(relay=relay).update(relay=relay)
+    reconnects = RelayCommand.objects.filter(
+        pk__in=confirmed, action=RelayCommand.Action.RECONNECT
+    ).select_related("account__utility", "meter")
+    if confirmed:
+        # Imported here: outages builds on billing and imports it at load (as
+        # disconnect_wrongful_check does).
+        from outages.standards import standards_evaluate_reconnection
+
+        for command in reconnects:
+            standards_evaluate_reconnection(command=command)

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from outages import services, standards
+from outages import services
+from outages.models import Compensation
 from tests.accounts.factories import UserFactory
 from tests.outages.factories import (
     OutageFactory,
@@ -103,7 +104,7 @@ def test_my_compensations_say_why(make_api, published):
         at=start + timedelta(hours=9, minutes=20),
         now=start + timedelta(hours=9, minutes=20),
     )
-    [compensation] = standards.Compensation.objects.all()
+    [compensation] = Compensation.objects.all()
 
     mine = make_api(published["owner"]).get("/api/v1/compensations/")
     theirs = make_api(published["stranger"]).get("/api/v1/compensations/")
