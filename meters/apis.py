@@ -182,9 +182,30 @@ class GridSerializer(serializers.Serializer):
     transformer = serializers.CharField()
 
 
+class SupplySerializer(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=["on", "off", "unknown"],
+        help_text="unknown: the meter has been silent a day (or never spoke) and reported no "
+        "failure.",
+    )
+    since = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Local time with offset: the failure (the meter's own, else the outage's "
+        "start) or the last restoration; null when on and it never failed.",
+    )
+    outage = serializers.IntegerField(
+        allow_null=True, help_text="The outage it is in (GET /outages/{id}/), while off."
+    )
+
+
+def _local(moment: datetime | None, meter) -> str | None:
+    return moment.astimezone(meter.utility.zone).isoformat() if moment else None
+
+
 class MeterSerializer(serializers.Serializer):
     """A meter as its reader may see it: the live state only while the reader holds it now; a
-    meter of a closed account shows its history's bounds and nothing of its next tenant."""
+    meter of a closed account shows its history's bounds and nothing of its next tenant. Times
+    are the utility's local time with its offset."""
 
     id = serializers.IntegerField()
     serial = serializers.CharField()
@@ -196,8 +217,14 @@ class MeterSerializer(serializers.Serializer):
     payment_mode = serializers.CharField()
     status = serializers.SerializerMethodField()
     relay = serializers.SerializerMethodField()
+    relay_confirmed_at = serializers.SerializerMethodField(
+        help_text="When the meter last reported its relay opening or closing."
+    )
+    supply = serializers.SerializerMethodField()
     rated_capacity_kw = serializers.DecimalField(max_digits=8, decimal_places=2)
-    last_reading_at = serializers.SerializerMethodField()
+    last_reading_at = serializers.SerializerMethodField(
+        help_text="Start of the newest interval stored."
+    )
     last_communication_at = serializers.SerializerMethodField()
     communication = serializers.SerializerMethodField()
     grid = serializers.SerializerMethodField()
@@ -225,11 +252,21 @@ class MeterSerializer(serializers.Serializer):
     def get_relay(self, meter) -> str | None:
         return meter.relay if self._current(meter) else None
 
-    def get_last_reading_at(self, meter) -> datetime | None:
-        return meter.last_reading_at if self._current(meter) else None
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_relay_confirmed_at(self, meter) -> str | None:
+        return _local(meter.supply.relay_confirmed_at, meter) if self._current(meter) else None
 
-    def get_last_communication_at(self, meter) -> datetime | None:
-        return meter.last_communication_at if self._current(meter) else None
+    @extend_schema_field(SupplySerializer(allow_null=True))
+    def get_supply(self, meter) -> dict | None:
+        return selectors.meter_supply(meter=meter) if self._current(meter) else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_last_reading_at(self, meter) -> str | None:
+        return _local(meter.last_reading_at, meter) if self._current(meter) else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_last_communication_at(self, meter) -> str | None:
+        return _local(meter.last_communication_at, meter) if self._current(meter) else None
 
     def get_communication(self, meter) -> str | None:
         return selectors.communication_health(meter=meter) if self._current(meter) else None
@@ -370,7 +407,9 @@ class MeterListApi(APIView):
 class MeterDetailApi(APIView):
     @extend_schema(responses=MeterSerializer, summary="A meter's status")
     def get(self, request, meter_id: int):
-        meter = selectors.meter_get_for_user(user=request.user, meter_id=meter_id, with_grid=True)
+        meter = selectors.meter_get_for_user(
+            user=request.user, meter_id=meter_id, with_grid=True, with_supply=True
+        )
         return Response(MeterSerializer(meter).data)
 
 

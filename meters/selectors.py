@@ -18,7 +18,7 @@ from accounts.models import AccountLink, User, Utility
 from core import sql
 from core.errors import DomainError, NotFound
 from core.timebuckets import GROUPS, bucket_bounds, local_date_bounds, local_moment_parse
-from meters.models import Meter, MeterAssignment, MeterDay, Transformer
+from meters.models import Meter, MeterAssignment, MeterDay, MeterEvent, SupplyPeriod, Transformer
 from meters.storage import (
     INTERVAL,
     PRESENT,
@@ -49,14 +49,33 @@ class Tenancy:
     current: bool  # running, and the user's link to the account is live
 
 
+@dataclass(frozen=True)
+class SupplyFacts:
+    """What a meter's own events say of its supply and relay now, read with the meter."""
+
+    # In the order of _supply_columns.
+    off_since: datetime | None  # the open SupplyPeriod's off_at: off now, as the meter said
+    on_since: datetime | None  # the last closed period's on_at
+    relay_confirmed_at: datetime | None  # the newest relay_open or relay_closed event
+    outage_id: int | None  # an outage in progress that holds the meter
+    outage_since: datetime | None  # its start (actual, else planned)
+
+
 def _meters_with_tenancies(
-    *, user: User, meter_id: int | None = None, with_grid: bool = False
+    *,
+    user: User,
+    meter_id: int | None = None,
+    with_grid: bool = False,
+    with_supply: bool = False,
 ) -> list[Meter]:
     """The user's meters with their utility, each with its `tenancies`, from one hand-written
     query (core.sql: every consumer read of a meter starts here): every assignment of a meter to
     an account the user holds, or held until it closed, with the user's link to that account.
-    `with_grid` reads the meters' transformers, feeders and areas in a second query."""
-    query, fields, meter_names, utility_names = _tenancies_query(one_meter=meter_id is not None)
+    `with_grid` reads the meters' transformers, feeders and areas in a second query;
+    `with_supply` adds each meter's `supply` (SupplyFacts) to the same query."""
+    query, fields, meter_names, utility_names = _tenancies_query(
+        one_meter=meter_id is not None, with_supply=with_supply
+    )
     rows = sql.select(
         query,
         [
@@ -67,6 +86,7 @@ def _meters_with_tenancies(
         fields,
     )
     split, meter_id_at = 6 + len(meter_names), meter_names.index("id")
+    supply_at = split + len(utility_names)
     meters: dict[int, Meter] = {}
     for row in rows:
         account_id, consumer_id, start, end, visible_from, link_ended = row[:6]
@@ -77,7 +97,9 @@ def _meters_with_tenancies(
         meter_pk = row[6 + meter_id_at]
         if meter_pk not in meters:
             meter = sql.instance(Meter, meter_names, row[6:split])
-            meter.utility = sql.instance(Utility, utility_names, row[split:])
+            meter.utility = sql.instance(Utility, utility_names, row[split:supply_at])
+            if with_supply:
+                meter.supply = SupplyFacts(*row[supply_at:])
             meter.tenancies = []
             meters[meter_pk] = meter
         tenancy = Tenancy(account_id, consumer_id, start, end, end is None and link_ended is None)
@@ -91,15 +113,57 @@ def _meters_with_tenancies(
     return list(meters.values())
 
 
+def _supply_columns() -> tuple[list[str], list]:
+    """SupplyFacts as scalar subqueries on the meter `m`, and their fields. Each is one short
+    index range of the meter's own rows: its supply periods (supply_period_once, meter first),
+    its relay events (meter_event_once: meter, kind, time), the outages holding it (AffectedMeter's
+    meter index). Outages are the outages app's: read here by table, as the meter's status in
+    the app is the one place a meter's state and the grid's meet."""
+    from outages.models import AffectedMeter, Outage
+
+    period, event = SupplyPeriod._meta.db_table, MeterEvent._meta.db_table
+    affected, outage = AffectedMeter._meta.db_table, Outage._meta.db_table
+    # Constants of our own models, not input: safe in the text, and a stable plan per query.
+    relay_kinds = ", ".join(f"'{kind}'" for kind in MeterEvent.RELAY_KINDS)
+    # An outage in progress holds the meter unless the meter's own part of it (its period) ended.
+    holding = f"""
+        FROM {affected} am JOIN {outage} o ON o.id = am.outage_id
+        LEFT JOIN {period} ap ON ap.id = am.period_id
+        WHERE am.meter_id = m.id AND o.status = '{Outage.Status.IN_PROGRESS}'
+              AND o.merged_into_id IS NULL AND ap.on_at IS NULL
+        ORDER BY COALESCE(o.actual_start, o.planned_start) DESC, o.id DESC LIMIT 1"""
+    # S608: only table names and choices of the models are put in the text.
+    columns = [
+        f"(SELECT p.off_at FROM {period} p WHERE p.meter_id = m.id AND p.on_at IS NULL)",  # noqa: S608
+        f"(SELECT MAX(p.on_at) FROM {period} p WHERE p.meter_id = m.id)",  # noqa: S608
+        f"(SELECT MAX(e.occurred_at) FROM {event} e "  # noqa: S608
+        f"WHERE e.meter_id = m.id AND e.kind IN ({relay_kinds}))",
+        f"(SELECT o.id {holding})",
+        f"(SELECT COALESCE(o.actual_start, o.planned_start) {holding})",
+    ]
+    fields = [
+        SupplyPeriod._meta.get_field("off_at"),
+        SupplyPeriod._meta.get_field("on_at"),
+        MeterEvent._meta.get_field("occurred_at"),
+        None,
+        Outage._meta.get_field("actual_start"),
+    ]
+    return columns, fields
+
+
 @cache
-def _tenancies_query(*, one_meter: bool) -> tuple[str, list, list[str], list[str]]:
+def _tenancies_query(
+    *, one_meter: bool, with_supply: bool = False
+) -> tuple[str, list, list[str], list[str]]:
     """The SQL of _meters_with_tenancies, its columns' fields, the meter's and utility's names."""
     meter_fields = Meter._meta.concrete_fields
     utility_fields = Utility._meta.concrete_fields
     quote = connection.ops.quote_name
+    supply_columns, supply_fields = _supply_columns() if with_supply else ([], [])
     columns = ", ".join(
         [f"m.{quote(f.column)}" for f in meter_fields]
         + [f"u.{quote(f.column)}" for f in utility_fields]
+        + supply_columns
     )
     query = f"""
         SELECT ma.account_id, a.consumer_id, ma.start, ma."end", l.visible_from, l.unlinked_at,
@@ -123,6 +187,7 @@ def _tenancies_query(*, one_meter: bool) -> tuple[str, list, list[str], list[str
         link("unlinked_at"),
         *meter_fields,
         *utility_fields,
+        *supply_fields,
     ]
     return (
         query,
@@ -134,16 +199,21 @@ def _tenancies_query(*, one_meter: bool) -> tuple[str, list, list[str], list[str
 
 def meters_for_user(*, user: User) -> list[Meter]:
     """Meters the user may see, each with its `tenancies`: those on accounts the user holds now,
-    and those of closed accounts the user held (read-only, up to the move-out)."""
-    meters = _meters_with_tenancies(user=user, with_grid=True)
+    and those of closed accounts the user held (read-only, up to the move-out). With their place
+    in the grid and their `supply` (meter_supply reads it)."""
+    meters = _meters_with_tenancies(user=user, with_grid=True, with_supply=True)
     meters.sort(key=lambda m: (m.tenancies[-1].consumer_id, m.serial))
     return meters
 
 
-def meter_get_for_user(*, user: User, meter_id: int, with_grid: bool = False) -> Meter:
+def meter_get_for_user(
+    *, user: User, meter_id: int, with_grid: bool = False, with_supply: bool = False
+) -> Meter:
     """One of the user's meters, with its `tenancies` (see meters_for_user): every consumer read
     of the meter is cut to them."""
-    meters = _meters_with_tenancies(user=user, meter_id=meter_id, with_grid=with_grid)
+    meters = _meters_with_tenancies(
+        user=user, meter_id=meter_id, with_grid=with_grid, with_supply=with_supply
+    )
     if not meters:
         raise NotFound("You have no such meter.", code="meter_not_found")
     return meters[0]
@@ -171,6 +241,47 @@ def communication_health(*, meter: Meter, now: datetime | None = None) -> str:
     if age <= COMMUNICATION_OK:
         return "ok"
     return "late" if age <= COMMUNICATION_LATE else "silent"
+
+
+# Silent this long, a meter that sent no last gasp may have lost its supply as well as its link.
+SUPPLY_UNKNOWN_AFTER = COMMUNICATION_LATE
+
+
+def meter_supply(*, meter: Meter, now: datetime | None = None) -> dict:
+    """Whether the meter has supply now, and since when (read with `with_supply`):
+    1. off since its open supply period began, as the meter itself reported;
+    2. else off since the start of an outage in progress that holds it, when the meter reported
+       no restoration since (it sent no last gasp: an outage staff entered, a dead battery);
+    3. else unknown if it has been silent SUPPLY_UNKNOWN_AFTER, or never spoke: no news is not
+       proof of supply;
+    4. else on, since its last restoration (null: it never reported a failure).
+    Times in the utility's zone with its offset."""
+    now = now or timezone.now()
+    facts: SupplyFacts = meter.supply
+    zone = meter.utility.zone
+
+    def local(moment: datetime | None) -> str | None:
+        return moment.astimezone(zone).isoformat() if moment else None
+
+    # A restoration the meter reported after the outage began is its own evidence: it is back.
+    back_since_outage = (
+        facts.on_since is not None
+        and facts.outage_since is not None
+        and facts.on_since > facts.outage_since
+    )
+    if facts.off_since is not None:
+        state, since = "off", facts.off_since
+    elif facts.outage_id is not None and not back_since_outage:
+        state, since = "off", facts.outage_since
+    elif (
+        meter.last_communication_at is None
+        or now - meter.last_communication_at > SUPPLY_UNKNOWN_AFTER
+    ):
+        state, since = "unknown", None
+    else:
+        state, since = "on", facts.on_since
+    outage = facts.outage_id if state == "off" else None
+    return {"state": state, "since": local(since), "outage": outage}
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,85 @@ TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+# What an API answers a consumer in words, beside its data (title, text), rendered as alerts are.
+REPORT_KNOWN_OUTAGE = "report_known_outage"
+REPORT_KNOWN_OUTAGE_OVERDUE = "report_known_outage_overdue"
+REPORT_FAULT = "report_fault"
+REPORT_FAULT_UNTIMED = "report_fault_untimed"
+REPLIES: dict[str, dict[str, tuple[str, str]]] = {
+    REPORT_KNOWN_OUTAGE: {
+        "en": (
+            "We know your power is off",
+            "We know the power is off at account {consumer_id}. Our teams are working on it and "
+            "expect supply back by {end}. We will tell you when it is back.",
+        ),
+        "ar": (
+            "نعلم أن الكهرباء مقطوعة لديك",
+            "نعلم أن الكهرباء مقطوعة عن حسابك رقم {consumer_id}. فرقنا تعمل على إصلاحها، ونتوقع عودة "
+            "التيار بحلول {end}. سنبلغك فور عودته.",
+        ),
+        "hi": (
+            "हमें पता है कि आपकी बिजली गुल है",
+            "हमें पता है कि खाता {consumer_id} की बिजली गुल है। हमारी टीमें इसे ठीक करने में लगी हैं; "
+            "{end} तक बिजली लौटने की उम्मीद है। बिजली लौटते ही हम आपको बताएँगे।",
+        ),
+    },
+    # The estimate has passed and the supply is not back: no time we cannot stand by.
+    REPORT_KNOWN_OUTAGE_OVERDUE: {
+        "en": (
+            "We know your power is off",
+            "We know the power is off at account {consumer_id}. Our teams are still working on it "
+            "and we will tell you as soon as supply is back.",
+        ),
+        "ar": (
+            "نعلم أن الكهرباء مقطوعة لديك",
+            "نعلم أن الكهرباء مقطوعة عن حسابك رقم {consumer_id}. ما زالت فرقنا تعمل على إصلاحها، "
+            "وسنبلغك فور عودة التيار.",
+        ),
+        "hi": (
+            "हमें पता है कि आपकी बिजली गुल है",
+            "हमें पता है कि खाता {consumer_id} की बिजली गुल है। हमारी टीमें अब भी इसे ठीक करने में लगी "
+            "हैं; बिजली लौटते ही हम आपको बताएँगे।",
+        ),
+    },
+    REPORT_FAULT: {
+        "en": (
+            "Your report is request {request_id}",
+            "No outage is known where account {consumer_id} is, so we opened request "
+            "{request_id} and a team will check your supply. We aim to restore it by {end}.",
+        ),
+        "ar": (
+            "بلاغك هو الطلب رقم {request_id}",
+            "لا نعلم بانقطاع في منطقة حسابك رقم {consumer_id}، لذلك فتحنا الطلب رقم {request_id} "
+            "وسيفحص فريقنا التوصيل لديك. نسعى لإعادة التيار بحلول {end}.",
+        ),
+        "hi": (
+            "आपकी शिकायत अनुरोध {request_id} है",
+            "खाता {consumer_id} के क्षेत्र में कोई बिजली कटौती दर्ज नहीं है, इसलिए हमने अनुरोध "
+            "{request_id} खोला है और एक टीम आपकी आपूर्ति की जाँच करेगी। हमारा लक्ष्य {end} तक बिजली "
+            "बहाल करना है।",
+        ),
+    },
+    # The utility gave its no-supply requests no target: no time is promised.
+    REPORT_FAULT_UNTIMED: {
+        "en": (
+            "Your report is request {request_id}",
+            "No outage is known where account {consumer_id} is, so we opened request "
+            "{request_id} and a team will check your supply.",
+        ),
+        "ar": (
+            "بلاغك هو الطلب رقم {request_id}",
+            "لا نعلم بانقطاع في منطقة حسابك رقم {consumer_id}، لذلك فتحنا الطلب رقم {request_id} "
+            "وسيفحص فريقنا التوصيل لديك.",
+        ),
+        "hi": (
+            "आपकी शिकायत अनुरोध {request_id} है",
+            "खाता {consumer_id} के क्षेत्र में कोई बिजली कटौती दर्ज नहीं है, इसलिए हमने अनुरोध "
+            "{request_id} खोला है और एक टीम आपकी आपूर्ति की जाँच करेगी।",
+        ),
+    },
+}
+
 # Where the app opens when the alert is tapped; filled from the context's ids.
 DEEP_LINKS: dict[str, str] = {
     c.LOW_BALANCE: "smartmeter://accounts/{account_id}/top-up",
@@ -582,13 +661,31 @@ def message_render(
     *, category: str, language: str, context: dict[str, Any], utility: Utility | None
 ) -> Rendered:
     """The title and body of one alert in `language`, with the context formatted for it."""
-    templates = TEMPLATES[category]
+    return _render(TEMPLATES, category, language=language, context=context, utility=utility)
+
+
+def reply_render(
+    *, reply: str, language: str, context: dict[str, Any], utility: Utility | None
+) -> Rendered:
+    """One of REPLIES in `language`, formatted as alerts are (times in the utility's zone)."""
+    return _render(REPLIES, reply, language=language, context=context, utility=utility)
+
+
+def _render(
+    texts: dict[str, dict[str, tuple[str, str]]],
+    key: str,
+    *,
+    language: str,
+    context: dict[str, Any],
+    utility: Utility | None,
+) -> Rendered:
+    templates = texts[key]
     title, body = templates.get(language) or templates["en"]
     needed = _placeholders(title) | _placeholders(body)
     missing = sorted(needed - context.keys())
     if missing:
         raise DomainError(
-            f"The {category} alert needs {', '.join(missing)} in its context.",
+            f"The {key} text needs {', '.join(missing)} in its context.",
             code="alert_context_incomplete",
         )
     values = {

@@ -12,7 +12,8 @@ from accounts.selectors import account_get_for_user
 from core.http import BoundedLimitOffsetPagination, content_length
 from core.money import money_digits
 from core.schema import refuses
-from servicerequests import attachments, estimates, selectors, services
+from outages.models import Outage
+from servicerequests import attachments, estimates, outage_reports, selectors, services
 from servicerequests.models import ServiceRequest
 
 
@@ -104,7 +105,8 @@ class RequestSerializer(serializers.Serializer):
     status_label = serializers.SerializerMethodField()
     created_at = serializers.SerializerMethodField()
     deadline_at = serializers.SerializerMethodField(
-        help_text="End of the last working day allowed, local time."
+        help_text="End of the last working day allowed (for a type counted in hours, that many "
+        "hours from submission), local time."
     )
     overdue = serializers.SerializerMethodField()
     estimate = serializers.SerializerMethodField()
@@ -434,3 +436,114 @@ def attachment_response(attachment) -> FileResponse:
     )
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+# --- "My power is off" ----------------------------------------------------------------------------
+
+
+class ReportedOutageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=Outage.Kind.choices)
+    source = serializers.ChoiceField(
+        choices=Outage.Source.choices, help_text="meters: detected from the meters' own reports."
+    )
+    reason = serializers.CharField()
+    started_at = serializers.DateTimeField(help_text="Local time with offset.")
+    estimated_restoration = serializers.DateTimeField(help_text="Local time with offset.")
+
+
+class FaultRequestSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The service request (GET /service-requests/{id}/).")
+    deadline = serializers.DateTimeField(allow_null=True, help_text="Local time with offset.")
+
+
+class OutageReportSerializer(serializers.Serializer):
+    report = serializers.IntegerField(source="pk")
+    status = serializers.SerializerMethodField(
+        help_text="known_outage: attached to an outage we already know of; fault_reported: a "
+        "no-supply service request was opened (or is still open) for the account."
+    )
+    created_at = serializers.SerializerMethodField()
+    outage = serializers.SerializerMethodField()
+    service_request = serializers.SerializerMethodField()
+    message = serializers.SerializerMethodField(help_text="For the consumer, in their language.")
+
+    @extend_schema_field(serializers.ChoiceField(choices=["known_outage", "fault_reported"]))
+    def get_status(self, obj) -> str:
+        return outage_reports.report_status(obj)
+
+    @extend_schema_field(serializers.DateTimeField())
+    def get_created_at(self, obj) -> str:
+        return _local(obj.created_at, obj.account.utility.zone)
+
+    @extend_schema_field(ReportedOutageSerializer(allow_null=True))
+    def get_outage(self, obj) -> dict | None:
+        outage = obj.outage
+        if outage is None:
+            return None
+        zone = outage.utility.zone
+        return {
+            "id": outage.pk,
+            "kind": outage.kind,
+            "source": outage.source,
+            "reason": outage.reason,
+            "started_at": _local(outage.actual_start or outage.planned_start, zone),
+            "estimated_restoration": _local(outage.planned_end, zone),
+        }
+
+    @extend_schema_field(FaultRequestSerializer(allow_null=True))
+    def get_service_request(self, obj) -> dict | None:
+        request = obj.service_request
+        if request is None:
+            return None
+        return {"id": request.pk, "deadline": _local(request.deadline_at, request.utility.zone)}
+
+    def get_message(self, obj) -> str:
+        return outage_reports.report_message(report=obj, language=_language(self.context))
+
+
+class OutageReportListApi(APIView):
+    pagination_class = BoundedLimitOffsetPagination
+
+    class ReportInput(serializers.Serializer):
+        note = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=services.TEXT_MAX,
+            help_text="Anything the crew should know; kept on the service request if one opens.",
+        )
+
+    @extend_schema(
+        request=ReportInput,
+        responses={201: OutageReportSerializer, 200: OutageReportSerializer},
+        summary="Report that the power is off at this account",
+        description="Attached to the outage already known at the account's meter, or else a "
+        "no-supply service request with its deadline. 201: a report was filed; 200: the account "
+        "already reported this outage, or its no-supply request is still open: that report again.",
+    )
+    @refuses(409)
+    def post(self, request, account_id: int):
+        data = self.ReportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        filed = outage_reports.outage_report_create(
+            user=request.user, account_id=account_id, note=data.validated_data["note"]
+        )
+        return Response(
+            OutageReportSerializer(filed.report, context={"user": request.user}).data,
+            status=status.HTTP_201_CREATED if filed.created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        responses=OutageReportSerializer(many=True),
+        summary="This account's reports that the power was off, newest first",
+    )
+    def get(self, request, account_id: int):
+        account = account_get_for_user(user=request.user, account_id=account_id)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(
+            selectors.outage_reports_for_account(account=account), request, view=self
+        )
+        return paginator.get_paginated_response(
+            OutageReportSerializer(page, many=True, context={"user": request.user}).data
+        )

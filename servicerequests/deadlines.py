@@ -1,9 +1,11 @@
-"""Deadlines of service requests in working days of the utility's country, and the compensation a
-missed connection deadline owes under the guaranteed standards (DOMAIN.md §3).
+"""Deadlines of service requests in working days of the utility's country (or, for urgent types
+such as no supply, in plain hours), and the compensation a missed connection deadline owes under
+the guaranteed standards (DOMAIN.md §3).
 
 Counting (core.workdays): the day the clock starts is day zero; the deadline is the local midnight
 that ends the Nth working day after it. Weekends are Utility.weekend_days, public holidays come
-from the `holidays` package for Utility.country.
+from the `holidays` package for Utility.country. A type with `target_hours` runs around the clock:
+its deadline is that many hours after the clock starts, nights, weekends and holidays included.
 
 When compensation is recorded (docs/service-requests.md):
 1. The deadline check (a beat task) finds an open regulated request late by at least one working
@@ -42,15 +44,20 @@ def deadline_days(*, request: ServiceRequest) -> int | None:
 
 
 def clock_start(*, request: ServiceRequest, at: datetime) -> None:
-    """Start the request's clock at `at` (submission, or payment of its estimate)."""
-    days = deadline_days(request=request)
+    """Start the request's clock at `at` (submission, or payment of its estimate): `target_hours`
+    after it for an urgent type, else the end of its last working day."""
+    hours = request.type.target_hours
+    days = None if hours else deadline_days(request=request)
     request.clock_started_at = at
     request.deadline_working_days = days
-    request.deadline_at = (
-        utility_working_deadline(utility=request.utility, moment=at, days=days)
-        if days is not None
-        else None
-    )
+    if hours:
+        request.deadline_at = at + timedelta(hours=hours)
+    elif days is not None:
+        request.deadline_at = utility_working_deadline(
+            utility=request.utility, moment=at, days=days
+        )
+    else:
+        request.deadline_at = None
     request.save(update_fields=["clock_started_at", "deadline_working_days", "deadline_at"])
 
 
@@ -124,8 +131,9 @@ def _record(request, connection, standards, *, late_days: int, amount: Decimal, 
 
 
 def request_deadline_missed(*, request_id: int, now: datetime | None = None) -> bool:
-    """Mark an open request whose deadline has passed by at least one working day, and record its
-    compensation (as of now) if it is a regulated connection. Returns whether it was marked."""
+    """Mark an open request whose deadline has passed by at least one working day (any time past
+    it, for a type counted in hours), and record its compensation (as of now) if it is a regulated
+    connection. Returns whether it was marked."""
     now = now or timezone.now()
     with transaction.atomic():
         request = (
@@ -136,14 +144,18 @@ def request_deadline_missed(*, request_id: int, now: datetime | None = None) -> 
         )
         if request is None or not request.is_open:
             return False
-        late = late_working_days(request=request, at=now)
-        if late < 1:
+        if request.type.target_hours:
+            # Hours run around the clock: late is past the deadline, whatever the day.
+            if request.deadline_at is None or now <= request.deadline_at:
+                return False
+        elif late_working_days(request=request, at=now) < 1:
             return False
         request.deadline_missed_at = now
         request.save(update_fields=["deadline_missed_at"])
         policies = _policies(request)
         if policies is not None:
             connection, standards = policies
+            late = late_working_days(request=request, at=now)
             amount = connection_amount(policy=connection, late_days=late)
             _record(
                 request,

@@ -61,6 +61,13 @@ class RequestType(models.Model):
         help_text="The utility's own target, in working days from submission (or from payment "
         "when it takes an estimate). Regulated types use their standard's days instead.",
     )
+    target_hours = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="For urgent types (no supply): the target in hours from submission, around the "
+        "clock; used instead of working days.",
+    )
     max_attachments = models.PositiveSmallIntegerField(default=5)
     is_active = models.BooleanField(default=True)
     position = models.PositiveSmallIntegerField(default=0)
@@ -275,3 +282,29 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+
+class OutageReport(models.Model):
+    """A consumer's "my power is off" from the app: attached to the outage already known there,
+    or, where none is, the fault request it opened (servicerequests.outage_reports)."""
+
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    meter = models.ForeignKey(
+        "meters.Meter", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    outage = models.ForeignKey(
+        "outages.Outage", null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
+    )
+    service_request = models.ForeignKey(
+        ServiceRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.TextField(blank=True, help_text="What the consumer added, as written.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "created_at"], name="outagereport_account")]
+
+    def __str__(self) -> str:
+        return f"Outage report {self.pk} of account {self.account_id}"

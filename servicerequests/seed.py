@@ -1,4 +1,4 @@
-"""The six standard request types, and default opening hours, for a utility (demo data and new
+"""The standard request types, and default opening hours, for a utility (demo data and new
 utilities). Calling again updates the types and leaves staff-made ones alone."""
 
 from __future__ import annotations
@@ -36,6 +36,23 @@ METER_NUMBER = {
     "max_length": 40,
     "label": _label("Meter number", "رقم العداد", "मीटर नंबर"),
 }
+
+SUPPLY_FAULT = "supply_fault"
+# "My power is off" where no outage is known: opened by the app's outage report
+# (servicerequests.outage_reports), which looks for a known outage first. A crew goes out, so the
+# target is in hours around the clock, not working days; the consumer's note is its description.
+SUPPLY_FAULT_TYPE: dict = {
+    "code": SUPPLY_FAULT,
+    "name_en": "No supply at my premises",
+    "name_ar": "انقطاع الكهرباء عن عقاري",
+    "name_hi": "मेरे परिसर में बिजली नहीं है",
+    "takes_estimate": False,
+    "target_working_days": None,
+    "target_hours": 4,
+    "fields": [],
+}
+# Types the app opens through their own screen rather than the request form.
+REPORT_ONLY_TYPES = (SUPPLY_FAULT,)
 
 STANDARD_TYPES: list[dict] = [
     {
@@ -188,6 +205,7 @@ STANDARD_TYPES: list[dict] = [
             },
         ],
     },
+    SUPPLY_FAULT_TYPE,
 ]
 
 
@@ -197,12 +215,12 @@ def request_types_seed(
     connection_standard: bool = False,
     hours: tuple[time, time] = (time(8), time(15)),
 ) -> list[RequestType]:
-    """The six standard types for `utility`; with `connection_standard`, its regulated connection
+    """The standard types for `utility`; with `connection_standard`, its regulated connection
     deadlines (ConnectionPolicy's defaults); opening hours on its working weekdays if it has none."""
     with transaction.atomic():
         types = []
         for position, spec in enumerate(STANDARD_TYPES):
-            values = {"standard": "", **spec, "position": position}
+            values = {"standard": "", "target_hours": None, **spec, "position": position}
             code = values.pop("code")
             request_type, _ = RequestType.objects.update_or_create(
                 utility=utility, code=code, defaults=values

@@ -14,6 +14,11 @@ urlpatterns = [
         name="service-request-types",
     ),
     path("accounts/<id:account_id>/helpline/", apis.HelplineApi.as_view(), name="helpline"),
+    path(
+        "accounts/<id:account_id>/outage-reports/",
+        apis.OutageReportListApi.as_view(),
+        name="outage-reports",
+    ),
     path("service-requests/", apis.RequestListApi.as_view(), name="service-requests"),
     path(
         "service-requests/<id:request_id>/",

@@ -61,3 +61,36 @@ class ServiceRequestFactory(factory.django.DjangoModelFactory):
         lambda o: RequestType.objects.get(utility=o.account.utility, code="complaint")
     )
     details = factory.LazyFunction(lambda: {"category": "billing", "subject": "Bill too high"})
+
+
+def consumer_with_meter(utility: Utility, *, language: str = "en"):
+    """A user linked to a fresh account of `utility` holding one meter: (user, account, meter)."""
+    from tests.meters.factories import MeterFactory
+
+    meter = MeterFactory(utility=utility)
+    link = AccountLinkFactory(account=meter.account, user=UserFactory(language=language))
+    return link.user, meter.account, meter
+
+
+def outage_on(meters, *, start, end, source: str = "meters", **values):
+    """An unplanned outage in progress since `start` (restoration estimated at `end`) holding
+    `meters`, as the detector or staff leave it: its AffectedMeter rows, no supply periods."""
+    from outages.models import AffectedMeter, Outage
+
+    meters = list(meters)
+    outage = Outage.objects.create(
+        utility=meters[0].utility,
+        kind=values.pop("kind", Outage.Kind.UNPLANNED),
+        status=values.pop("status", Outage.Status.IN_PROGRESS),
+        source=source,
+        reason=values.pop("reason", "Feeder trip"),
+        planned_start=start,
+        planned_end=end,
+        actual_start=values.pop("actual_start", start),
+        detected_at=start if source == "meters" else None,
+        **values,
+    )
+    AffectedMeter.objects.bulk_create(
+        AffectedMeter(outage=outage, meter=meter, account_id=meter.account_id) for meter in meters
+    )
+    return outage
