@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import Utility
-from billing.models import RelayCommand, TopUp
+from billing.models import RelayCommand, TamperCase, TopUp
 from console import selectors
 from console.charts import load_chart, topup_chart
 from console.selectors import UtilityFigures
@@ -146,6 +146,35 @@ def figure_cards(request, f: UtilityFigures) -> list[Card]:
                 f.outages_coming_accounts,
             )
             % {"count": _count(f.outages_coming_accounts)},
+        ),
+        Card(
+            key="outages_detected",
+            number=_count(f.outages_detected),
+            label=ngettext(
+                "outage detected from meters", "outages detected from meters", f.outages_detected
+            ),
+            url=changelist_url(request, Outage, {"detected": "open", **own}),
+            alert=f.outages_detected_to_confirm > 0,
+            links=[
+                Link(
+                    ngettext(
+                        "%(count)s awaiting confirmation",
+                        "%(count)s awaiting confirmation",
+                        f.outages_detected_to_confirm,
+                    )
+                    % {"count": _count(f.outages_detected_to_confirm)},
+                    changelist_url(request, Outage, {"detected": "to_confirm", **own}),
+                ),
+                Link(
+                    ngettext(
+                        "%(count)s tamper case open",
+                        "%(count)s tamper cases open",
+                        f.tamper_cases_open,
+                    )
+                    % {"count": _count(f.tamper_cases_open)},
+                    changelist_url(request, TamperCase, {"open": "yes", **own}),
+                ),
+            ],
         ),
         Card(
             key="disconnections_waiting",

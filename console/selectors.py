@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
 
 from accounts.models import Utility
-from billing.models import RelayCommand, TopUp
+from billing.models import RelayCommand, TamperCase, TopUp
 from core.timebuckets import local_midnight
 from meters.models import IngestBatch, Meter
 from meters.selectors import (
@@ -60,6 +60,9 @@ class UtilityFigures:
     outages_in_progress_accounts: int = 0
     outages_coming: int = 0  # published, starting before now + OUTAGES_AHEAD
     outages_coming_accounts: int = 0
+    outages_detected: int = 0  # detected from the meters, in progress
+    outages_detected_to_confirm: int = 0  # … of which no person has confirmed yet
+    tamper_cases_open: int = 0
     disconnections_waiting: int = 0
     disconnections_sent_today: int = 0
     topups_pending: int = 0
@@ -105,9 +108,9 @@ def _grouped(queryset: QuerySet, path: str, **aggregates) -> dict[int, dict]:
 def dashboard_figures(*, utility_ids: list[int], now: datetime) -> list[UtilityFigures]:
     """The dashboard of the utilities `utility_ids` at `now`, in the utilities' name order.
 
-    Ten queries whatever the number of utilities and meters: the utilities, then one grouped
-    count per model (outages, their affected accounts, relay commands, top-ups, service
-    requests, compensations, meters, ingest batches) and one aggregate of the readings of the
+    Eleven queries whatever the number of utilities and meters: the utilities, then one grouped
+    count per model (outages, their affected accounts, tamper cases, relay commands, top-ups,
+    service requests, compensations, meters, ingest batches) and one aggregate of the readings of the
     last LOAD_DAYS local days (meters.selectors.utility_slot_totals: its docstring says what it
     costs). Each filter is served by an index of its table (utility or status first); the
     report of this work lists the few it still wants.
@@ -134,14 +137,27 @@ def dashboard_figures(*, utility_ids: list[int], now: datetime) -> list[UtilityF
 
     in_progress = Q(status=Outage.Status.IN_PROGRESS)
     coming = Q(status=Outage.Status.PUBLISHED, planned_start__lt=now + OUTAGES_AHEAD)
+    detected = in_progress & Q(source=Outage.Source.METERS)
     for pk, row in _grouped(
         Outage.objects.filter(in_progress | coming, utility_id__in=ids),
         "utility_id",
         in_progress=Count("pk", filter=in_progress),
         coming=Count("pk", filter=coming),
+        detected=Count("pk", filter=detected),
+        to_confirm=Count("pk", filter=detected & Q(confirmed_at__isnull=True)),
     ).items():
         figures[pk].outages_in_progress = row["in_progress"]
         figures[pk].outages_coming = row["coming"]
+        figures[pk].outages_detected = row["detected"]
+        figures[pk].outages_detected_to_confirm = row["to_confirm"]
+
+    # The tamper queue's open cases (its index: utility, status, last event).
+    for pk, row in _grouped(
+        TamperCase.objects.filter(utility_id__in=ids, status__in=TamperCase.OPEN_STATUSES),
+        "utility_id",
+        count=Count("pk"),
+    ).items():
+        figures[pk].tamper_cases_open = row["count"]
     in_progress = Q(outage__status=Outage.Status.IN_PROGRESS)
     coming = Q(
         outage__status=Outage.Status.PUBLISHED, outage__planned_start__lt=now + OUTAGES_AHEAD

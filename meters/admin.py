@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Utility
 from core.admin import (
     HistoryInline,
+    ReadOnlyMixin,
     ScopedRelatedFieldListFilter,
     UtilityScopedAdmin,
     scope_queryset,
@@ -27,8 +28,10 @@ from meters.models import (
     IngestBatch,
     Meter,
     MeterAssignment,
+    MeterEvent,
     ReadingCorrection,
     ServiceToken,
+    SupplyPeriod,
     Transformer,
 )
 from meters.selectors import NOT_REPORTING_AFTER
@@ -329,3 +332,58 @@ class ReadingCorrectionAdmin(UtilityScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class MeterSerialSearch:
+    """Search by the meter's serial, exactly (as typed or in capitals): an index, never a
+    contains-match over every event stored."""
+
+    search_fields = ["=meter__serial"]
+    search_help_text = _("Meter serial, exactly.")
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(meter__serial__in=sorted({term, term.upper()})), False
+
+
+@admin.register(MeterEvent)
+class MeterEventAdmin(MeterSerialSearch, ReadOnlyMixin, UtilityScopedAdmin):
+    """What the meters reported through the head-end, as it came: read-only."""
+
+    list_display = ["meter", "kind", "code", "occurred_at", "received_at"]
+    list_filter = ["kind"]
+    list_select_related = ["meter"]
+    fields = [
+        "meter",
+        "kind",
+        "code",
+        "occurred_at",
+        "received_at",
+        "external_id",
+        "details",
+        "batch",
+    ]
+    readonly_fields = fields
+    show_full_result_count = False  # a count of every event ever stored is not worth its scan
+
+
+@admin.register(SupplyPeriod)
+class SupplyPeriodAdmin(MeterSerialSearch, ReadOnlyMixin, UtilityScopedAdmin):
+    """Each meter's time without supply, from its own failure and restoration events."""
+
+    list_display = ["meter", "off_at", "on_at", "state", "duration"]
+    list_filter = ["state"]
+    list_select_related = ["meter"]
+    fields = ["meter", "off_at", "on_at", "duration", "state", "off_event", "on_event"]
+    readonly_fields = fields
+    show_full_result_count = False
+
+    @admin.display(description=_("Without supply"))
+    def duration(self, obj):
+        if obj.on_at is None:
+            return _("still off")
+        minutes = int((obj.on_at - obj.off_at).total_seconds() // 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"

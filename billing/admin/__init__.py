@@ -390,4 +390,5 @@ class BillingPolicyAdmin(UtilityScopedAdmin):
 
 from billing.admin import payments as _payments  # noqa: E402, F401  (registers the payments admin)
 from billing.admin import removals as _removals  # noqa: E402, F401  (Egypt's late path admin)
+from billing.admin import tamper as _tamper  # noqa: E402, F401  (the tamper work queue)
 from billing.admin import tenancy  # noqa: E402, F401  (registers the moves admin)

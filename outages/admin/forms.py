@@ -191,3 +191,30 @@ class ExemptionFileForm(forms.Form):
     def __init__(self, *args, events=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["event"].choices = [("", "---------"), *events]
+
+
+class ConfirmForm(forms.Form):
+    """Confirming takes no input: the page shows what the meters reported."""
+
+
+class EstimateForm(forms.Form):
+    estimated_restoration = forms.SplitDateTimeField(
+        label=_("Supply expected back at (local time)"),
+        widget=ZonedSplitDateTime,
+        help_text=_("Consumers under the outage are told this time."),
+    )
+
+
+class SplitForm(forms.Form):
+    transformers = forms.TypedMultipleChoiceField(
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Transformers to split off"),
+        help_text=_(
+            "Their meters become an outage of their own, with the same start and estimate."
+        ),
+    )
+
+    def __init__(self, *args, choices=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["transformers"].choices = list(choices)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.urls import reverse
 from django.utils import timezone
@@ -15,8 +15,9 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.models import Utility
 from core.admin import HistoryInline, UtilityScopedAdmin, staff_utility_ids
+from core.errors import DomainError
 from core.timebuckets import moment_text
-from outages import selectors
+from outages import detected, selectors
 from outages.admin.forms import (
     GRID_CHOICES,
     GRID_FIELDS,
@@ -47,6 +48,35 @@ STATUS_FIELDS = (
 )
 
 
+DETECTION_FIELDS = ("detected_local", "confirmed_text", "meter_reports", "merged_text")
+
+
+class DetectedFilter(admin.SimpleListFilter):
+    """Outages the meters reported: the ones waiting for a person to confirm them first. The
+    dashboard's "outages detected from meters" figures link here."""
+
+    title = gettext_lazy("detected from meters")
+    parameter_name = "detected"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("to_confirm", _("Waiting for confirmation")),
+            ("open", _("In progress")),
+            ("all", _("All detected")),
+            ("staff", _("Entered by staff")),
+        ]
+
+    def queryset(self, request, queryset):
+        meters = queryset.filter(source=Outage.Source.METERS)
+        running = {"status": Outage.Status.IN_PROGRESS}
+        return {
+            "to_confirm": lambda: meters.filter(confirmed_at__isnull=True, **running),
+            "open": lambda: meters.filter(**running),
+            "all": lambda: meters,
+            "staff": lambda: queryset.filter(source=Outage.Source.STAFF),
+        }.get(self.value(), lambda: queryset)()
+
+
 class EventInline(HistoryInline):
     model = OutageEvent
     fields = ["at_local", "action", "actor", "changes", "note"]
@@ -67,13 +97,15 @@ class OutageAdmin(OutageStepsMixin, UtilityScopedAdmin):
     list_display = [
         "title",
         "status_badge",
+        "source_text",
         "when_local",
         "affected_meters",
         "reminder",
         "late_notice",
     ]
     list_display_links = ["title"]
-    list_filter = ["status", "kind", "late_notice", "utility", "planned_start"]
+    list_filter = [DetectedFilter, "status", "kind", "late_notice", "utility", "planned_start"]
+    actions = ["merge_selected"]
     search_fields = [
         "reason",
         "areas__name",
@@ -109,6 +141,82 @@ class OutageAdmin(OutageStepsMixin, UtilityScopedAdmin):
         return [*self.list_display[:1], "utility_code", *self.list_display[1:]]
 
     # --- Display --------------------------------------------------------------------------
+
+    @admin.display(description=gettext_lazy("Source"), ordering="source")
+    def source_text(self, obj):
+        if obj.source != Outage.Source.METERS:
+            return _("Staff")
+        if obj.status == Outage.Status.IN_PROGRESS and obj.confirmed_at is None:
+            return format_html(
+                '<strong class="to-confirm" style="color:#b3261e">{}</strong>',
+                _("Meters: to confirm"),
+            )
+        return _("Meters")
+
+    @admin.display(description=gettext_lazy("Detected (local)"))
+    def detected_local(self, obj):
+        return moment_text(obj.detected_at, obj.utility.zone)
+
+    @admin.display(description=gettext_lazy("Confirmed"))
+    def confirmed_text(self, obj):
+        if obj.confirmed_at is None:
+            return _("Not yet: waiting for a person to confirm it")
+        who = (
+            obj.confirmed_by.get_full_name() or obj.confirmed_by.username
+            if obj.confirmed_by
+            else "-"
+        )
+        return f"{moment_text(obj.confirmed_at, obj.utility.zone)} ({who})"
+
+    @admin.display(description=gettext_lazy("What the meters reported"))
+    def meter_reports(self, obj):
+        n = detected.outage_meter_reports(outage=obj)
+        return format_html(
+            '<span id="meter-reports">{}: {} {}, {} {}, {} {}; {} {}</span>',
+            ngettext("%d meter", "%d meters", n["meters"]) % n["meters"],
+            n["reported_off"],
+            _("reported their supply off"),
+            n["back_on"],
+            _("back on"),
+            n["still_off"],
+            _("still off"),
+            n["no_report"],
+            _("sent no report"),
+        )
+
+    @admin.display(description=gettext_lazy("Merged"))
+    def merged_text(self, obj):
+        if obj.merged_into_id is None:
+            merged = list(obj.merged.values_list("pk", flat=True))
+            return ", ".join(f"#{pk}" for pk in merged) if merged else "-"
+        url = reverse("admin:outages_outage_change", args=[obj.merged_into_id])
+        return format_html('{} <a href="{}">#{}</a>', _("Into"), url, obj.merged_into_id)
+
+    # --- Merging --------------------------------------------------------------------------
+
+    def has_publish_permission(self, request):
+        return request.user.has_perm("outages.publish_outage")
+
+    @admin.action(description=gettext_lazy("Merge selected outages"), permissions=["publish"])
+    def merge_selected(self, request, queryset):
+        try:
+            kept = detected.outages_merge(
+                outage_ids=list(queryset.values_list("pk", flat=True)), actor=request.user
+            )
+        except DomainError as refused:
+            self.message_user(request, _("Not merged: %s") % refused.message, messages.ERROR)
+            return None
+        merged = list(kept.merged.values_list("pk", flat=True))
+        self.message_user(
+            request,
+            _("Merged into outage #%(pk)s, which goes on from %(start)s; %(others)s cancelled.")
+            % {
+                "pk": kept.pk,
+                "start": moment_text(kept.actual_start, kept.utility.zone),
+                "others": ", ".join(f"#{pk}" for pk in merged),
+            },
+        )
+        return None
 
     @admin.display(description=gettext_lazy("Status"), ordering="status")
     def status_badge(self, obj):
@@ -232,7 +340,11 @@ class OutageAdmin(OutageStepsMixin, UtilityScopedAdmin):
             *self.head_fieldsets,
             (_("Where"), {"fields": where, "description": self.where_help}),
         )
-        return fieldsets if obj is None else (*fieldsets, self.status_fieldset)
+        if obj is None:
+            return fieldsets
+        if obj.source == Outage.Source.METERS:
+            fieldsets = (*fieldsets, (_("Detected from the meters"), {"fields": DETECTION_FIELDS}))
+        return (*fieldsets, self.status_fieldset)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -240,8 +352,8 @@ class OutageAdmin(OutageStepsMixin, UtilityScopedAdmin):
         if obj.status != Outage.Status.DRAFT:
             # After publishing, the schedule changes only through Reschedule (which notifies).
             head = flatten_fieldsets(self.head_fieldsets)
-            return [*head, "scope_text", "consumer_place", *STATUS_FIELDS]
-        return ["consumer_place", "scope_text", *STATUS_FIELDS]
+            return [*head, "scope_text", "consumer_place", *STATUS_FIELDS, *DETECTION_FIELDS]
+        return ["consumer_place", "scope_text", *STATUS_FIELDS, *DETECTION_FIELDS]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         fields = kwargs.get("fields")

@@ -26,6 +26,7 @@ from outages import selectors, standards
 from outages.admin.forms import ExemptionFileForm
 from outages.models import (
     Compensation,
+    DetectionPolicy,
     Disconnection,
     ExemptionRequest,
     ReminderSchedule,
@@ -59,6 +60,35 @@ class StandardsPolicyForm(MoneyForm):
         "repeated_amount",
         "repeated_amount_per_outage",
         "wrongful_disconnection_amount",
+    )
+
+
+@admin.register(DetectionPolicy)
+class DetectionPolicyAdmin(UtilityScopedAdmin):
+    """How the utility's meters' failures become outages (outages.detection; docs/events.md)."""
+
+    list_display = [
+        "utility",
+        "enabled",
+        "window_seconds",
+        "min_meters",
+        "min_share",
+        "estimate_minutes",
+    ]
+    list_select_related = ["utility"]
+    fieldsets = (
+        (None, {"fields": ("utility", "enabled")}),
+        (
+            gettext_lazy("When failures are an outage of the grid"),
+            {
+                "fields": ("window_seconds", "min_meters", "min_share"),
+                "description": gettext_lazy(
+                    "Fewer failures under a transformer are faults at those consumers; a feeder "
+                    "or area is out when this share of its transformers or feeders is."
+                ),
+            },
+        ),
+        (gettext_lazy("What consumers are told"), {"fields": ("estimate_minutes",)}),
     )
 
 

@@ -1,5 +1,5 @@
-"""The outage's step pages: preview and publish, reschedule, cancel, mark started, mark restored.
-Each shows where (in the consumers' words), when (local, with the zone), who is affected and the
+"""The outage's step pages: preview and publish, reschedule, cancel, mark started, mark restored;
+for an outage the meters reported, confirm it, set the restoration estimate and split it. Each shows where (in the consumers' words), when (local, with the zone), who is affected and the
 exact notice consumers will get, then runs one service."""
 
 from __future__ import annotations
@@ -18,8 +18,17 @@ from django.utils.translation import gettext_lazy, ngettext
 from core.errors import DomainError
 from core.timebuckets import moment_text
 from notifications import categories as c
-from outages import selectors, services
-from outages.admin.forms import CancelForm, PublishForm, RescheduleForm, RestoreForm, StartForm
+from outages import detected, selectors, services
+from outages.admin.forms import (
+    CancelForm,
+    ConfirmForm,
+    EstimateForm,
+    PublishForm,
+    RescheduleForm,
+    RestoreForm,
+    SplitForm,
+    StartForm,
+)
 from outages.models import Outage
 
 # step: (form, title, button)
@@ -41,16 +50,59 @@ STEPS = {
         gettext_lazy("Mark restored"),
         gettext_lazy("Mark restored and notify consumers"),
     ),
+    "confirm": (
+        ConfirmForm,
+        gettext_lazy("Confirm the outage"),
+        gettext_lazy("Confirm: the meters are right"),
+    ),
+    "estimate": (
+        EstimateForm,
+        gettext_lazy("Set the restoration estimate"),
+        gettext_lazy("Set the estimate and tell consumers"),
+    ),
+    "split": (
+        SplitForm,
+        gettext_lazy("Split the outage"),
+        gettext_lazy("Split the chosen transformers off"),
+    ),
 }
 
 
 def steps_for(outage: Outage) -> list[str]:
     status, planned = outage.status, outage.kind == Outage.Kind.PLANNED
+    if status == Outage.Status.IN_PROGRESS and not planned:
+        steps = ["estimate", "restore"]
+        if outage.source == Outage.Source.METERS:
+            steps = ["split", *steps]
+            if outage.confirmed_at is None:
+                steps = ["confirm", *steps]
+        return steps
     return {
         Outage.Status.DRAFT: ["publish", "cancel"],
         Outage.Status.PUBLISHED: ["reschedule", "start", "cancel"] if planned else [],
         Outage.Status.IN_PROGRESS: ["restore"],
     }.get(status, [])
+
+
+def transformer_choice_label(transformer, meters: int) -> str:
+    """ "T0012 · Al Olaya, King Fahd Road · 14 meters": the code staff know it by, the place
+    words consumers know, and how many of the outage's meters hang on it."""
+    locality = transformer.locality_en or transformer.locality or transformer.feeder.area.name
+    streets = transformer.streets_en or transformer.streets
+    place = f"{locality}, {streets}" if streets else locality
+    count = ngettext("%d meter", "%d meters", meters) % meters
+    return f"{transformer.code} · {place} · {count}"
+
+
+def _form_for(step: str, outage: Outage, data, initial: dict):
+    form_class = STEPS[step][0]
+    if step == "split":
+        choices = [
+            (t.pk, transformer_choice_label(t, n))
+            for t, n in detected.outage_transformers(outage=outage)
+        ]
+        return form_class(data, initial=initial, choices=choices)
+    return form_class(data, initial=initial)
 
 
 def affected_text(preview: selectors.Preview) -> str:
@@ -97,7 +149,7 @@ class OutageStepsMixin:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not request.user.has_perm("outages.publish_outage"):
             raise PermissionDenied
-        form_class, title, button = STEPS[step]
+        title, button = STEPS[step][1], STEPS[step][2]
         zone = outage.utility.zone
         with timezone.override(zone):
             initial = {}
@@ -105,7 +157,11 @@ class OutageStepsMixin:
                 initial["at"] = timezone.localtime(timezone.now()).replace(second=0, microsecond=0)
             if step == "reschedule":
                 initial = {"planned_start": outage.planned_start, "planned_end": outage.planned_end}
-            form = form_class(request.POST if request.method == "POST" else None, initial=initial)
+            if step == "estimate":
+                initial = {"estimated_restoration": outage.planned_end}
+            form = _form_for(
+                step, outage, request.POST if request.method == "POST" else None, initial
+            )
             late_message = None
             if step == "publish" and services.notice_is_late(outage=outage, now=timezone.now()):
                 consequence = services.late_notice_consequence(utility=outage.utility)
@@ -181,6 +237,29 @@ class OutageStepsMixin:
             message = _("Cancelled.")
             if before == Outage.Status.PUBLISHED:
                 message += " " + _("Consumers are told.")
+        elif step == "confirm":
+            result = detected.outage_confirm(outage_id=outage.pk, actor=actor)
+            message = _("Confirmed: the outage stands as the meters reported it.")
+        elif step == "estimate":
+            result = detected.outage_estimate_set(
+                outage_id=outage.pk,
+                estimated_restoration=data["estimated_restoration"],
+                actor=actor,
+            )
+            message = _("Estimate set to %(at)s; consumers are told.") % {
+                "at": moment_text(result.planned_end, outage.utility.zone)
+            }
+        elif step == "split":
+            new = detected.outage_split(
+                outage_id=outage.pk, transformer_ids=data["transformers"], actor=actor
+            )
+            moved = new.affected.count()
+            message = _("Split: %(meters)s now in outage #%(pk)s.") % {
+                "meters": ngettext("%d meter", "%d meters", moved) % moved,
+                "pk": new.pk,
+            }
+            self.audit(request, new, "outage:split_from", {"from": outage.pk})
+            result = Outage.objects.get(pk=outage.pk)
         elif step == "start":
             result = services.outage_start(outage_id=outage.pk, actor=actor, at=data["at"])
             message = _("Marked started.")

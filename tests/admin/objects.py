@@ -15,7 +15,8 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import User, Utility
-from meters.models import Meter
+from billing.models import TamperCase
+from meters.models import Meter, MeterEvent
 from outages.models import Outage
 from servicerequests.models import Attachment, OpeningHours
 from tests.accounts.factories import UserFactory, UtilityFactory
@@ -76,6 +77,17 @@ class Rows:
             values["planned_end"] = values["planned_start"] + timedelta(hours=2)
         if model is OpeningHours:
             values["closes"] = time(16)
+        if model is TamperCase:
+            # A case as the queue holds one: its meter's tamper event, listed on its page.
+            event = MeterEvent.objects.create(
+                utility=self.utility,
+                meter=self.meter,
+                kind=MeterEvent.Kind.COVER_OPEN,
+                occurred_at=values["first_event_at"],
+                code=f"{self.mark}code"[:24],
+            )
+            values.update(kinds=[event.kind], events=1, first_event=event)
+            values["last_event_at"] = values["first_event_at"]
         if model._meta.proxy and model._meta.concrete_model in self._made:
             return model.objects.get(pk=self.of(model._meta.concrete_model).pk)
         return model.objects.create(**values)

@@ -273,3 +273,56 @@ def test_a_utility_chosen_by_a_strange_value_shows_the_default(db, pinned, clien
     assert response.status_code in (200, 400)
     if response.status_code == 200:
         assert response.content.decode().count('class="console-utility') == 1
+
+
+def test_the_detected_outages_card_counts_and_links_to_its_lists(db, pinned, client):
+    from billing.models import TamperCase
+    from outages.models import Outage
+    from tests.console.scenario import _meter
+
+    utility = UtilityFactory(code="sa-x", name="Saudi Electricity", timezone="Asia/Riyadh")
+    meter = _meter(utility)
+
+    def outage(source, status, confirmed=False):
+        return Outage.objects.create(
+            utility=utility,
+            kind="unplanned",
+            source=source,
+            status=status,
+            reason="Power failure",
+            planned_start=NOW - timedelta(hours=1),
+            planned_end=NOW + timedelta(hours=3),
+            actual_start=NOW - timedelta(hours=1),
+            confirmed_at=NOW if confirmed else None,
+        )
+
+    outage("meters", "in_progress")
+    outage("meters", "in_progress", confirmed=True)
+    outage("meters", "restored")  # over: not counted
+    outage("staff", "in_progress")  # not detected
+    for status in ("open", "dismissed"):
+        TamperCase.objects.create(
+            utility=utility,
+            meter=meter,
+            account=meter.account,
+            status=status,
+            kinds=["cover_open"],
+            events=1,
+            first_event_at=NOW - timedelta(hours=2),
+            last_event_at=NOW - timedelta(hours=2),
+        )
+    client.force_login(UserFactory(username="root", phone=None, is_staff=True, is_superuser=True))
+
+    html = client.get("/admin/").content.decode()
+
+    number, url = shown_figures(html, "sa-x")["outages_detected"]
+    assert number == 2
+    assert client.get(url).context["cl"].result_count == 2
+    card = html[html.index('data-figure="outages_detected"') :]
+    card = card[: card.index("</li>")]
+    links = dict(
+        (text, unescape(href)) for href, text in re.findall(r'<a href="([^"]+)">([^<]+)</a>', card)
+    )
+    assert set(links) == {"1 awaiting confirmation", "1 tamper case open"}
+    for text, href in links.items():
+        assert client.get(href).context["cl"].result_count == 1, text

@@ -31,7 +31,7 @@ def test_a_staff_member_reads_the_dashboard_and_opens_a_figures_list(browser_pag
         for name, count in kuwait.figures.items():
             if name in shown:
                 assert shown[name] == count, name
-        assert len(shown) == 11
+        assert len(shown) == 12  # 11, and the outages detected from meters (issue 17)
         assert section.locator("svg[aria-label='Load, last 7 days']").is_visible()
         assert section.locator("svg[aria-label='Top-ups by channel, last 30 days']").is_visible()
         assert_fits(page)

@@ -127,7 +127,8 @@ def _role_group(name: str):
     group, created = Group.objects.get_or_create(name=name)
     if created:
         table = importlib.import_module("outages.migrations.0002_staff_groups").GROUPS
-        for perm in table[name]:
+        detection = importlib.import_module("outages.migrations.0006_detection_roles").ROLES
+        for perm in [*table[name], *detection.get(name, [])]:
             app_label, codename = perm.split(".")
             group.permissions.add(
                 *Permission.objects.filter(content_type__app_label=app_label, codename=codename)

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import ConsumerAccount, User, Utility
-from billing import bills, payments
+from billing import bills, payments, tamper
 from billing.ledger import ledger_post
 from billing.models import (
     Bill,
@@ -24,10 +24,10 @@ from billing.models import (
 )
 from core.phone import phone_normalize
 from meters.demo import demo_day_values, demo_grid
-from meters.models import GridArea, Meter, MeterAssignment, Transformer
+from meters.models import GridArea, Meter, MeterAssignment, MeterEvent, SupplyPeriod, Transformer
 from meters.services import readings_ingest
 from outages import services as outage_services
-from outages.models import Outage, StandardsPolicy
+from outages.models import AffectedMeter, Outage, StandardsPolicy
 from servicerequests.seed import request_types_seed
 
 UTILITIES = [
@@ -365,6 +365,7 @@ class Command(BaseCommand):
                 if meter.payment_mode == Meter.PaymentMode.POSTPAID:
                     _demo_bills(meter.account, bill_months)
             self._outages(utility, transformers)
+            self._meter_events(utility, transformers)
         password_file = settings.VAR_DIR / "demo-admin-password"
         if not password_file.exists():
             password_file.write_text(secrets.token_urlsafe(12))
@@ -421,6 +422,84 @@ class Command(BaseCommand):
                 else:
                     end = start + timedelta(hours=hours)
                     outage_services.outage_restore(outage_id=outage.pk, at=end, now=end)
+
+    def _meter_events(self, utility: Utility, transformers: list) -> None:
+        """What the meters reported, for the admin's event lists, the detected outage and the
+        tamper queue: one meter's short failure yesterday (Kuwait), the first transformer's meters
+        off for 40 minutes as an outage detected and waiting for confirmation (Saudi Arabia), and
+        the postpaid meter's cover opened and a magnet held to it (Egypt). Once per demo."""
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        meters = list(
+            Meter.objects.filter(utility=utility, serial__startswith=f"{utility.country}M")
+        )
+        if not meters or MeterEvent.objects.filter(utility=utility).exists():
+            return
+        if utility.code == "kw-mew":
+            meter, off = meters[0], now - timedelta(days=1, hours=3)
+            events = [
+                MeterEvent.objects.create(utility=utility, meter=meter, kind=kind, occurred_at=at)
+                for kind, at in (
+                    (MeterEvent.Kind.POWER_OFF, off),
+                    (MeterEvent.Kind.POWER_ON, off + timedelta(minutes=25)),
+                )
+            ]
+            SupplyPeriod.objects.create(
+                utility=utility,
+                meter=meter,
+                off_at=off,
+                on_at=off + timedelta(minutes=25),
+                off_event=events[0],
+                on_event=events[1],
+                state=SupplyPeriod.State.SINGLE,
+            )
+        elif utility.code == "sa-sec":
+            off = now - timedelta(minutes=40)
+            on_first = [m for m in meters if m.transformer_id == transformers[0].pk]
+            outage = Outage.objects.create(
+                utility=utility,
+                kind=Outage.Kind.UNPLANNED,
+                status=Outage.Status.IN_PROGRESS,
+                source=Outage.Source.METERS,
+                reason="Power failure reported by the meters",
+                planned_start=off,
+                planned_end=off + timedelta(hours=4),
+                actual_start=off,
+                detected_at=off + timedelta(minutes=2),
+                version=1,
+                published_at=off + timedelta(minutes=2),
+            )
+            outage.transformers.set([transformers[0]])
+            for n, meter in enumerate(on_first):
+                event = MeterEvent.objects.create(
+                    utility=utility,
+                    meter=meter,
+                    kind=MeterEvent.Kind.POWER_OFF,
+                    occurred_at=off + timedelta(seconds=n),
+                )
+                period = SupplyPeriod.objects.create(
+                    utility=utility,
+                    meter=meter,
+                    off_at=event.occurred_at,
+                    off_event=event,
+                    state=SupplyPeriod.State.OUTAGE,
+                )
+                AffectedMeter.objects.create(
+                    outage=outage, meter=meter, account=meter.account, period=period
+                )
+        elif utility.code == "eg-nedc":
+            postpaid = [m for m in meters if m.payment_mode == Meter.PaymentMode.POSTPAID]
+            meter = (postpaid or meters)[0]
+            # As the head-end sends them: IEC 61968-9 codes (meters.events.CODES).
+            events = [
+                MeterEvent.objects.create(
+                    utility=utility, meter=meter, kind=kind, occurred_at=at, code=code
+                )
+                for kind, at, code in (
+                    (MeterEvent.Kind.COVER_OPEN, now - timedelta(hours=5), "3.12.29.212"),
+                    (MeterEvent.Kind.MAGNETIC_TAMPER, now - timedelta(hours=4), "0.12.66.242"),
+                )
+            ]
+            tamper.tamper_events_record(MeterEvent, utility=utility, events=events)
 
     def _billing(self, utility: Utility) -> None:
         BillingPolicy.objects.update_or_create(
