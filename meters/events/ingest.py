@@ -181,11 +181,6 @@ def _power_events_before(restores: list[Row]) -> dict[int, Timeline]:
     return timelines
 
 
-def _earliest(earliest: dict[int, datetime], meter_id: int, at: datetime) -> None:
-    if meter_id not in earliest or at < earliest[meter_id]:
-        earliest[meter_id] = at
-
-
 def _without_stored_ids(rows: list[Row]) -> list[Row]:
     """Restorations whose event id is stored already are duplicates, whatever their time."""
     with_ids = [r for r in rows if r.external_id]

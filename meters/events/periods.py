@@ -81,6 +81,11 @@ def supply_periods_rebuild(*, earliest: dict[int, datetime], now: datetime | Non
 FOLD_BATCHES = 50
 
 
+def _earliest(earliest: dict[int, datetime], meter_id: int, at: datetime) -> None:
+    if meter_id not in earliest or at < earliest[meter_id]:
+        earliest[meter_id] = at
+
+
 def supply_periods_fold(*, utility_id: int, now: datetime | None = None) -> int:
     """Fold the failures and restorations of the utility's batches still `supply_pending` into
     the meters' supply periods, oldest batch first, and clear the mark. Returns how many periods
@@ -106,22 +111,10 @@ def supply_periods_fold(*, utility_id: int, now: datetime | None = None) -> int:
             for meter_id, at, details in MeterEvent.objects.filter(
                 batch_id__in=batch_ids, kind__in=MeterEvent.SUPPLY_KINDS
             ).values_list("meter_id", "occurred_at", "details"):
-                moment = _off_since_moment((details or {}).get("off_since")) or at
-                if meter_id not in earliest or moment < earliest[meter_id]:
-                    earliest[meter_id] = moment
+                _earliest(earliest, meter_id, _off_since((details or {}).get("off_since")) or at)
             if earliest:
                 changed += periods_write(timelines_load(earliest), now)
             IngestBatch.objects.filter(pk__in=batch_ids).update(supply_pending=False)
-
-
-def _off_since_moment(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _pair(timeline: Timeline) -> list[Period]:
