@@ -208,6 +208,16 @@ class ConsumerAccount(models.Model):
     )
     name = models.CharField(max_length=200)
     premises_address = models.TextField(blank=True)
+    sanctioned_load_kw = models.DecimalField(
+        "sanctioned load (kW)",
+        max_digits=8,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="The contracted demand; a 15-minute demand above it is told to the consumer "
+        "(India's consumer-rights rules). Empty: none on record.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -243,9 +253,31 @@ class AccountLink(models.Model):
         UNLINKED = "unlinked", "Unlinked by the user"
         MOBILE_CHANGED = "mobile_changed", "The registered mobile changed"
         ACCOUNT_CLOSED = "account_closed", "The account was closed"
+        SHARE_ENDED = "share_ended", "The holder ended the share, or the holder's own link ended"
+
+    class Role(models.TextChoices):
+        HOLDER = "holder", "Holder (proved the registered mobile)"
+        SHARED = "shared", "Shared by the holder"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_links")
     account = models.ForeignKey(ConsumerAccount, on_delete=models.CASCADE, related_name="links")
+    # A holder's link may do everything; a shared one what the holder granted (accounts.shares).
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.HOLDER)
+    can_view = models.BooleanField(
+        default=True, help_text="Sees the account: balance, usage, statements, bills, outages."
+    )
+    can_pay = models.BooleanField(default=True, help_text="May top up the account.")
+    receives_alerts = models.BooleanField(
+        default=True, help_text="Gets the account's alerts (balance, outages, bills)."
+    )
+    shared_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="shares_given",
+        help_text="For a shared link: the holder's link it hangs off; it ends with it.",
+    )
     verified_mobile = models.CharField(
         max_length=16, help_text="The registered mobile the confirming code went to."
     )
@@ -271,6 +303,63 @@ class AccountLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} → {self.account}"
+
+
+class AccountShare(models.Model):
+    """An account's holder sharing it with another mobile number, with what that person may do.
+
+    The invitation waits for the person to sign in with that number and accept it; accepting makes
+    a shared AccountLink (role "shared") that hangs off the holder's link and ends with it: a new
+    registered mobile, a move-out or the account's closing ends every share of the old holder.
+    See docs/affordability.md.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for the invitee"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined by the invitee"
+        REVOKED = "revoked", "Removed by the holder"
+        ENDED = "ended", "Ended with the holder's link"
+        EXPIRED = "expired", "Not accepted in time"
+
+    OPEN = (Status.PENDING, Status.ACCEPTED)
+
+    account = models.ForeignKey(ConsumerAccount, on_delete=models.CASCADE, related_name="shares")
+    holder_link = models.ForeignKey(AccountLink, on_delete=models.CASCADE, related_name="+")
+    invited_by = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    phone = models.CharField("invited mobile (E.164)", max_length=16)
+    can_view = models.BooleanField(default=True)
+    can_pay = models.BooleanField(default=False)
+    receives_alerts = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(help_text="A pending invitation lapses here.")
+    responded_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    link = models.OneToOneField(
+        AccountLink,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="share",
+        help_text="The shared link made on acceptance.",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One open share per number and account: a repeated invite is refused, not doubled.
+            models.UniqueConstraint(
+                fields=["account", "phone"],
+                condition=Q(status__in=["pending", "accepted"]),
+                name="one_open_share_per_phone",
+            )
+        ]
+        # The invitee's invitations are found by their number.
+        indexes = [models.Index(fields=["phone", "status"], name="share_by_phone")]
+
+    def __str__(self) -> str:
+        return f"{self.account} shared with {self.phone} ({self.get_status_display()})"
 
 
 class OneTimeCode(models.Model):

@@ -11,10 +11,18 @@ from __future__ import annotations
 from django.db.models import F, Min, Q, QuerySet
 
 from accounts.models import AccountLink, ConsumerAccount, User, Utility
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, PermissionDenied
 
 LIVE = Q(unlinked_at__isnull=True)
-READABLE = LIVE | Q(end_reason=AccountLink.EndReason.ACCOUNT_CLOSED)
+# A shared link (accounts.shares) sees the account when the holder let it (`can_view`); only a
+# holder's link survives the account's closing as a read-only view of its history.
+READABLE = (LIVE & Q(can_view=True)) | Q(end_reason=AccountLink.EndReason.ACCOUNT_CLOSED)
+# Acting on the account (requests, settings, sharing it) is the holder's alone.
+ACTING = LIVE & Q(role=AccountLink.Role.HOLDER)
+# Topping it up: the holder, or a share allowed to pay.
+PAYING = LIVE & Q(can_pay=True)
+# Who hears the account's alerts (balance, outages, bills): the holder and shares granted them.
+ALERTED = LIVE & Q(receives_alerts=True)
 
 
 def utilities_active() -> QuerySet[Utility]:
@@ -38,26 +46,51 @@ def link_get(*, user: User, link_id: int) -> AccountLink:
     return link
 
 
-def accounts_for_user(*, user: User, acting: bool = False) -> QuerySet[ConsumerAccount]:
+def accounts_for_user(
+    *, user: User, acting: bool = False, paying: bool = False
+) -> QuerySet[ConsumerAccount]:
     """The consumer accounts this user has proven, by code, the right to see (with `acting`: to
-    act on), each annotated with `visible_from`, the earliest moment of it the user may see."""
-    links = AccountLink.objects.filter(LIVE if acting else READABLE, user=user)
+    act on as their holder; with `paying`: to top up), each annotated with `visible_from`, the
+    earliest moment of it the user may see."""
+    links = AccountLink.objects.filter(
+        ACTING if acting else PAYING if paying else READABLE, user=user
+    )
     return ConsumerAccount.objects.filter(links__in=links.values("pk")).annotate(
         visible_from=Min("links__visible_from")
     )
 
 
-def account_get_for_user(*, user: User, account_id: int, acting: bool = False) -> ConsumerAccount:
-    """One of the user's accounts. `acting` (a top-up, a request) needs a live link to an open
-    account; a closed account's former holder may read its history but is told why not more."""
+def account_get_for_user(
+    *, user: User, account_id: int, acting: bool = False, paying: bool = False
+) -> ConsumerAccount:
+    """One of the user's accounts. `acting` (a request, a setting) needs the holder's live link to
+    an open account, `paying` (a top-up) a live link allowed to pay; a closed account's former
+    holder may read its history but is told why not more. A share that may not do what is asked
+    is told so (403), never shown a different account."""
     account = accounts_for_user(user=user).select_related("utility").filter(pk=account_id).first()
+    if account is None and paying and not acting:  # a share that may pay but not look
+        account = (
+            accounts_for_user(user=user, paying=True)
+            .select_related("utility")
+            .filter(pk=account_id)
+            .first()
+        )
     if account is None:
         raise NotFound("You have no such account.", code="account_not_found")
-    if acting and account.status == ConsumerAccount.Status.CLOSED:
+    if (acting or paying) and account.status == ConsumerAccount.Status.CLOSED:
         raise Conflict(
             "This consumer account is closed; its history can be read but nothing more.",
             code="account_closed",
         )
+    if acting or paying:
+        allowed = accounts_for_user(user=user, acting=acting, paying=paying).filter(pk=account_id)
+        if not allowed.exists():
+            raise PermissionDenied(
+                "Only the account's holder can do this."
+                if acting
+                else "The holder of this account has not let you top it up.",
+                code="share_not_allowed",
+            )
     return account
 
 
@@ -69,6 +102,9 @@ def visible_to(
     with distinct(), so that every condition speaks of the same link."""
     links = f"{account_path}__links"
     live = Q(**{f"{links}__unlinked_at__isnull": True})
+    live &= Q(
+        **{f"{links}__role": AccountLink.Role.HOLDER} if acting else {f"{links}__can_view": True}
+    )
     closed = Q(**{f"{links}__end_reason": AccountLink.EndReason.ACCOUNT_CLOSED})
     since = Q(**{f"{links}__visible_from__isnull": True}) | Q(
         **{f"{moment}__gte": F(f"{links}__visible_from")}

@@ -144,7 +144,9 @@ def holders_tell(
     utility's language: the notice the law requires must not depend on the app."""
     utility = account.utility
     context = {"account_id": account.pk, "consumer_id": account.consumer_id, **context}
-    links = AccountLink.objects.filter(account=account, unlinked_at__isnull=True)
+    links = AccountLink.objects.filter(
+        account=account, unlinked_at__isnull=True, receives_alerts=True
+    )
     users = [link.user for link in links.select_related("user")]
     for user in users:
         alert_create(user=user, category=category, dedupe_key=key, context=context, utility=utility)

@@ -35,6 +35,11 @@ class LedgerEntry(models.Model):
         SERVICE_CHARGE = "service_charge", "Service charge (a paid cost estimate)"
         CREDIT_TRANSFER = "credit_transfer", "Credit carried between accounts (moving)"
         DEBT_WRITE_OFF = "debt_write_off", "Debt written off"
+        EMERGENCY_CREDIT_FEE = "emergency_credit_fee", "Emergency credit fee"
+        DEBT_RESCHEDULE = (
+            "debt_reschedule",
+            "Unpaid balance rescheduled as debt (reconnection on part payment)",
+        )
 
     account = models.ForeignKey(ConsumerAccount, on_delete=models.PROTECT, related_name="ledger")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -220,6 +225,65 @@ class BillingPolicy(models.Model):
         help_text="What happens to a prepaid balance left at move-out, unless staff choose otherwise.",
     )
 
+    # Affordability (docs/affordability.md). Each rule is off where its field is empty or false.
+    emergency_credit_on_request = models.BooleanField(
+        default=False,
+        help_text="The emergency credit is not automatic: the consumer sees it and takes it in the "
+        "app (UK prepay meters, India's 7 days); off: it is an automatic allowance below zero.",
+    )
+    emergency_credit_fee = models.DecimalField(
+        **MONEY, default=0, help_text="What taking emergency credit costs (0: free)."
+    )
+    emergency_credit_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Taken emergency credit must be repaid within this many days (India: 7); "
+        "empty: until the next top-up, with no date.",
+    )
+    debt_recovery_daily_cap = models.DecimalField(
+        **MONEY,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="The most recovered from a consumer's debt in one local day, top-up shares and "
+        "the daily rate together; empty: no cap.",
+    )
+    debt_recovery_daily_rate = models.DecimalField(
+        **MONEY,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="A fixed amount recovered each local day from a prepaid balance while debt "
+        "remains (UK suppliers); empty: debt is recovered from top-ups only.",
+    )
+    reconnect_min_payment_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="A consumer disconnected for non-payment is reconnected once a payment covers "
+        "this share of the dues, the rest rescheduled as debt (India: 50); empty: only when the "
+        "balance is above zero again.",
+    )
+    auto_topup_enabled = models.BooleanField(
+        default=True, help_text="Consumers may set automatic top-ups with a saved card."
+    )
+    shared_access_enabled = models.BooleanField(
+        default=True, help_text="Holders may share an account with other mobile numbers."
+    )
+    max_shares_per_account = models.PositiveSmallIntegerField(default=5)
+    pay_for_others_enabled = models.BooleanField(
+        default=True, help_text="Anyone signed in may top up an account by its consumer id."
+    )
+    runout_cover_days = models.PositiveSmallIntegerField(
+        default=7,
+        validators=[MinValueValidator(1)],
+        help_text="The run-out forecast's suggested top-up keeps the supply on this many days "
+        "past the earliest disconnection.",
+    )
+
     class Meta:
         verbose_name_plural = "billing policies"
 
@@ -352,6 +416,7 @@ class TopUp(models.Model):
         CALL_CENTRE = "call_centre", "Call-centre payment link"
         COUNTER = "counter", "Office counter"
         PAYMENT_CODE = "payment_code", "Payment network (payment code)"
+        AUTO = "auto", "Automatic top-up (saved card)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Waiting for payment"
@@ -875,3 +940,232 @@ class TamperCase(models.Model):
 
     def __str__(self) -> str:
         return f"Tamper case {self.pk} at meter {self.meter_id}"
+
+
+class EmergencyCredit(models.Model):
+    """Emergency credit a consumer took in the app (BillingPolicy.emergency_credit_on_request).
+
+    It moves no money: it lowers the level at which the balance is disconnected by `amount` until
+    the balance is back above zero (repaid) or `repay_by` passes (expired). Its fee, if any, is a
+    ledger entry. See docs/affordability.md.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "In use"
+        REPAID = "repaid", "Repaid"
+        EXPIRED = "expired", "Not repaid in time"
+
+    account = models.ForeignKey(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="emergency_credits"
+    )
+    amount = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY, default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    taken_at = models.DateTimeField(default=timezone.now)
+    taken_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    repay_by = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    fee_entry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-taken_at"]
+        constraints = [
+            # Taken once at a time: a double tap or a retry finds the credit already in use.
+            models.UniqueConstraint(
+                fields=["account"],
+                condition=models.Q(status="active"),
+                name="one_active_emergency_credit",
+            )
+        ]
+        indexes = [
+            # The daily run's work: credits whose repayment date passes.
+            models.Index(
+                fields=["repay_by"],
+                condition=models.Q(status="active"),
+                name="emergency_credit_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Emergency credit {_money(self, self.amount)} ({self.get_status_display()})"
+
+
+class PaymentMethod(models.Model):
+    """A card a user saved with the gateway: only the gateway's reusable reference and what a
+    person needs to recognise it (brand, last four digits, expiry). Card data never reaches us."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="payment_methods"
+    )
+    gateway = models.CharField(max_length=20)
+    reference = models.CharField(max_length=100, help_text="The gateway's reusable token.")
+    brand = models.CharField(max_length=20, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "reference"], name="payment_method_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand} ending {self.last4}"
+
+
+class AutoTopUp(models.Model):
+    """A standing order to top up an account from a saved card: when the balance falls to a level,
+    or on a schedule; never more than the monthly cap in one local month. billing.autotopup."""
+
+    class Trigger(models.TextChoices):
+        BALANCE = "balance", "When the balance falls to a level"
+        SCHEDULE = "schedule", "On a schedule"
+
+    class Frequency(models.TextChoices):
+        WEEKLY = "weekly", "Weekly"
+        MONTHLY = "monthly", "Monthly"
+
+    account = models.ForeignKey(
+        ConsumerAccount, on_delete=models.PROTECT, related_name="auto_topups"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who set it up, and whose card pays.",
+    )
+    payment_method = models.ForeignKey(PaymentMethod, on_delete=models.PROTECT, related_name="+")
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    amount = models.DecimalField(**MONEY)
+    threshold = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Balance trigger: top up at or below this."
+    )
+    frequency = models.CharField(max_length=8, choices=Frequency.choices, blank=True)
+    weekday = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Weekly: 0 = Monday … 6 = Sunday."
+    )
+    day_of_month = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Monthly: 1 to 28, so that every month has it."
+    )
+    at_time = models.TimeField(null=True, blank=True, help_text="Schedule: local time.")
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    monthly_cap = models.DecimalField(
+        **MONEY, help_text="The most automatic top-ups take in one local month."
+    )
+    armed = models.BooleanField(
+        default=True,
+        help_text="Balance trigger: fires once per fall to the level, re-armed above it.",
+    )
+    crossings = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "trigger"],
+                condition=models.Q(is_active=True),
+                name="one_active_auto_topup_per_trigger",
+            )
+        ]
+        indexes = [
+            # The scheduler's work: active schedules by when they are due.
+            models.Index(
+                fields=["next_run_at"],
+                condition=models.Q(is_active=True, trigger="schedule"),
+                name="auto_topup_schedule_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Automatic top-up of {_money(self, self.amount)} ({self.get_trigger_display()})"
+
+
+class AutoTopUpRun(models.Model):
+    """One firing of an automatic top-up: charged once however often it is retried (its id is the
+    gateway's idempotency key), then succeeded, failed and reported, or skipped (cap reached)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "To charge"
+        RETRYING = "retrying", "Retrying after a transient failure"
+        SUCCEEDED = "succeeded", "Paid"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    rule = models.ForeignKey(AutoTopUp, on_delete=models.PROTECT, related_name="runs")
+    occurrence = models.CharField(
+        max_length=60, help_text="What fired it: a balance crossing's number or a schedule's date."
+    )
+    amount = models.DecimalField(**MONEY)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    topup = models.OneToOneField(
+        TopUp, null=True, blank=True, on_delete=models.PROTECT, related_name="auto_run"
+    )
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "occurrence"], name="auto_topup_run_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status__in=["pending", "retrying"]),
+                name="auto_topup_run_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} {self.occurrence} ({self.status})"
+
+
+class SimulatedPaymentMethod(models.Model):
+    """The simulated gateway's own books: a card it tokenised. Only the gateway keeps the card's
+    behaviour (a test number that declines, one that fails transiently), never our side."""
+
+    reference = models.CharField(max_length=100, unique=True)
+    brand = models.CharField(max_length=20)
+    last4 = models.CharField(max_length=4)
+    exp_month = models.PositiveSmallIntegerField()
+    exp_year = models.PositiveSmallIntegerField()
+    behaviour = models.CharField(
+        max_length=20, default="succeed", help_text="succeed, decline or transient (test cards)."
+    )
+    single_use_token = models.CharField(max_length=100, unique=True)
+    attached_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.brand} {self.last4}"
+
+
+class SimulatedCharge(models.Model):
+    """The simulated gateway's record of an off-session charge, by the caller's idempotency key:
+    a retry of the same key is answered from here and never charges twice."""
+
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    method_reference = models.CharField(max_length=100)
+    amount = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3)
+    reference = models.CharField(max_length=100, unique=True)
+    outcome = models.CharField(max_length=10)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.outcome})"

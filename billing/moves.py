@@ -590,6 +590,7 @@ def conversion_carry_out(
             AccountLink.objects.filter(
                 account=account,
                 unlinked_at__isnull=True,
+                role=AccountLink.Role.HOLDER,
                 verified_mobile=account.registered_mobile,
             ).select_related("user")
         )

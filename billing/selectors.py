@@ -55,7 +55,8 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
         JOIN accounts_utility u ON u.id = a.utility_id
         LEFT JOIN billing_balance b ON b.account_id = a.id
         LEFT JOIN billing_billingpolicy p ON p.utility_id = a.utility_id
-        WHERE a.id = %s AND l.user_id = %s AND (l.unlinked_at IS NULL OR l.end_reason = %s)
+        WHERE a.id = %s AND l.user_id = %s
+              AND ((l.unlinked_at IS NULL AND l.can_view) OR l.end_reason = %s)
         GROUP BY a.id, u.id, b.account_id, p.utility_id
         """,
         [POSTPAID, account_id, user.pk, AccountLink.EndReason.ACCOUNT_CLOSED],
@@ -588,7 +589,7 @@ def balance_checks_due(*, account_ids: list[int]) -> list[int]:
     )
     levels: dict[int, tuple[Decimal, int]] = {}
     for account_id, amount, days in AccountLink.objects.filter(
-        account_id__in=account_ids, unlinked_at__isnull=True
+        account_id__in=account_ids, unlinked_at__isnull=True, receives_alerts=True
     ).values_list(
         "account_id",
         "user__notification_preference__low_balance_amount",

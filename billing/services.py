@@ -74,7 +74,7 @@ def account_balance_changed(*, account_id: int, topup_id: str | None = None) -> 
         if topup_id:
             topup = TopUp.objects.get(pk=topup_id)
             for link in AccountLink.objects.filter(
-                account=account, unlinked_at__isnull=True
+                account=account, unlinked_at__isnull=True, receives_alerts=True
             ).select_related("user"):
                 alert_create(
                     user=link.user,

@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "outages",
     "servicerequests",
     "notifications",
+    "insight",
     "axes",
 ]
 

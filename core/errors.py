@@ -51,6 +51,11 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class PermissionDenied(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "permission_denied"
+
+
 class Conflict(DomainError):
     status_code = status.HTTP_409_CONFLICT
     code = "conflict"

@@ -173,7 +173,7 @@ def _tenancies_query(
         JOIN accounts_accountlink l ON l.account_id = ma.account_id
         JOIN meters_meter m ON m.id = ma.meter_id
         JOIN accounts_utility u ON u.id = m.utility_id
-        WHERE l.user_id = %s AND (l.unlinked_at IS NULL OR l.end_reason = %s)
+        WHERE l.user_id = %s AND ((l.unlinked_at IS NULL AND l.can_view) OR l.end_reason = %s)
               {"AND ma.meter_id = %s" if one_meter else ""}
         ORDER BY ma.start
         """  # noqa: S608 - only column names from the models are put in

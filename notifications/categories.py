@@ -43,6 +43,13 @@ BILL_DUE_SOON = "bill_due_soon"
 BILL_FINED = "bill_fined"
 REMOVAL_NOTICE = "removal_notice"
 REMOVAL_CONFIRMED = "removal_confirmed"
+AUTO_TOPUP_FAILED = "auto_topup_failed"
+AUTO_TOPUP_CAP_REACHED = "auto_topup_cap_reached"
+SHARE_INVITATION = "share_invitation"
+SHARE_ENDED = "share_ended"
+EMERGENCY_CREDIT_DUE = "emergency_credit_due"
+HIGH_USAGE = "high_usage"
+SANCTIONED_LOAD_EXCEEDED = "sanctioned_load_exceeded"
 
 CATEGORIES: dict[str, Category] = {
     c.code: c
@@ -98,6 +105,38 @@ CATEGORIES: dict[str, Category] = {
         ),
         Category(
             REMOVAL_CONFIRMED, True, timedelta(days=3), "The meter was removed; contract ended"
+        ),
+        Category(
+            AUTO_TOPUP_FAILED,
+            False,
+            timedelta(hours=24),
+            "An automatic top-up could not be charged to the saved card",
+        ),
+        Category(
+            AUTO_TOPUP_CAP_REACHED,
+            False,
+            timedelta(hours=24),
+            "An automatic top-up was skipped: this month's cap is reached",
+        ),
+        Category(SHARE_INVITATION, False, timedelta(days=3), "Someone shared an account with you"),
+        Category(SHARE_ENDED, False, timedelta(days=3), "Your access to a shared account ended"),
+        Category(
+            EMERGENCY_CREDIT_DUE,
+            False,
+            timedelta(hours=24),
+            "Emergency credit in use, and when it must be repaid",
+        ),
+        Category(
+            HIGH_USAGE,
+            False,
+            timedelta(days=2),
+            "Your use has run well above your usual for several days",
+        ),
+        Category(
+            SANCTIONED_LOAD_EXCEEDED,
+            False,
+            timedelta(days=2),
+            "Your demand went above your sanctioned load",
         ),
     ]
 }

@@ -446,6 +446,189 @@ REPLIES: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
+TEMPLATES.update(
+    {
+        c.AUTO_TOPUP_FAILED: {
+            "en": (
+                "Automatic top-up failed",
+                "We could not take the automatic top-up of {amount} for account {consumer_id} "
+                "from {card}. Nothing was charged. Top up in the app or update the card.",
+            ),
+            "ar": (
+                "تعذّر الشحن التلقائي",
+                "لم نتمكن من خصم الشحن التلقائي بقيمة {amount} لحسابك رقم {consumer_id} من {card}. "
+                "لم يُخصم أي مبلغ. اشحن من التطبيق أو حدّث البطاقة.",
+            ),
+            "hi": (
+                "ऑटो रिचार्ज नहीं हो सका",
+                "खाता {consumer_id} का {amount} का ऑटो रिचार्ज {card} से नहीं हो सका। कोई राशि नहीं "
+                "कटी। ऐप में रिचार्ज करें या कार्ड बदलें।",
+            ),
+        },
+        c.AUTO_TOPUP_CAP_REACHED: {
+            "en": (
+                "Automatic top-up paused for this month",
+                "The automatic top-up of {amount} for account {consumer_id} was not made: it "
+                "would pass your monthly limit of {cap}. Top up in the app if you need to.",
+            ),
+            "ar": (
+                "توقّف الشحن التلقائي لهذا الشهر",
+                "لم يتم الشحن التلقائي بقيمة {amount} لحسابك رقم {consumer_id} لأنه يتجاوز الحد "
+                "الشهري الذي اخترته ({cap}). اشحن من التطبيق إذا احتجت.",
+            ),
+            "hi": (
+                "इस महीने ऑटो रिचार्ज रुका",
+                "खाता {consumer_id} का {amount} का ऑटो रिचार्ज नहीं किया गया: इससे आपकी मासिक "
+                "सीमा {cap} पार हो जाती। ज़रूरत हो तो ऐप में रिचार्ज करें।",
+            ),
+        },
+        c.SHARE_INVITATION: {
+            "en": (
+                "An account was shared with you",
+                "{holder} shared electricity account {consumer_id} with you. Open the app to "
+                "accept or decline.",
+            ),
+            "ar": (
+                "شارك أحدهم حسابًا معك",
+                "شارك {holder} حساب الكهرباء رقم {consumer_id} معك. افتح التطبيق للقبول أو الرفض.",
+            ),
+            "hi": (
+                "आपके साथ एक खाता साझा किया गया",
+                "{holder} ने बिजली खाता {consumer_id} आपके साथ साझा किया है। स्वीकार या अस्वीकार "
+                "करने के लिए ऐप खोलें।",
+            ),
+        },
+        c.SHARE_ENDED: {
+            "en": (
+                "Shared account removed",
+                "You no longer have access to account {consumer_id}: its holder ended the share, "
+                "or the account changed hands.",
+            ),
+            "ar": (
+                "أُزيل حساب مشترك",
+                "لم يعد بإمكانك الوصول إلى الحساب رقم {consumer_id}: أنهى صاحبه المشاركة أو انتقل "
+                "الحساب إلى شخص آخر.",
+            ),
+            "hi": (
+                "साझा खाता हटाया गया",
+                "अब आपके पास खाता {consumer_id} की पहुँच नहीं है: धारक ने साझा करना बंद किया या "
+                "खाता किसी और के नाम हो गया।",
+            ),
+        },
+        c.EMERGENCY_CREDIT_DUE: {
+            "en": (
+                "Emergency credit in use",
+                "Account {consumer_id} is using {amount} of emergency credit. Top up before "
+                "{repay_by} to repay it and keep the power on.",
+            ),
+            "ar": (
+                "رصيد الطوارئ قيد الاستخدام",
+                "يستخدم حسابك رقم {consumer_id} رصيد طوارئ بقيمة {amount}. اشحن قبل {repay_by} "
+                "لسداده وإبقاء الكهرباء.",
+            ),
+            "hi": (
+                "आपातकालीन क्रेडिट उपयोग में है",
+                "खाता {consumer_id} {amount} का आपातकालीन क्रेडिट उपयोग कर रहा है। इसे चुकाने और "
+                "बिजली चालू रखने के लिए {repay_by} से पहले रिचार्ज करें।",
+            ),
+        },
+        c.HIGH_USAGE: {
+            "en": (
+                "Your use is higher than usual",
+                "For the last {days}, account {consumer_id} used about {usage_kwh} kWh a day, "
+                "{percent}% above your usual {baseline_kwh} kWh. Check for an appliance left on.",
+            ),
+            "ar": (
+                "استهلاكك أعلى من المعتاد",
+                "خلال آخر {days} استهلك حسابك رقم {consumer_id} نحو {usage_kwh} كيلوواط ساعة يوميًا، "
+                "أي أعلى بنسبة {percent}% من المعتاد ({baseline_kwh} كيلوواط ساعة). تحقّق من جهاز "
+                "تُرك يعمل.",
+            ),
+            "hi": (
+                "आपकी खपत सामान्य से अधिक है",
+                "पिछले {days} में खाता {consumer_id} ने रोज़ लगभग {usage_kwh} kWh बिजली ली, जो आपकी "
+                "सामान्य {baseline_kwh} kWh से {percent}% अधिक है। देखें कि कोई उपकरण चालू तो नहीं "
+                "रह गया।",
+            ),
+        },
+        c.SANCTIONED_LOAD_EXCEEDED: {
+            "en": (
+                "Demand above your sanctioned load",
+                "On {demand_at}, account {consumer_id} drew {demand_kw} kW, above its sanctioned "
+                "load of {sanctioned_kw} kW. Spread heavy appliances out, or apply for a higher load.",
+            ),
+            "ar": (
+                "الحمل أعلى من الحمل المعتمد",
+                "في {demand_at} سحب حسابك رقم {consumer_id} {demand_kw} كيلوواط، وهو أعلى من الحمل "
+                "المعتمد {sanctioned_kw} كيلوواط. وزّع تشغيل الأجهزة الكبيرة أو اطلب زيادة الحمل.",
+            ),
+            "hi": (
+                "मांग स्वीकृत भार से अधिक",
+                "{demand_at} को खाता {consumer_id} ने {demand_kw} kW बिजली ली, जो स्वीकृत भार "
+                "{sanctioned_kw} kW से अधिक है। भारी उपकरण अलग-अलग समय चलाएँ या भार बढ़ाने का आवेदन करें।",
+            ),
+        },
+    }
+)
+
+# The balance alerts with the calendar-aware run-out forecast (billing.forecast): the same alert
+# with when the supply could first be cut and what to top up by then.
+RUNOUT_TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
+    c.LOW_BALANCE: {
+        "en": (
+            "Low balance",
+            "The balance on account {consumer_id} is down to {balance}, below your alert level of "
+            "{threshold}. The supply could be disconnected from {disconnect_earliest}: top up at "
+            "least {topup_amount} before then.",
+        ),
+        "ar": (
+            "رصيدك منخفض",
+            "انخفض رصيد حسابك رقم {consumer_id} إلى {balance}، وهو أقل من حد التنبيه ({threshold}). "
+            "قد تُفصل الكهرباء ابتداءً من {disconnect_earliest}: اشحن {topup_amount} على الأقل قبل ذلك.",
+        ),
+        "hi": (
+            "बैलेंस कम है",
+            "खाता {consumer_id} का बैलेंस घटकर {balance} रह गया है, जो आपकी सीमा {threshold} से कम है। "
+            "{disconnect_earliest} से बिजली कट सकती है: उससे पहले कम से कम {topup_amount} का रिचार्ज करें।",
+        ),
+    },
+    c.BALANCE_DAYS_LEFT: {
+        "en": (
+            "About {days} of power left",
+            "At your recent usage, the balance on account {consumer_id} ({balance}) will last about "
+            "{days}. The supply could be disconnected from {disconnect_earliest}: top up at least "
+            "{topup_amount} before then.",
+        ),
+        "ar": (
+            "رصيدك يكفي {days} تقريبًا",
+            "بحسب استهلاكك الأخير، يكفي رصيد حسابك رقم {consumer_id} ({balance}) لمدة {days} تقريبًا. "
+            "قد تُفصل الكهرباء ابتداءً من {disconnect_earliest}: اشحن {topup_amount} على الأقل قبل ذلك.",
+        ),
+        "hi": (
+            "लगभग {days} की बिजली बची है",
+            "हाल की खपत के हिसाब से खाता {consumer_id} का बैलेंस ({balance}) लगभग {days} चलेगा। "
+            "{disconnect_earliest} से बिजली कट सकती है: उससे पहले कम से कम {topup_amount} का रिचार्ज करें।",
+        ),
+    },
+    c.ZERO_BALANCE: {
+        "en": (
+            "Your balance has run out",
+            "Account {consumer_id} has no balance left ({balance}). The supply could be "
+            "disconnected from {disconnect_earliest}: top up at least {topup_amount} before then.",
+        ),
+        "ar": (
+            "نفد رصيدك",
+            "لم يتبقَّ رصيد في حسابك رقم {consumer_id} ({balance}). قد تُفصل الكهرباء ابتداءً من "
+            "{disconnect_earliest}: اشحن {topup_amount} على الأقل قبل ذلك.",
+        ),
+        "hi": (
+            "आपका बैलेंस खत्म हो गया है",
+            "खाता {consumer_id} में कोई बैलेंस नहीं बचा है ({balance})। {disconnect_earliest} से बिजली "
+            "कट सकती है: उससे पहले कम से कम {topup_amount} का रिचार्ज करें।",
+        ),
+    },
+}
+
 # Where the app opens when the alert is tapped; filled from the context's ids.
 DEEP_LINKS: dict[str, str] = {
     c.LOW_BALANCE: "smartmeter://accounts/{account_id}/top-up",
@@ -470,6 +653,13 @@ DEEP_LINKS: dict[str, str] = {
     c.BILL_FINED: "smartmeter://accounts/{account_id}",
     c.REMOVAL_NOTICE: "smartmeter://accounts/{account_id}",
     c.REMOVAL_CONFIRMED: "smartmeter://accounts/{account_id}",
+    c.AUTO_TOPUP_FAILED: "smartmeter://accounts/{account_id}/top-up",
+    c.AUTO_TOPUP_CAP_REACHED: "smartmeter://accounts/{account_id}/top-up",
+    c.SHARE_INVITATION: "smartmeter://shares/invitations",
+    c.SHARE_ENDED: "smartmeter://accounts",
+    c.EMERGENCY_CREDIT_DUE: "smartmeter://accounts/{account_id}/top-up",
+    c.HIGH_USAGE: "smartmeter://accounts/{account_id}/insight",
+    c.SANCTIONED_LOAD_EXCEEDED: "smartmeter://accounts/{account_id}/insight",
 }
 INBOX_LINK = "smartmeter://notifications"
 
@@ -588,7 +778,7 @@ def days_phrase(days: Decimal | int | float, *, language: str) -> str:
 # The placeholders that hold money. A caller that hands one over as a number or a plain string
 # ("100.000" from a JSON field) still gets the currency's own decimals, never the stored three.
 MONEY_PLACEHOLDERS = frozenset(
-    {"amount", "balance", "threshold", "credit", "debt", "fine", "arrears"}
+    {"amount", "balance", "threshold", "credit", "debt", "fine", "arrears", "cap", "topup_amount"}
 )
 
 
@@ -639,7 +829,9 @@ def _format_value(key: str, value: Any, *, language: str, utility: Utility | Non
 
 # An outage's times carry their zone ("9:00 AM +03", "9:00 am IST", "9:00 AM EEST"): a power cut
 # is planned to the minute, and Egypt's clocks change during the year.
-ZONED_PLACEHOLDERS = frozenset({"start", "end", "restored_at"})
+ZONED_PLACEHOLDERS = frozenset(
+    {"start", "end", "restored_at", "disconnect_earliest", "repay_by", "demand_at"}
+)
 
 
 def _zone_label(value: datetime, zone, language: str) -> str:
@@ -660,7 +852,12 @@ def _placeholders(text: str) -> set[str]:
 def message_render(
     *, category: str, language: str, context: dict[str, Any], utility: Utility | None
 ) -> Rendered:
-    """The title and body of one alert in `language`, with the context formatted for it."""
+    """The title and body of one alert in `language`, with the context formatted for it. A balance
+    alert that carries the run-out forecast (`disconnect_earliest`) says it."""
+    if category in RUNOUT_TEMPLATES and context.get("disconnect_earliest") is not None:
+        return _render(
+            RUNOUT_TEMPLATES, category, language=language, context=context, utility=utility
+        )
     return _render(TEMPLATES, category, language=language, context=context, utility=utility)
 
 

@@ -237,9 +237,9 @@ def balance_alerts_evaluate(
     """
     utility = account.utility
     created: list[Notification] = []
-    links = AccountLink.objects.filter(account=account, unlinked_at__isnull=True).select_related(
-        "user"
-    )
+    links = AccountLink.objects.filter(
+        account=account, unlinked_at__isnull=True, receives_alerts=True
+    ).select_related("user")
     with transaction.atomic():
         for link in links:
             user = link.user

@@ -611,7 +611,9 @@ def outage_detected_notify(
         key = f"{key}:+{from_affected}"
     account_ids = affected.values("account_id")
     users = (
-        AccountLink.objects.filter(account_id__in=account_ids, unlinked_at=None)
+        AccountLink.objects.filter(
+            account_id__in=account_ids, unlinked_at=None, receives_alerts=True
+        )
         .values_list("user_id", flat=True)
         .distinct()
         .order_by("user_id")
@@ -625,7 +627,9 @@ def outage_detected_notify(
     )
     nobody_in_app = (
         affected.exclude(
-            account_id__in=AccountLink.objects.filter(unlinked_at=None).values("account_id")
+            account_id__in=AccountLink.objects.filter(
+                unlinked_at=None, receives_alerts=True
+            ).values("account_id")
         )
         .values("account_id")
         .order_by()

@@ -182,9 +182,9 @@ def _event(request: ServiceRequest, kind: str, *, actor=None, **values) -> Reque
 
 def _notify_status(request: ServiceRequest, event: RequestEvent) -> None:
     """Tell every user linked to the request's account, in their language, once per event."""
-    links = AccountLink.objects.filter(account=request.account, unlinked_at=None).select_related(
-        "user"
-    )
+    links = AccountLink.objects.filter(
+        account=request.account, unlinked_at=None, role="holder"
+    ).select_related("user")
     for link in links:
         language = link.user.language
         alert_create(

@@ -279,7 +279,7 @@ class TopUpListApi(APIView):
     )
     @refuses(409)
     def post(self, request, account_id: int):
-        account = account_get_for_user(user=request.user, account_id=account_id, acting=True)
+        account = account_get_for_user(user=request.user, account_id=account_id, paying=True)
         data = self.TopUpInput(data=request.data)
         data.is_valid(raise_exception=True)
 

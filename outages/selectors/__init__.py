@@ -84,7 +84,9 @@ def outage_user_ids(*, outage: Outage) -> QuerySet:
     """Users to tell: those with a live link to an affected account, each once."""
     return (
         AccountLink.objects.filter(
-            account_id__in=outage_account_ids(outage=outage), unlinked_at=None
+            account_id__in=outage_account_ids(outage=outage),
+            unlinked_at=None,
+            receives_alerts=True,
         )
         .values_list("user_id", flat=True)
         .distinct()
@@ -193,6 +195,7 @@ def _held_now(user: User, meter_path: str, planned_end: str) -> Q:
             f"{tenancy}__end__isnull": True,
             f"{tenancy}__account__links__user": user,
             f"{tenancy}__account__links__unlinked_at__isnull": True,
+            f"{tenancy}__account__links__can_view": True,
             f"{tenancy}__start__lt": F(planned_end),
         }
     )

@@ -108,7 +108,7 @@ def _compensation_notify(*, compensation: Compensation) -> None:
     if compensation.standard == Standard.RESTORATION and details.get("off_at"):
         when = datetime.fromisoformat(details["off_at"])  # the consumer's own, from the evidence
     links = AccountLink.objects.filter(
-        account=compensation.account, unlinked_at=None
+        account=compensation.account, unlinked_at=None, receives_alerts=True
     ).select_related("user")
     for link in links:
         language = link.user.language if link.user.language in ("ar", "en", "hi") else "en"
