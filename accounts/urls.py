@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from accounts import apis
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("links/", apis.LinkListApi.as_view(), name="links"),
     path("links/confirm/", apis.LinkConfirmApi.as_view(), name="links-confirm"),
     path("links/<int:link_id>/", apis.LinkDetailApi.as_view(), name="link-detail"),
+    path("", include("accounts.share_apis")),
     path(
         "utility/accounts/<str:consumer_id>/",
         apis.UtilityAccountApi.as_view(),

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from billing import apis
 from billing.apis import utility
@@ -31,4 +31,10 @@ urlpatterns = [
     ),
     path("utility/move-outs/", utility.MoveOutApi.as_view(), name="utility-move-out"),
     path("utility/move-ins/", utility.MoveInApi.as_view(), name="utility-move-in"),
+    # Automatic top-ups and saved cards; emergency credit and the run-out forecast; paying for
+    # an account one does not hold.
+    path("", include("billing.apis.autotopup")),
+    path("", include("billing.apis.affordability")),
+    path("", include("billing.apis.forecast")),
+    path("", include("billing.apis.payfor")),
 ]

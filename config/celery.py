@@ -31,6 +31,9 @@ ROUTES = {
     "billing.tasks.simulated_gateway_deliver": PAYMENTS,
     "billing.tasks.simulated_gateway_deliveries": PAYMENTS,
     "servicerequests.tasks.sync_estimate_payments": PAYMENTS,
+    # A saved card charged: once, and retried on the payments queue (docs/auto-topup.md).
+    "billing.tasks.auto_topup_charge": PAYMENTS,
+    "billing.tasks.auto_topups_due": PAYMENTS,
     # One alert to one person.
     "notifications.tasks.send_sms": ALERTS,
     # Consumers whose power went off are told within a minute of their meters' events.
@@ -54,6 +57,9 @@ ROUTES = {
     "servicerequests.tasks.check_deadlines": BULK,
     "accounts.tasks.purge_spent_codes": BULK,
     "accounts.tasks.flush_expired_tokens": BULK,
+    "billing.tasks.affordability_daily": BULK,
+    "insight.tasks.insight_daily": BULK,
+    "insight.tasks.insight_chunk": BULK,
 }
 
 
@@ -146,4 +152,14 @@ app.conf.beat_schedule = {
         "task": "servicerequests.tasks.check_deadlines",
         "schedule": crontab(minute="*/15"),
     },
+    # Affordability (docs/affordability.md): automatic top-ups due by schedule or retry; each
+    # utility's new local day: debt recovered at its daily rate, emergency credit past its date.
+    "auto-topups-due": {"task": "billing.tasks.auto_topups_due", "schedule": 60.0},
+    "affordability-daily": {
+        "task": "billing.tasks.affordability_daily",
+        "schedule": crontab(minute=5),
+    },
+    # Insight (docs/insight.md): each utility's finished local day read once per account for the
+    # high-usage and sanctioned-load alerts.
+    "insight-daily": {"task": "insight.tasks.insight_daily", "schedule": crontab(minute=35)},
 }

@@ -32,6 +32,7 @@ api_v1 = [
     path("", include("notifications.urls")),
     path("", include("outages.urls")),
     path("", include("servicerequests.urls")),
+    path("", include("insight.urls")),
 ]
 
 urlpatterns = [
