@@ -91,6 +91,12 @@ class Balance(models.Model):
     )
     updated_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        indexes = [
+            # The daily debt recovery's work: the accounts that still owe, not every balance.
+            models.Index(fields=["account"], condition=models.Q(debt__gt=0), name="balance_in_debt")
+        ]
+
     def __str__(self) -> str:
         return f"{self.account}: {_money(self, self.amount)}"
 
