@@ -38,6 +38,7 @@ class ConsumerAccountForm(forms.ModelForm):
             "consumer_id",
             "registered_mobile",
             "name",
+            "sanctioned_load_kw",
             "premises_address",
             "status",
         ]

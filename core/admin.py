@@ -47,6 +47,11 @@ UTILITY_PATHS: dict[str, str] = {
     "accounts.onetimecode": "account__utility",
     "meters.meterassignment": "meter__utility",
     "meters.readingcorrection": "meter__utility",
+    "accounts.accountshare": "account__utility",
+    "billing.autotopup": "account__utility",
+    "billing.autotopuprun": "rule__account__utility",
+    "billing.emergencycredit": "account__utility",
+    "insight.usagebaseline": "account__utility",
 }
 
 

@@ -14,10 +14,43 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts import services
 from accounts.forms import ConsumerAccountForm, ConsumerImportForm
-from accounts.models import ConsumerAccount
-from core.admin import UtilityScopedAdmin, scope_queryset
+from accounts.models import AccountShare, ConsumerAccount
+from core.admin import HistoryInline, UtilityScopedAdmin, scope_queryset
 from core.phone import phone_mask
 from core.timebuckets import moment_text
+
+
+class ShareInline(HistoryInline):
+    """Who the holder shared the account with, and what each may do (accounts.shares): staff
+    answering a call see it; only the holder changes it, in the app."""
+
+    model = AccountShare
+    fk_name = "account"
+    fields = [
+        "phone_masked",
+        "status",
+        "can_view",
+        "can_pay",
+        "receives_alerts",
+        "created_local",
+        "ended_local",
+    ]
+    verbose_name_plural = _("Shared with")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account__utility")
+
+    @admin.display(description=_("Mobile"))
+    def phone_masked(self, share: AccountShare) -> str:
+        return phone_mask(share.phone)
+
+    @admin.display(description=_("Invited at"))
+    def created_local(self, share: AccountShare) -> str:
+        return moment_text(share.created_at, share.account.utility.zone)
+
+    @admin.display(description=_("Ended at"))
+    def ended_local(self, share: AccountShare) -> str:
+        return moment_text(share.ended_at, share.account.utility.zone)
 
 
 @admin.register(ConsumerAccount)
@@ -30,6 +63,7 @@ class ConsumerAccountAdmin(UtilityScopedAdmin):
     list_select_related = ["utility"]
     list_per_page = 50
     form = ConsumerAccountForm
+    inlines = [ShareInline]
     change_list_template = "admin/accounts/consumeraccount/change_list.html"
     fields = [
         "utility",
@@ -37,6 +71,7 @@ class ConsumerAccountAdmin(UtilityScopedAdmin):
         "registered_mobile",
         "name",
         "premises_address",
+        "sanctioned_load_kw",
         "status",
         "registered_mobile_since_local",
         "closed_local",

@@ -369,7 +369,13 @@ class RelayCommandAdmin(AccountSearchMixin, ReadOnlyAdmin):
 
 
 class PolicyForm(MoneyForm):
-    money_fields = ("emergency_credit", "max_topup")
+    money_fields = (
+        "emergency_credit",
+        "max_topup",
+        "emergency_credit_fee",
+        "debt_recovery_daily_cap",
+        "debt_recovery_daily_rate",
+    )
 
 
 @admin.register(BillingPolicy)
@@ -386,8 +392,69 @@ class BillingPolicyAdmin(UtilityScopedAdmin):
     list_select_related = ["utility"]
     emergency_credit_text = money_column("emergency_credit", description="Emergency credit")
     max_topup_text = money_column("max_topup", description="Largest top-up")
+    # Each rule's fields together; docs/affordability.md says which regime uses which.
+    fieldsets = [
+        (None, {"fields": ["utility", "max_topup", "payment_link_hours", "move_out_credit"]}),
+        (
+            _("Disconnection and friendly hours"),
+            {
+                "fields": [
+                    "friendly_night_start",
+                    "friendly_night_end",
+                    "no_disconnect_on_weekends",
+                    "no_disconnect_on_holidays",
+                ]
+            },
+        ),
+        (
+            _("Emergency credit"),
+            {
+                "fields": [
+                    "emergency_credit",
+                    "emergency_credit_on_request",
+                    "emergency_credit_fee",
+                    "emergency_credit_days",
+                ]
+            },
+        ),
+        (
+            _("Debt and reconnection"),
+            {
+                "fields": [
+                    "debt_recovery_percent",
+                    "debt_recovery_daily_cap",
+                    "debt_recovery_daily_rate",
+                    "reconnect_min_payment_percent",
+                ]
+            },
+        ),
+        (
+            _("Consumers' own tools"),
+            {
+                "fields": [
+                    "auto_topup_enabled",
+                    "shared_access_enabled",
+                    "max_shares_per_account",
+                    "pay_for_others_enabled",
+                    "runout_cover_days",
+                ]
+            },
+        ),
+        (
+            _("Postpaid bills"),
+            {
+                "fields": [
+                    "bill_due_days",
+                    "bill_due_reminder_days",
+                    "removal_months_late",
+                    "removal_notice_days",
+                ]
+            },
+        ),
+    ]
 
 
+from billing.admin import affordability as _affordability  # noqa: E402, F401  (auto top-ups, credit)
 from billing.admin import payments as _payments  # noqa: E402, F401  (registers the payments admin)
 from billing.admin import removals as _removals  # noqa: E402, F401  (Egypt's late path admin)
 from billing.admin import tamper as _tamper  # noqa: E402, F401  (the tamper work queue)
