@@ -23,6 +23,7 @@ from billing.models import (
     TopUp,
 )
 from core.phone import phone_normalize
+from insight.models import InsightPolicy
 from meters.demo import demo_day_values, demo_grid
 from meters.models import GridArea, Meter, MeterAssignment, MeterEvent, SupplyPeriod, Transformer
 from meters.services import readings_ingest
@@ -245,10 +246,20 @@ EMERGENCY_CREDIT = {"kw-mew": "0.500", "eg-nedc": "20.00", "sa-sec": "10.00", "i
 # The rest of each policy, where it is not the default: Kuwait takes any top-up from 1 KWD up (no
 # cap); Egypt reminds 3 days before a bill is due and follows its late path (a formal notice
 # after more than two months late, removal one month later unless paid).
+# India (docs/affordability.md): emergency credit the consumer takes in the app, repaid within 7
+# days; reconnection once 50 % of the dues are paid; debt recovered at most 100 INR a day.
 POLICY = {
     "kw-mew": {"max_topup": None},
     "eg-nedc": {"bill_due_reminder_days": 3, "removal_months_late": 2, "removal_notice_days": 30},
+    "in-mpcz": {
+        "emergency_credit_on_request": True,
+        "emergency_credit_days": 7,
+        "reconnect_min_payment_percent": Decimal(50),
+        "debt_recovery_daily_cap": Decimal("100.00"),
+    },
 }
+# India's consumer-rights rules: consumers are told when their demand exceeds the sanctioned load.
+INSIGHT_POLICY = {"in-mpcz": {"sanctioned_load_alerts": True}}
 OPENING_TOPUP = {
     "kw-mew": "10.000",
     "eg-nedc": "2500.00",
@@ -306,6 +317,10 @@ class Command(BaseCommand):
                         "registered_mobile": phone_normalize(raw=mobile, region=utility.country),
                         "name": name,
                         "premises_address": address,
+                        # Indian connections carry a sanctioned load; the demo's is 3 kW.
+                        "sanctioned_load_kw": Decimal("3.00")
+                        if utility.code == "in-mpcz"
+                        else None,
                     },
                 )
                 meter, created = Meter.objects.get_or_create(
@@ -508,6 +523,9 @@ class Command(BaseCommand):
                 "emergency_credit": Decimal(EMERGENCY_CREDIT[utility.code]),
                 **POLICY.get(utility.code, {}),
             },
+        )
+        InsightPolicy.objects.update_or_create(
+            utility=utility, defaults=INSIGHT_POLICY.get(utility.code, {})
         )
         for spec in TARIFFS[utility.code]:
             tariff, created = Tariff.objects.get_or_create(
