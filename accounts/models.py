@@ -256,7 +256,7 @@ class AccountLink(models.Model):
         SHARE_ENDED = "share_ended", "The holder ended the share, or the holder's own link ended"
 
     class Role(models.TextChoices):
-        HOLDER = "holder", "Holder (proved the registered mobile)"
+        HOLDER = "holder", "Holder"
         SHARED = "shared", "Shared by the holder"
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_links")

@@ -15,8 +15,10 @@ from decimal import Decimal
 
 from django.db.models import Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import AccountLink, ConsumerAccount
+from billing.models import AutoTopUp, EmergencyCredit
 from billing.selectors import balance_summary, statement
 from core.charts import bar_chart
 from core.money import utility_money
@@ -175,9 +177,50 @@ def links_panel(*, account: ConsumerAccount) -> list[dict]:
             "ended": when(link.unlinked_at, account) if link.unlinked_at else "",
             "end_reason": link.get_end_reason_display() if link.end_reason else "",
             "live": link.unlinked_at is None,
+            # A holder may do everything; a share what the holder granted (accounts.shares).
+            "role": link.get_role_display()
+            if link.role == AccountLink.Role.HOLDER
+            else ", ".join(
+                right
+                for right, granted in (
+                    (_("sees it"), link.can_view),
+                    (_("pays"), link.can_pay),
+                    (_("gets alerts"), link.receives_alerts),
+                )
+                if granted
+            ),
+            "shared": link.role == AccountLink.Role.SHARED,
         }
         for link in links
     ]
+
+
+def affordability_panel(*, account: ConsumerAccount) -> dict:
+    """What the consumer set to keep the supply on (docs/affordability.md): automatic top-ups in
+    force and emergency credit in use, as staff answering a call need them."""
+    rules = AutoTopUp.objects.filter(account=account, is_active=True).order_by("trigger")
+    credit = EmergencyCredit.objects.filter(
+        account=account, status=EmergencyCredit.Status.ACTIVE
+    ).first()
+    return {
+        "auto_topups": [
+            {
+                "trigger": rule.get_trigger_display(),
+                "amount": money(rule.amount, account),
+                "threshold": money(rule.threshold, account) if rule.threshold is not None else "",
+                "next_run": when(rule.next_run_at, account) if rule.next_run_at else "",
+                "cap": money(rule.monthly_cap, account),
+            }
+            for rule in rules
+        ],
+        "emergency_credit": None
+        if credit is None
+        else {
+            "amount": money(credit.amount, account),
+            "taken": when(credit.taken_at, account),
+            "repay_by": when(credit.repay_by, account) if credit.repay_by else "",
+        },
+    }
 
 
 def notifications_panel(*, account: ConsumerAccount) -> list[dict]:
@@ -274,6 +317,7 @@ def account_page(*, account: ConsumerAccount, now: datetime | None = None) -> di
         "usage": usage_chart(account=account, now=now),
         "ledger": ledger_panel(account=account),
         "links": links_panel(account=account),
+        "affordability": affordability_panel(account=account),
         "notifications": notifications_panel(account=account),
         "requests": requests_panel(account=account, now=now),
         "compensation": compensation_panel(account=account),

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='accountlink',
             name='role',
-            field=models.CharField(choices=[('holder', 'Holder (proved the registered mobile)'), ('shared', 'Shared by the holder')], default='holder', max_length=8),
+            field=models.CharField(choices=[('holder', 'Holder'), ('shared', 'Shared by the holder')], default='holder', max_length=8),
         ),
         migrations.AddField(
             model_name='accountlink',

@@ -261,3 +261,53 @@ def test_the_pages_queries_do_not_grow_with_the_accounts_history(
 
     assert len(large) == len(small) <= 40
     assert page.count("Entry ") == 20  # the last 20 entries only
+
+
+def test_staff_see_who_the_account_is_shared_with_and_what_keeps_its_supply_on(client, meter):
+    """A caller asks why their tenant gets alerts, or why 5 KWD left their card: the page says who
+    holds the account and what each share may do, the automatic top-ups in force and the
+    emergency credit in use, in the utility's zone and decimals."""
+    from billing.models import AutoTopUp, EmergencyCredit, PaymentMethod
+
+    account = meter.account
+    holder = AccountLinkFactory(account=account, verified_mobile="+96550007123")
+    tenant = UserFactory(phone="+96550007999")
+    AccountLinkFactory(
+        account=account,
+        user=tenant,
+        verified_mobile="+96550007999",
+        role="shared",
+        shared_by=holder,
+        can_view=True,
+        can_pay=True,
+        receives_alerts=False,
+    )
+    card = PaymentMethod.objects.create(
+        user=holder.user, gateway="simulated", reference="pm_test_1", brand="visa", last4="4242"
+    )
+    AutoTopUp.objects.create(
+        account=account,
+        user=holder.user,
+        payment_method=card,
+        trigger="balance",
+        amount=Decimal("5.000"),
+        threshold=Decimal("1.500"),
+        monthly_cap=Decimal("20.000"),
+    )
+    EmergencyCredit.objects.create(
+        account=account,
+        amount=Decimal("0.500"),
+        taken_at=NOW - timedelta(hours=3),
+        repay_by=NOW + timedelta(days=7),
+    )
+    client.force_login(staff_member(account.utility, role="support"))
+
+    page = page_of(client, account)
+
+    assert "shared: sees it, pays" in page
+    assert "+965 ••••7999" in page and "+96550007999" not in page  # the tenant's number masked
+    assert "<td>Holder</td>" in page
+    assert "Automatic top-up: 5.000 KWD" in page and "(1.500 KWD)" in page
+    assert "monthly cap 20.000 KWD" in page
+    assert "Emergency credit in use: 0.500 KWD" in page
+    assert "repay by 2026-12-08 12:00 +03" in page
