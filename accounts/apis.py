@@ -10,7 +10,7 @@ from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts import selectors, services
-from accounts.models import Language, OneTimeCode
+from accounts.models import AccountLink, Language, OneTimeCode
 from core.http import client_ip
 from core.phone import phone_mask
 from core.schema import refuses
@@ -219,6 +219,14 @@ class LinkOutputSerializer(serializers.Serializer):
     access = serializers.SerializerMethodField(
         help_text="full: see and act; read_only: a closed account's own history."
     )
+    role = serializers.ChoiceField(
+        choices=AccountLink.Role.choices,
+        help_text="holder: proved the registered mobile; shared: shared by the holder, with the "
+        "rights below (docs/sharing.md).",
+    )
+    can_view = serializers.BooleanField()
+    can_pay = serializers.BooleanField()
+    receives_alerts = serializers.BooleanField()
     registered_mobile = serializers.SerializerMethodField()
     linked_at = serializers.DateTimeField(source="created_at")
     ended_at = serializers.DateTimeField(source="unlinked_at", allow_null=True)

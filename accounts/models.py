@@ -311,7 +311,7 @@ class AccountShare(models.Model):
     The invitation waits for the person to sign in with that number and accept it; accepting makes
     a shared AccountLink (role "shared") that hangs off the holder's link and ends with it: a new
     registered mobile, a move-out or the account's closing ends every share of the old holder.
-    See docs/affordability.md.
+    See docs/sharing.md.
     """
 
     class Status(models.TextChoices):

@@ -363,15 +363,20 @@ def link_confirm(*, user: User, challenge_id: object, code: str) -> AccountLink:
 def link_remove(*, user: User, link_id: int) -> None:
     """Unlink a live link, or put away the read-only link a closed account left: either way the
     account disappears from the user's app."""
+    from accounts.shares import shares_end_for_link
+
     now = timezone.now()
     mine = AccountLink.objects.filter(pk=link_id, user=user)
-    removed = mine.filter(unlinked_at__isnull=True).update(
-        unlinked_at=now, end_reason=AccountLink.EndReason.UNLINKED
-    ) or mine.filter(end_reason=AccountLink.EndReason.ACCOUNT_CLOSED).update(
-        end_reason=AccountLink.EndReason.UNLINKED
-    )
-    if removed != 1:
-        raise NotFound("You have no such link.", code="link_not_found")
+    with transaction.atomic():
+        removed = mine.filter(unlinked_at__isnull=True).update(
+            unlinked_at=now, end_reason=AccountLink.EndReason.UNLINKED
+        ) or mine.filter(end_reason=AccountLink.EndReason.ACCOUNT_CLOSED).update(
+            end_reason=AccountLink.EndReason.UNLINKED
+        )
+        if removed != 1:
+            raise NotFound("You have no such link.", code="link_not_found")
+        # A holder's shares end with their link; a shared user leaving ends their share.
+        shares_end_for_link(link_id=link_id, at=now)
 
 
 def _links_end(
@@ -382,8 +387,10 @@ def _links_end(
     category: str,
     context: dict | None = None,
 ) -> list[AccountLink]:
-    """End live links and tell each holder in their inbox (pushed too; never an SMS, which would
-    go to the number that is no longer theirs)."""
+    """End live holders' links and tell each holder in their inbox (pushed too; never an SMS,
+    which would go to the number that is no longer theirs). Every share hanging off them ends in
+    the same transaction (accounts.shares)."""
+    from accounts.shares import shares_end_with_holders
     from notifications.services import alert_create
 
     ended = []
@@ -404,13 +411,15 @@ def _links_end(
             utility=link.account.utility,
         )
         ended.append(link)
+    shares_end_with_holders(holder_link_ids=[link.pk for link in ended], at=at)
     return ended
 
 
 def _live_links(account: ConsumerAccount):
-    return AccountLink.objects.filter(account=account, unlinked_at__isnull=True).select_related(
-        "user", "account__utility"
-    )
+    # Holders' links: shared ones end with them, as SHARE_ENDED (_links_end).
+    return AccountLink.objects.filter(
+        account=account, unlinked_at__isnull=True, role=AccountLink.Role.HOLDER
+    ).select_related("user", "account__utility")
 
 
 def account_mobile_change(

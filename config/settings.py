@@ -350,6 +350,9 @@ OTP_RESEND_COOLDOWN_SECONDS = env_int("OTP_RESEND_COOLDOWN_SECONDS", 60)
 # that protects a number's sign-in (docs/sign-in.md).
 OTP_HOURLY_LIMIT_PER_PHONE = env_int("OTP_HOURLY_LIMIT_PER_PHONE", 5)
 OTP_HOURLY_LIMIT_PER_CLIENT = env_int("OTP_HOURLY_LIMIT_PER_CLIENT", 20)
+# Paying for someone else: lookups of an account by consumer id a user may make in an hour, so
+# that holders' masked names cannot be mined id by id (accounts.shares).
+PAY_LOOKUPS_PER_HOUR = env_int("PAY_LOOKUPS_PER_HOUR", 20)
 LINK_HOURLY_LIMIT_PER_USER = env_int("LINK_HOURLY_LIMIT_PER_USER", 10)
 LINK_HOURLY_LIMIT_PER_ACCOUNT = env_int("LINK_HOURLY_LIMIT_PER_ACCOUNT", 5)
 LINK_HOURLY_LIMIT_PER_CLIENT = env_int("LINK_HOURLY_LIMIT_PER_CLIENT", 20)

@@ -90,6 +90,8 @@ def test_an_admin_edit_of_the_number_ends_the_old_link(client, old_holder, meter
         "links-INITIAL_FORMS": 1,
         "links-0-id": AccountLink.objects.get().pk,
         "links-0-account": account.pk,
+        "shares-TOTAL_FORMS": 0,
+        "shares-INITIAL_FORMS": 0,
     }
     response = client.post(f"/admin/accounts/consumeraccount/{account.pk}/change/", data)
     assert response.status_code == 302, response.context["adminform"].form.errors
