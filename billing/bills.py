@@ -20,6 +20,7 @@ from billing.relay import policy_for
 from billing.tariffs import WH_PER_KWH, tariff_for
 from core.errors import DomainError
 from core.money import money_quantize
+from core.timebuckets import local_midnight
 from meters.models import Meter, MeterAssignment
 from meters.selectors import meter_series
 from meters.storage import INTERVAL, PRESENT
@@ -33,9 +34,11 @@ CLOSED = ConsumerAccount.Status.CLOSED
 
 
 def _month_bounds(month: date, zone) -> tuple[datetime, datetime]:
-    start = datetime.combine(month, datetime.min.time(), zone)
+    """The local month's first and following first instants, in UTC. In UTC, not in `zone`:
+    Python subtracts two times of the same zone on the wall clock, so a month with a daylight-
+    saving change (Cairo's April and October) would be read an hour too long or too short."""
     following = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return start, datetime.combine(following, datetime.min.time(), zone)
+    return local_midnight(month, zone), local_midnight(following, zone)
 
 
 def bill_issue(*, account: ConsumerAccount, month: date, issued_on: date | None = None) -> Bill:
@@ -74,7 +77,7 @@ def bill_issue(*, account: ConsumerAccount, month: date, issued_on: date | None 
     held_days = {
         day
         for day in (
-            month + timedelta(days=n) for n in range(end.date().toordinal() - month.toordinal())
+            month + timedelta(days=n) for n in range((end.astimezone(zone).date() - month).days)
         )
         for tenancy in tenancies
         if tenancy.start < datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)

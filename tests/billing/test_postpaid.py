@@ -252,3 +252,17 @@ def test_a_postpaid_payment_is_acknowledged_without_prepaid_balance_alerts(
     assert categories == {"topup_received"}
     receipt = Notification.objects.get(user=link.user)
     assert f"{bill.amount - Decimal('10.00'):.2f}" in receipt.body
+
+
+def test_a_month_with_a_clock_change_bills_its_own_quarter_hours(meter):
+    """Cairo moves its clocks forward on 24 April 2026: April has 30 days less one hour, 2,876
+    quarter-hours. The bill reads exactly those, not the first hour of May (billed in May)."""
+    use(meter, datetime(2026, 3, 31, tzinfo=UTC), 9.6, 32)  # 100 Wh every quarter-hour
+
+    april = bills.bill_issue(account=meter.account, month=date(2026, 4, 1))
+    may = bills.bill_issue(account=meter.account, month=date(2026, 5, 1))
+
+    assert april.kwh == Decimal("287.600")  # 2,876 × 100 Wh
+    # May's bill starts at its own local midnight (21:00 UTC on 30 April): the readings of
+    # 1 May local, 27 hours of the 32 days sent, are May's and nobody's twice.
+    assert may.kwh == Decimal("10.800")
