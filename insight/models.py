@@ -49,6 +49,12 @@ class InsightPolicy(models.Model):
         help_text="The time-of-day view's saving if this share of peak use moved to the cheapest "
         "hours.",
     )
+    day_started = models.DateField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The last local day the daily pass was started for: each day is started once.",
+    )
     sanctioned_load_alerts = models.BooleanField(
         default=False,
         help_text="Tell the consumer when a 15-minute demand exceeds the sanctioned load "
