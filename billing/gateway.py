@@ -10,6 +10,16 @@ A gateway implements three calls. Those that reach the gateway raise TransientGa
   (open, nothing final yet) or unknown (it never saw it). Reconciliation settles top-ups whose
   webhook never came with it (billing.reconcile.topups_reconcile).
 
+Saved cards (automatic top-ups, billing.autotopup; docs/auto-topup.md). The app hands the card to
+the gateway's own tokenisation endpoint (a real gateway's client SDK does this), never to us; we
+receive a single-use token and trade it for a reusable reference:
+
+- `payment_method_attach(token)`: the reusable reference of a tokenised card, with what a person
+  needs to recognise it (brand, last four digits, expiry). An unknown or used token: permanent.
+- `charge_saved(reference, amount, currency, idempotency_key)`: charge a saved card off-session.
+  Declined: PermanentGatewayError; the processor unreachable or busy: TransientGatewayError. The
+  same idempotency key again is answered with the first charge and never charges twice.
+
 `simulated` (the default) is a complete stand-in that behaves like a real gateway: its checkout
 page is served by this project (/pay/simulated/<reference>/), it keeps its own books
 (billing.models.SimulatedPayment), it sends the signed outcome to our webhook over HTTP and retries
@@ -32,11 +42,11 @@ from decimal import Decimal
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from billing.models import SimulatedPayment
+from billing.models import SimulatedCharge, SimulatedPayment, SimulatedPaymentMethod
 from core.errors import DomainError, Gone, NotFound
 from core.parsers import json_loads_bounded
 
@@ -83,6 +93,21 @@ class PaymentStatus:
 
 
 STATUSES = ("succeeded", "failed", "pending", "unknown")
+
+
+@dataclass(frozen=True)
+class AttachedCard:
+    reference: str  # reusable: what charge_saved is given
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class SavedCharge:
+    reference: str  # the gateway's id of the charge
+    outcome: str  # succeeded (a decline raises PermanentGatewayError)
 
 
 def _retry_after(response: requests.Response) -> int | None:
@@ -161,6 +186,28 @@ class SimulatedGateway:
         if not hmac.compare_digest(expected, parts.get("v1", "")):
             raise DomainError("The signature does not match.", code="bad_signature")
         return webhook_event_read(body)
+
+    def payment_method_attach(self, *, token: str) -> AttachedCard:
+        """Trade the app's single-use token for the card's reusable reference."""
+        card = simulated_card_attach(token=token)
+        return AttachedCard(
+            reference=card.reference,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+        )
+
+    def charge_saved(
+        self, *, reference: str, amount: Decimal, currency: str, idempotency_key: str
+    ) -> SavedCharge:
+        charge = simulated_charge(
+            method_reference=reference,
+            amount=amount,
+            currency=currency,
+            idempotency_key=idempotency_key,
+        )
+        return SavedCharge(reference=charge.reference, outcome=charge.outcome)
 
     def event_body(
         self,
@@ -414,3 +461,131 @@ def _delivery_verdict(response: requests.Response) -> tuple[bool, str]:
         return False, ""
     error = f"webhook answered {response.status_code}: {response.text[:120]}"
     return response.status_code in (408, 429) or response.status_code >= 500, error
+
+
+# Saved cards. The tokenisation endpoint (/pay/simulated/tokens/, billing.pages) stands for a real
+# gateway's client SDK: the app sends the card there, and only the token comes to our API. The
+# gateway's books keep the last four digits and how a test card behaves, never the number or CVC.
+# Test numbers as real gateways publish them (Stripe's): any other valid number succeeds.
+TEST_CARDS = {
+    "4242424242424242": "succeed",
+    "4000000000000002": "decline",
+    "4000000000000119": "transient",  # the processor errs: ask again later
+}
+
+
+def _luhn_valid(number: str) -> bool:
+    total = 0
+    for index, digit in enumerate(reversed(number)):
+        value = int(digit) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _card_brand(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(number[:4]) <= 2720:
+        return "mastercard"
+    if number[:2] in {"34", "37"}:
+        return "amex"
+    return "card"
+
+
+def simulated_card_tokenise(
+    *, number: object, exp_month: object, exp_year: object, cvc: object, now: datetime | None = None
+) -> SimulatedPaymentMethod:
+    """The gateway checks a card and keeps it, answering a single-use token. Refuses (400, with a
+    code per field as a gateway's SDK does) a number that fails its check digit, a past expiry or
+    a CVC that is not 3 or 4 digits."""
+    now = now or timezone.now()
+    digits = str(number or "").replace(" ", "").replace("-", "")
+    if not (digits.isascii() and digits.isdigit() and 12 <= len(digits) <= 19) or not _luhn_valid(
+        digits
+    ):
+        raise DomainError.for_field(
+            "number", "The card number is not valid.", code="invalid_number"
+        )
+    try:
+        month, year = int(str(exp_month)), int(str(exp_year))
+    except ValueError:
+        month, year = 0, 0
+    if year < 100:
+        year += 2000
+    if not (1 <= month <= 12 and now.year <= year <= now.year + 50) or (year, month) < (
+        now.year,
+        now.month,
+    ):
+        raise DomainError.for_field(
+            "exp_month", "The card has expired or its expiry is not valid.", code="invalid_expiry"
+        )
+    cvc_text = str(cvc or "")
+    if not (cvc_text.isascii() and cvc_text.isdigit() and len(cvc_text) in (3, 4)):
+        raise DomainError.for_field("cvc", "The security code is not valid.", code="invalid_cvc")
+    return SimulatedPaymentMethod.objects.create(
+        reference=f"pm_sim_{secrets.token_urlsafe(16)}",
+        single_use_token=f"tok_sim_{secrets.token_urlsafe(16)}",
+        brand=_card_brand(digits),
+        last4=digits[-4:],
+        exp_month=month,
+        exp_year=year,
+        behaviour=TEST_CARDS.get(digits, "succeed"),
+        created_at=now,
+    )
+
+
+def simulated_card_attach(*, token: str) -> SimulatedPaymentMethod:
+    """The reusable card a token stands for. A token attaches one card: sent again (the merchant
+    retrying after a lost answer) it answers that same card, never a new one; the merchant keeps
+    each card with the customer who attached it first."""
+    card = SimulatedPaymentMethod.objects.filter(single_use_token=token).first()
+    if card is None:
+        raise PermanentGatewayError("unknown token")
+    SimulatedPaymentMethod.objects.filter(pk=card.pk, attached_at__isnull=True).update(
+        attached_at=timezone.now()
+    )
+    return card
+
+
+def simulated_charge(
+    *, method_reference: str, amount: Decimal, currency: str, idempotency_key: str
+) -> SimulatedCharge:
+    """Charge a saved card, once per idempotency key.
+
+    1. A key seen before answers its first charge (a decline is declined again), whatever was
+       asked now; the same key with another card or amount is refused, as real gateways do.
+    2. A card that fails transiently records nothing: asking again may succeed.
+    3. Two charges with one key at once race on the unique key: the loser answers the winner's.
+    """
+    first = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
+    if first is None:
+        card = SimulatedPaymentMethod.objects.filter(
+            reference=method_reference, attached_at__isnull=False
+        ).first()
+        if card is None:
+            raise PermanentGatewayError("no such saved card")
+        if card.behaviour == "transient":
+            raise TransientGatewayError("processing error: try again")
+        today = timezone.now()
+        expired = (card.exp_year, card.exp_month) < (today.year, today.month)
+        try:
+            with transaction.atomic():
+                first = SimulatedCharge.objects.create(
+                    idempotency_key=idempotency_key,
+                    method_reference=method_reference,
+                    amount=amount,
+                    currency=currency,
+                    reference=f"ch_sim_{secrets.token_urlsafe(16)}",
+                    outcome="declined" if expired or card.behaviour == "decline" else "succeeded",
+                )
+        except IntegrityError:
+            first = SimulatedCharge.objects.get(idempotency_key=idempotency_key)
+    if (first.method_reference, first.amount, first.currency) != (
+        method_reference,
+        amount,
+        currency,
+    ):
+        raise PermanentGatewayError("idempotency key reused for another charge")
+    if first.outcome != "succeeded":
+        raise PermanentGatewayError("card declined")
+    return first

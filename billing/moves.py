@@ -488,7 +488,10 @@ def move_in(
         )
         move = _tenancy_start(meter=meter, account=account, at=at, staff=staff, source=source)
         policy = policy_for(utility)
-        if meter.relay == Meter.Relay.OPEN and policy.emergency_credit > 0:
+        # A new tenant starts at zero: only an automatic allowance lets the supply on before
+        # a first top-up (credit on request is taken by the tenant, in the app).
+        automatic = policy.emergency_credit > 0 and not policy.emergency_credit_on_request
+        if meter.relay == Meter.Relay.OPEN and automatic:
             reconnect_request(meter=meter, reason="move_in")
     return move
 

@@ -1,5 +1,6 @@
 """Pages a consumer's browser opens: the simulated gateway's checkout and the call-centre payment
-link; and the simulated gateway's status API, which reconciliation asks as it would a real one."""
+link; the simulated gateway's status API, which reconciliation asks as it would a real one; and its
+card tokenisation endpoint, which the app calls as it would a real gateway's client SDK."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from django.conf import settings
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import gateway, payments
 from billing.models import SimulatedPayment, TopUp
-from core.errors import DomainError
+from core.errors import DomainError, error_body
 from core.money import utility_money
+from core.parsers import json_loads_bounded
 from core.timebuckets import moment_text
 
 
@@ -103,4 +106,38 @@ def payment_link(request, token: str):
             "valid_until": moment_text(link.expires_at, link.account.utility.zone),
             "name": _masked_name(link.account.name),
         },
+    )
+
+
+@csrf_exempt  # called by the app, not a browser form: no cookie session to forge a request with
+@require_POST
+def simulated_tokens(request):
+    """The simulated gateway's tokenisation, as a real gateway's client SDK posts the card to the
+    gateway and never to the merchant: JSON (or a form) with number, exp_month, exp_year and cvc;
+    201 with a single-use `token` the app gives our API (POST /api/v1/payment-methods/), or 400
+    with the gateway's code (invalid_number, invalid_expiry, invalid_cvc)."""
+    try:
+        if request.content_type == "application/json":
+            data = json_loads_bounded(request.body)
+            if not isinstance(data, dict):
+                raise DomainError("Send a JSON object.", code="invalid")
+        else:
+            data = request.POST
+        card = gateway.simulated_card_tokenise(
+            number=data.get("number"),
+            exp_month=data.get("exp_month"),
+            exp_year=data.get("exp_year"),
+            cvc=data.get("cvc"),
+        )
+    except DomainError as exc:
+        return JsonResponse(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+    return JsonResponse(
+        {
+            "token": card.single_use_token,
+            "brand": card.brand,
+            "last4": card.last4,
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+        },
+        status=201,
     )

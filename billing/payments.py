@@ -19,6 +19,7 @@ from django.utils import timezone
 from stdnum.iso7064 import mod_97_10
 
 from accounts.models import ConsumerAccount, User
+from billing import affordability
 from billing import gateway as gateways
 from billing.ledger import ledger_post
 from billing.models import (
@@ -34,7 +35,7 @@ from billing.models import (
 )
 from billing.relay import policy_for, reconnect_after_payment
 from core.errors import Conflict, DomainError, Gone, NotFound
-from core.money import money_parse, money_quantize, utility_money
+from core.money import money_parse, utility_money
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +177,11 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
     1. Lock the top-up row; a second confirmation (a replayed webhook, a double click at the
        counter, the webhook and reconciliation at once) finds it already succeeded and credits
        nothing.
-    2. Post the credit (keyed by the top-up), then take the utility's share for arrears still owed.
-    3. Apply the money to unpaid bills, oldest first.
+    2. Post the credit (keyed by the top-up). A part payment by an account cut for non-payment
+       may have its unpaid balance rescheduled as debt (billing.affordability, where the policy
+       allows it); then the utility's share for arrears still owed, within today's cap.
+    3. Apply the money to unpaid bills, oldest first. A balance back at zero or above repays
+       emergency credit in use.
     4. After commit: reconnect a disconnected meter, tell the consumer, re-arm balance alerts.
     A payment for a cost estimate (purpose "estimate") is only credited: the service request debits
     it as a service charge, and it must not repay arrears, pay bills or reconnect anything.
@@ -224,8 +228,12 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
         )
         for_balance = topup.purpose == TopUp.Purpose.BALANCE
         if for_balance:
-            _recover_debt(account=account, topup=topup)
+            affordability.part_payment_reschedule(
+                account=account, topup=topup, balance_before=posting.balance_before
+            )
+            affordability.debt_recover_from_topup(account=account, topup=topup)
             _allocate_to_bills(account=account, amount=topup.amount)
+            affordability.emergency_credit_settle(account=account, now=paid_at)
         topup.status = TopUp.Status.SUCCEEDED
         topup.paid_at = paid_at
         topup.receipt_number = _receipt_number(topup)
@@ -235,26 +243,6 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
             reconnect_after_payment(account=account, payment_notified_at=paid_at)
             _after_balance_change(account=account, topup=topup)
     return Confirmation(topup=topup, credited=True)
-
-
-def _recover_debt(*, account: ConsumerAccount, topup: TopUp) -> None:
-    balance = Balance.objects.select_for_update().get(account=account)
-    if balance.debt <= 0:
-        return
-    share = policy_for(account.utility).debt_recovery_percent / 100
-    recover = min(
-        balance.debt,
-        money_quantize(topup.amount * share, minor_unit=account.utility.currency_minor_unit),
-    )
-    if recover > 0:
-        ledger_post(
-            account=account,
-            kind=LedgerEntry.Kind.DEBT_RECOVERY,
-            amount=-recover,
-            key=f"debt:{topup.pk}",
-            description=f"Arrears recovered from top-up ({share * 100:.0f}%)",
-            debt_change=-recover,
-        )
 
 
 def _allocate_to_bills(*, account: ConsumerAccount, amount: Decimal) -> None:

@@ -8,12 +8,19 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing import headend
-from billing.models import Balance, BillingPolicy, LedgerEntry, RelayCommand, TopUp
+from billing.models import (
+    Balance,
+    BillingPolicy,
+    EmergencyCredit,
+    LedgerEntry,
+    RelayCommand,
+    TopUp,
+)
 from core.money import money_quantize
 from meters.models import Meter, MeterAssignment, MeterEvent
 
@@ -67,6 +74,44 @@ def _active_meters(account: ConsumerAccount):
     )
 
 
+def emergency_credit_in_force(*, account_id: int, at: datetime) -> EmergencyCredit | None:
+    """The emergency credit the consumer took that holds at `at` (billing.affordability): taken by
+    then, neither repaid nor past its repayment date. By times, not by status: the standards engine
+    checks a disconnect at the moment it went out, and a credit past `repay_by` no longer counts
+    even before the daily run marks it expired."""
+    return (
+        EmergencyCredit.objects.filter(account_id=account_id, taken_at__lte=at)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=at))
+        .filter(Q(repay_by__isnull=True) | Q(repay_by__gt=at))
+        .order_by("-taken_at")
+        .first()
+    )
+
+
+def emergency_credit_limit(
+    *, account: ConsumerAccount, policy: BillingPolicy, at: datetime
+) -> Decimal:
+    """How far below zero the balance may go at `at` before the supply is cut.
+
+    Automatic (policy.emergency_credit_on_request off): the policy's allowance. On request: the
+    credit the consumer took and that is still in force (emergency_credit_in_force), else zero.
+    Every path that decides a disconnection reads it here, through disconnection_level: the
+    order (disconnect_evaluate), the send and the standards engine's check (disconnect_check);
+    the balance answer shows it. docs/affordability.md.
+    """
+    if not policy.emergency_credit_on_request:
+        return policy.emergency_credit
+    credit = emergency_credit_in_force(account_id=account.pk, at=at)
+    return credit.amount if credit is not None else Decimal(0)
+
+
+def disconnection_level(
+    *, account: ConsumerAccount, policy: BillingPolicy, at: datetime
+) -> Decimal:
+    """The balance at or below which the supply is cut at `at`: minus emergency_credit_limit."""
+    return -emergency_credit_limit(account=account, policy=policy, at=at)
+
+
 def disconnect_evaluate(
     *, account: ConsumerAccount, now: datetime | None = None
 ) -> list[RelayCommand]:
@@ -77,7 +122,9 @@ def disconnect_evaluate(
     now = now or timezone.now()
     policy = policy_for(account.utility)
     balance = Balance.objects.filter(account=account).first()
-    if balance is None or balance.amount > -policy.emergency_credit:
+    if balance is None or balance.amount > disconnection_level(
+        account=account, policy=policy, at=now
+    ):
         return []
     created = []
     not_before = disconnect_allowed_from(utility=account.utility, policy=policy, moment=now)
@@ -117,6 +164,16 @@ def reconnect_after_payment(
         sent_at__gte=payment_notified_at,
     ).values_list("pk", flat=True):
         disconnect_wrongful_check(command_id=command_id)
+    return disconnections_lift(
+        account=account, reason="payment", payment_notified_at=payment_notified_at
+    )
+
+
+def disconnections_lift(
+    *, account: ConsumerAccount, reason: str, payment_notified_at: datetime | None = None
+) -> list[RelayCommand]:
+    """The account is no longer to be cut (a payment, emergency credit taken): cancel its waiting
+    disconnections and reconnect its meters that are off, at once."""
     waiting = RelayCommand.objects.filter(
         account=account, action=RelayCommand.Action.DISCONNECT, status=RelayCommand.Status.WAITING
     )
@@ -127,7 +184,7 @@ def reconnect_after_payment(
     commands = []
     for meter in _active_meters(account).filter(Q(pk__in=tried) | ~Q(relay=Meter.Relay.CLOSED)):
         command = reconnect_request(
-            meter=meter, reason="payment", payment_notified_at=payment_notified_at
+            meter=meter, reason=reason, payment_notified_at=payment_notified_at
         )
         if command:
             commands.append(command)
@@ -277,8 +334,9 @@ def disconnect_check(
 
     1. Friendly hours: all of at..until is allowed time (disconnect_allowed_from: night, weekend,
        the utility's holidays and no-disconnection days).
-    2. Debt: the balance at `at` is at or below the disconnection level (minus the emergency
-       credit): `balance` when the caller read it under lock, else the ledger's running balance.
+    2. Debt: the balance at `at` is at or below the disconnection level (disconnection_level:
+       minus the emergency credit, automatic or taken and in force at `at`): `balance` when the
+       caller read it under lock, else the ledger's running balance.
     3. No payment since the order: no top-up posted after the order was made and paid by `at`
        whose postings left the balance above that level (a part payment still in debt is none).
     4. The meter: held by the command's account at `at` (its tenancy), prepaid, not removed.
@@ -287,7 +345,7 @@ def disconnect_check(
     utility = account.utility
     policy = policy_for(utility)
     until = max(until or at, at)
-    level = -policy.emergency_credit
+    level = disconnection_level(account=account, policy=policy, at=at)
     holder_id = (
         MeterAssignment.objects.filter(meter_id=command.meter_id, start__lte=at)
         .filter(Q(end__isnull=True) | Q(end__gt=at))
@@ -592,14 +650,25 @@ def relay_due(*, now: datetime | None = None) -> list[str]:
         RelayCommand.objects.filter(pk=command.pk, status=RelayCommand.Status.SENT).update(
             status=RelayCommand.Status.WAITING
         )
+    # Deferred reconnects: a balance back above zero, or above the level of emergency credit the
+    # consumer took (a reconnect asked while a disconnect was in flight).
+    paid_or_covered = Q(account__balance__amount__gt=0) | (
+        Q(
+            account__emergency_credits__status=EmergencyCredit.Status.ACTIVE,
+            account__balance__amount__gt=-F("account__emergency_credits__amount"),
+        )
+        & (
+            Q(account__emergency_credits__repay_by__isnull=True)
+            | Q(account__emergency_credits__repay_by__gt=now)
+        )
+    )
     for meter in (
         Meter.objects.filter(
-            payment_mode=Meter.PaymentMode.PREPAID,
-            relay=Meter.Relay.OPEN,
-            account__balance__amount__gt=0,
+            paid_or_covered, payment_mode=Meter.PaymentMode.PREPAID, relay=Meter.Relay.OPEN
         )
         .exclude(status=Meter.Status.REMOVED)
         .exclude(relay_commands__status__in=["waiting", "sent"])
+        .distinct()
     ):
         reconnect_request(
             meter=meter,

@@ -10,13 +10,14 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import AccountLink, ConsumerAccount, User, Utility
+from billing.forecast import Pace, runout_as_dict, runout_project
 from billing.models import Balance, Bill, BillingPolicy, LedgerEntry, TopUp
-from billing.relay import policy_for
+from billing.relay import emergency_credit_limit, policy_for
 from core import sql
 from core.errors import DomainError, NotFound
 from core.money import money_digits
@@ -32,9 +33,12 @@ MAX_PROJECTION_DAYS = 365
 
 
 _ACCOUNT = ("id", "utility_id", "consumer_id", "status")
-_UTILITY = ("id", "timezone", "currency", "currency_minor_unit", "weekend_days")
+# The whole utility and policy: the balance answer's run-out forecast reads the calendar, friendly
+# hours and emergency-credit rules of both (billing.forecast), and a second query for them would
+# cost more than the columns.
+_UTILITY = tuple(f.attname for f in Utility._meta.concrete_fields)
 _BALANCE = ("account_id", "amount", "debt")
-_POLICY = ("utility_id", "emergency_credit")
+_POLICY = tuple(f.attname for f in BillingPolicy._meta.concrete_fields)
 
 
 def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
@@ -43,11 +47,14 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
     balance row and billing policy loaded for balance_summary: one hand-written query (core.sql),
     the balance being the app's most frequent call. Fields balance_summary does not read are
     deferred. `is_postpaid` tells balance_summary which answer to give."""
+    quote = connection.ops.quote_name
+    utility_columns = ", ".join(f"u.{quote(f.column)}" for f in sql.columns(Utility, _UTILITY))
+    policy_columns = ", ".join(f"p.{quote(f.column)}" for f in sql.columns(BillingPolicy, _POLICY))
     row = sql.select(
-        """
+        f"""
         SELECT a.id, a.utility_id, a.consumer_id, a.status, MIN(l.visible_from),
-               u.id, u.timezone, u.currency, u.currency_minor_unit, u.weekend_days,
-               b.account_id, b.amount, b.debt, p.utility_id, p.emergency_credit,
+               {utility_columns},
+               b.account_id, b.amount, b.debt, {policy_columns},
                EXISTS (SELECT 1 FROM meters_meter m WHERE m.account_id = a.id AND m.payment_mode = %s)
                OR EXISTS (SELECT 1 FROM billing_bill bl WHERE bl.account_id = a.id)
         FROM accounts_consumeraccount a
@@ -58,7 +65,7 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
         WHERE a.id = %s AND l.user_id = %s
               AND ((l.unlinked_at IS NULL AND l.can_view) OR l.end_reason = %s)
         GROUP BY a.id, u.id, b.account_id, p.utility_id
-        """,
+        """,  # noqa: S608 - only column names from the models are put in
         [POSTPAID, account_id, user.pk, AccountLink.EndReason.ACCOUNT_CLOSED],
         [
             *sql.columns(ConsumerAccount, _ACCOUNT),
@@ -72,20 +79,23 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
     if not row:
         raise NotFound("You have no such account.", code="account_not_found")
     values = row[0]
+    utility_end = 5 + len(_UTILITY)
+    balance_end = utility_end + len(_BALANCE)
+    policy_end = balance_end + len(_POLICY)
     account = sql.instance(ConsumerAccount, _ACCOUNT, values[0:4])
     account.visible_from = values[4]
     # Postpaid: a postpaid meter now, or bills from the past (a converted account keeps them).
-    account.is_postpaid = bool(values[15])
-    account.utility = sql.instance(Utility, _UTILITY, values[5:10])
+    account.is_postpaid = bool(values[policy_end])
+    account.utility = sql.instance(Utility, _UTILITY, values[5:utility_end])
     # No Balance row yet: nothing was ever posted, so it is zero (never saved from here).
     account.balance = (
-        sql.instance(Balance, _BALANCE, values[10:13])
-        if values[10] is not None
+        sql.instance(Balance, _BALANCE, values[utility_end:balance_end])
+        if values[utility_end] is not None
         else Balance(account=account, amount=Decimal(0), debt=Decimal(0))
     )
     account.utility.billing_policy = (
-        sql.instance(BillingPolicy, _POLICY, values[13:15])
-        if values[13] is not None
+        sql.instance(BillingPolicy, _POLICY, values[balance_end:policy_end])
+        if values[balance_end] is not None
         else policy_for(account.utility)
     )
     return account
@@ -164,10 +174,10 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
     amount = balance.amount if balance else Decimal(0)
     debt = balance.debt if balance else Decimal(0)
     policy = _policy(utility)
-    emergency_available = min(
-        policy.emergency_credit, max(Decimal(0), policy.emergency_credit + amount)
-    )
-    emergency_in_use = amount < 0 and policy.emergency_credit > 0
+    # The automatic allowance, or the credit the consumer took (billing.affordability).
+    emergency = emergency_credit_limit(account=account, policy=policy, at=now)
+    emergency_available = min(emergency, max(Decimal(0), emergency + amount))
+    emergency_in_use = amount < 0 and emergency > 0
     spend, last = _spend_and_last_topup(account=account, today=today)
     weekend = set(utility.weekend_days)
     by_kind = {"weekday": [], "weekend": []}
@@ -178,9 +188,7 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
     pace = {k: (sum(v) / len(v) if v else average) for k, v in by_kind.items()}
 
     days_left, depletion = None, None
-    remaining = amount + (
-        policy.emergency_credit if amount > -policy.emergency_credit else Decimal(0)
-    )
+    remaining = amount + (emergency if amount > -emergency else Decimal(0))
     # A closed account is spent no more: there is nothing to project.
     if average and average > 0 and account.status != ConsumerAccount.Status.CLOSED:
         if remaining <= 0:
@@ -205,6 +213,17 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
                 counted += share
                 day += timedelta(days=1)
             days_left = counted.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    # The calendar-aware run-out (billing.forecast): when the supply could really be cut, and
+    # what to top up by then. Null without a pace to project.
+    runout = None
+    if days_left is not None:
+        forecast = runout_project(
+            account=account,
+            now=now,
+            balance=amount,
+            pace=Pace(pace["weekday"], pace["weekend"], frozenset(weekend)),
+        )
+        runout = runout_as_dict(forecast, utility=utility)
     minor = utility.currency_minor_unit
     exponent = Decimal(1).scaleb(-minor)
     return {
@@ -229,11 +248,12 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
         "projected_days_left": None if days_left is None else str(days_left),
         "depletion_date": depletion,
         "emergency_credit": {
-            "limit": _money(policy.emergency_credit, minor),
+            "limit": _money(emergency, minor),
             "available": _money(emergency_available, minor),
             "in_use": emergency_in_use,
         },
         "debt": _money(debt, minor),
+        "runout": runout,
     }
 
 
@@ -577,7 +597,20 @@ def balance_checks_due(*, account_ids: list[int]) -> list[int]:
         return []
     accounts = {
         a.pk: a
-        for a in ConsumerAccount.objects.filter(pk__in=account_ids).select_related("utility")
+        for a in ConsumerAccount.objects.filter(pk__in=account_ids)
+        .select_related("utility")
+        # Its automatic top-up at a balance level (at most one active): it fires at or below its
+        # threshold when armed, and re-arms above it after a refund (billing.autotopup).
+        .annotate(
+            balance_rule=models.FilteredRelation(
+                "auto_topups",
+                condition=models.Q(auto_topups__trigger="balance", auto_topups__is_active=True),
+            )
+        )
+        .annotate(
+            auto_topup_level=models.F("balance_rule__threshold"),
+            auto_topup_armed=models.F("balance_rule__armed"),
+        )
     }
     balances = dict(
         Balance.objects.filter(account_id__in=account_ids).values_list("account_id", "amount")
@@ -620,9 +653,21 @@ def balance_checks_due(*, account_ids: list[int]) -> list[int]:
         balance = balances.get(account_id, Decimal(0))
         utility = accounts[account_id].utility
         if utility.pk not in emergency_credit:
-            emergency_credit[utility.pk] = policy_for(utility).emergency_credit
+            # Credit on request is no allowance until taken: checked from zero (an account that
+            # took some is checked a little early, which costs a check, never a wrong cut).
+            utility_policy = policy_for(utility)
+            emergency_credit[utility.pk] = (
+                Decimal(0)
+                if utility_policy.emergency_credit_on_request
+                else utility_policy.emergency_credit
+            )
         emergency = emergency_credit[utility.pk]
-        if balance <= -emergency or account_id in waiting:
+        level, armed = accounts[account_id].auto_topup_level, accounts[account_id].auto_topup_armed
+        if (
+            balance <= -emergency
+            or account_id in waiting
+            or (level is not None and (balance <= level) == armed)
+        ):
             due.append(account_id)
             continue
         if account_id not in levels:  # nobody to tell, nothing to disconnect

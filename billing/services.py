@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from accounts.models import AccountLink, ConsumerAccount
-from billing import relay, selectors
+from billing import autotopup, relay, selectors
 from billing.ledger import ledger_post
 from billing.models import RelayCommand, TopUp
 from billing.payments import (
@@ -65,12 +65,20 @@ def account_balance_changed(*, account_id: int, topup_id: str | None = None) -> 
         else:
             balance = Decimal(summary["balance"])
             days_left = summary["projected_days_left"]
+            # The run-out forecast (billing.forecast): when the supply could first be cut, and
+            # what to top up by then; the balance alerts say both.
+            runout = summary["runout"] or {}
+            topup_amount = runout.get("topup_amount")
             balance_alerts_evaluate(
                 account=account,
                 balance=balance,
                 days_left=Decimal(days_left) if days_left is not None else None,
                 disconnect_at=pending.not_before if pending else None,
+                disconnect_earliest=runout.get("disconnect_earliest"),
+                topup_amount=Decimal(topup_amount) if topup_amount is not None else None,
             )
+            # An automatic top-up at a balance level fires (or re-arms) here (billing.autotopup).
+            autotopup.auto_topups_on_balance(account=account, balance=balance)
         if topup_id:
             topup = TopUp.objects.get(pk=topup_id)
             for link in AccountLink.objects.filter(

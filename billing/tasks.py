@@ -114,3 +114,37 @@ def simulated_gateway_deliveries() -> dict[str, int]:
     if counts["delivered"] + counts["retrying"] + counts["given_up"] >= gateway.DELIVERY_BATCH:
         simulated_gateway_deliveries.delay()
     return counts
+
+
+@shared_task
+def affordability_daily() -> dict[str, int]:
+    """Beat, hourly: emergency credits past their repayment date, and the daily debt recovery of
+    each utility whose local day has just begun (billing.affordability.affordability_daily)."""
+    from billing import affordability
+
+    return affordability.affordability_daily()
+
+
+# Automatic top-ups (billing.autotopup; docs/auto-topup.md).
+
+
+@shared_task
+def auto_topups_due() -> int:
+    """Beat, every minute: start the schedules that are due, then charge every run that is due
+    (new, waiting for its retry, or left by a dead worker), each by its own auto_topup_charge."""
+    from billing import autotopup
+
+    run_ids = autotopup.auto_topups_due()
+    for run_id in run_ids:
+        auto_topup_charge.delay(run_id)
+    return len(run_ids)
+
+
+@shared_task(acks_late=True)
+def auto_topup_charge(run_id: str) -> str:
+    """Charge one run once. The retry policy is the service's, not Celery's: a transient failure
+    sets the run's next attempt (autotopup.RETRY_DELAYS) in its row, and auto_topups_due charges
+    it again, through the same checks, with the same idempotency key."""
+    from billing import autotopup
+
+    return autotopup.auto_topup_charge(run_id=run_id)

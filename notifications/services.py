@@ -222,6 +222,8 @@ def balance_alerts_evaluate(
     balance: Decimal,
     days_left: Decimal | None = None,
     disconnect_at: datetime | None = None,
+    disconnect_earliest: datetime | None = None,
+    topup_amount: Decimal | None = None,
 ) -> list[Notification]:
     """Alert every user linked to `account` whose balance thresholds were just crossed.
 
@@ -233,10 +235,17 @@ def balance_alerts_evaluate(
        is back above it. days_left at or below the user's days: "about N days left", re-armed
        when the projection is back above.
     3. disconnect_at: a disconnection-pending alert naming when, once per announced time.
+    The run-out forecast (billing.forecast), when given, goes into the low, days-left and zero
+    alerts: their text then says when the supply could first be cut and what to top up by then.
     Returns the alerts created.
     """
     utility = account.utility
     created: list[Notification] = []
+    runout = (
+        {"disconnect_earliest": disconnect_earliest, "topup_amount": topup_amount}
+        if disconnect_earliest is not None and topup_amount is not None
+        else {}
+    )
     links = AccountLink.objects.filter(
         account=account, unlinked_at__isnull=True, receives_alerts=True
     ).select_related("user")
@@ -299,7 +308,7 @@ def balance_alerts_evaluate(
                     user=user,
                     category=category,
                     dedupe_key=f"balance:{account.pk}:{kind}:{state.crossings}",
-                    context={**context, **extra},
+                    context={**context, **runout, **extra},
                     utility=utility,
                 )
                 if new:

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import account_get_for_user
 from billing import payments, selectors
+from billing.apis.forecast import RunoutSerializer
 from billing.gateway import GATEWAYS
 from billing.models import LedgerEntry, PaymentPartner, TopUp
 from core.errors import DomainError, NotFound
@@ -79,6 +80,11 @@ class PrepaidBalanceSerializer(serializers.Serializer):
     depletion_date = serializers.DateField(allow_null=True)
     emergency_credit = EmergencyCreditSerializer()
     debt = serializers.CharField()
+    runout = RunoutSerializer(
+        allow_null=True,
+        help_text="The run-out forecast that knows the calendar (GET .../forecast/ gives it "
+        "with the pace); null without spending to project.",
+    )
     payment_code = serializers.CharField(help_text="What a payment network is told to pay into.")
 
 

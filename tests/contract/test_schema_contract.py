@@ -81,6 +81,14 @@ REFUSED_BY_SECRET_OR_DATA = {
     ("POST", "/api/v1/auth/code/"): "a mobile number valid in its country's numbering plan",
     ("PATCH", "/api/v1/utility/accounts/{consumer_id}/"): "a mobile number valid in its plan",
     ("POST", "/api/v1/links/"): "a utility code of GET /utilities/ (data)",
+    ("POST", "/api/v1/accounts/{account_id}/shares/"): "a mobile number valid in its plan",
+    ("POST", "/api/v1/payment-methods/"): "a card token only the gateway issued",
+    # Rules across fields: the monthly cap at least the amount, a schedule's fields by its trigger.
+    ("POST", "/api/v1/accounts/{account_id}/auto-topups/"): "the cap at least the amount",
+    (
+        "PATCH",
+        "/api/v1/accounts/{account_id}/auto-topups/{rule_id}/",
+    ): "the cap at least the amount",
 }
 
 

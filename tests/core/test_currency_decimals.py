@@ -14,7 +14,7 @@ from accounts.models import Utility
 from billing import moves
 from billing.ledger import ledger_post
 from notifications import categories as c
-from notifications.messages import MONEY_PLACEHOLDERS, TEMPLATES, message_render
+from notifications.messages import MONEY_PLACEHOLDERS, RUNOUT_TEMPLATES, TEMPLATES, message_render
 from notifications.models import Notification
 from notifications.services import balance_alerts_evaluate
 from outages import standards
@@ -320,7 +320,8 @@ def test_every_placeholder_that_holds_money_is_formatted_as_money():
     plain text would keep the database's three decimals."""
     names = {
         name
-        for languages in TEMPLATES.values()
+        for texts in (TEMPLATES, RUNOUT_TEMPLATES)
+        for languages in texts.values()
         for title, body in languages.values()
         for name in placeholders(title + body)
     }
@@ -337,6 +338,16 @@ def test_every_placeholder_that_holds_money_is_formatted_as_money():
         "request_type",
         "status",
         "at",
+        "disconnect_earliest",
+        "repay_by",
+        "demand_at",
+        "card",
+        "holder",
+        "percent",
+        "usage_kwh",
+        "baseline_kwh",
+        "demand_kw",
+        "sanctioned_kw",
     }
     assert names - not_money == MONEY_PLACEHOLDERS
 
