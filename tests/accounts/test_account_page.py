@@ -93,7 +93,10 @@ def test_every_panel_shows_this_accounts_rows_in_local_time_and_currency_decimal
         description="Someone else's credit",
         reason="Test credit entry",
     )
-    holder = AccountLinkFactory(account=account, verified_mobile="+96550007123")
+    # Linked before the alert below: the panel shows what holders got while they held it (the
+    # clock is pinned for the link too, or the test would depend on the hour it runs at).
+    with time_machine.travel(NOW - timedelta(days=3), tick=False):
+        holder = AccountLinkFactory(account=account, verified_mobile="+96550007123")
     Notification.objects.create(
         user=holder.user,
         utility=account.utility,
