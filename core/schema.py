@@ -19,7 +19,7 @@ from typing import Any
 from django.urls import register_converter
 from django.urls.converters import get_converters
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
 # A moment a client names in a query: a local date (2026-11-01, its local midnight) or an ISO time
@@ -89,6 +89,17 @@ class ErrorDetail(serializers.Serializer):
 
 class Error(serializers.Serializer):
     error = ErrorDetail()
+
+
+def idempotency_key_header(description: str) -> OpenApiParameter:
+    """The required Idempotency-Key header of a POST a client may retry (billing.payments.idempotent)."""
+    return OpenApiParameter(
+        "Idempotency-Key",
+        {"type": "string", "minLength": 1, "maxLength": 100},
+        location=OpenApiParameter.HEADER,
+        required=True,
+        description=description,
+    )
 
 
 def refuses(*statuses: int) -> Callable:

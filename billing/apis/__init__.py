@@ -25,7 +25,7 @@ from billing.models import LedgerEntry, PaymentPartner, TopUp
 from core.errors import DomainError, NotFound
 from core.http import BoundedLimitOffsetPagination
 from core.money import money_digits
-from core.schema import MOMENT_PATTERN, refuses
+from core.schema import MOMENT_PATTERN, idempotency_key_header, refuses
 from core.timebuckets import local_moment_parse
 
 
@@ -46,6 +46,16 @@ AMOUNT_PATTERN = r"^\d{1,10}(\.\d{1,3})?$"
 class AmountField(serializers.CharField):
     """Documented by its pattern; refused by the service (payments.topup_amount_check), whose
     codes say why: too_many_decimals, amount_not_positive, amount_too_large, invalid_amount."""
+
+
+class AmountInput(serializers.Serializer):
+    """An input with an `amount`: a JSON number is read as its text, so that the service sees
+    the digits the client sent (1.5, not a float's 1.4999…) and refuses them by its own codes."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and not isinstance(data.get("amount"), (str, type(None))):
+            data = {**data, "amount": str(data["amount"])}
+        return super().to_internal_value(data)
 
 
 # --- Consumers ----------------------------------------------------------------------------------
@@ -232,14 +242,9 @@ class TopUpSerializer(serializers.Serializer):
 class TopUpListApi(APIView):
     pagination_class = BoundedLimitOffsetPagination
 
-    class TopUpInput(serializers.Serializer):
+    class TopUpInput(AmountInput):
         amount = AmountField(max_length=32, help_text=AMOUNT_HELP)
         channel = serializers.ChoiceField(choices=[("app", "app"), ("web", "web")], default="app")
-
-        def to_internal_value(self, data):
-            if isinstance(data, dict) and not isinstance(data.get("amount"), (str, type(None))):
-                data = {**data, "amount": str(data["amount"])}
-            return super().to_internal_value(data)
 
     @extend_schema(responses=TopUpSerializer(many=True), summary="Top-up history")
     def get(self, request, account_id: int):
@@ -255,13 +260,7 @@ class TopUpListApi(APIView):
     @extend_schema(
         request=TopUpInput,
         parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                {"type": "string", "minLength": 1, "maxLength": 100},
-                location=OpenApiParameter.HEADER,
-                required=True,
-                description="One per top-up the user means: a retry sends the same one.",
-            )
+            idempotency_key_header("One per top-up the user means: a retry sends the same one.")
         ],
         responses={
             201: inline_serializer(
@@ -537,16 +536,11 @@ class PaymentCodePayApi(APIView):
     authentication_classes = [PartnerAuthentication]
     permission_classes = [IsAuthenticated]
 
-    class PayInput(serializers.Serializer):
+    class PayInput(AmountInput):
         amount = AmountField(max_length=32, help_text=AMOUNT_HELP)
         reference = serializers.CharField(
             max_length=100, help_text="Yours: the same reference is paid once."
         )
-
-        def to_internal_value(self, data):
-            if isinstance(data, dict) and not isinstance(data.get("amount"), (str, type(None))):
-                data = {**data, "amount": str(data["amount"])}
-            return super().to_internal_value(data)
 
     @extend_schema(
         request=PayInput,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +15,7 @@ from accounts.selectors import account_get_for_user
 from billing import affordability, payments
 from billing.models import EmergencyCredit
 from core.money import money_digits
-from core.schema import id_converter_register, refuses
+from core.schema import id_converter_register, idempotency_key_header, refuses
 
 id_converter_register()
 
@@ -118,13 +118,9 @@ class EmergencyCreditApi(APIView):
     @extend_schema(
         request=None,
         parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                {"type": "string", "minLength": 1, "maxLength": 100},
-                location=OpenApiParameter.HEADER,
-                required=True,
-                description="One per credit the user means: a retry sends the same one and is "
-                "answered as the credit is now.",
+            idempotency_key_header(
+                "One per credit the user means: a retry sends the same one and is "
+                "answered as the credit is now."
             )
         ],
         responses={201: EmergencyCreditOfferSerializer},

@@ -11,10 +11,10 @@ from rest_framework.views import APIView
 
 from accounts import shares
 from billing import payments
-from billing.apis import AMOUNT_HELP, AmountField, TopUpSerializer, _money
+from billing.apis import AMOUNT_HELP, AmountField, AmountInput, TopUpSerializer, _money
 from billing.models import TopUp
 from billing.relay import policy_for
-from core.schema import refuses
+from core.schema import idempotency_key_header, refuses
 
 
 class PayeeSerializer(serializers.Serializer):
@@ -80,26 +80,15 @@ def _answer(topup: TopUp) -> dict:
 
 
 class PayForTopUpApi(APIView):
-    class PayForInput(serializers.Serializer):
+    class PayForInput(AmountInput):
         utility = serializers.SlugField(max_length=32)
         consumer_id = serializers.CharField(max_length=32)
         amount = AmountField(max_length=32, help_text=AMOUNT_HELP)
 
-        def to_internal_value(self, data):
-            if isinstance(data, dict) and not isinstance(data.get("amount"), (str, type(None))):
-                data = {**data, "amount": str(data["amount"])}
-            return super().to_internal_value(data)
-
     @extend_schema(
         request=PayForInput,
         parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                {"type": "string", "minLength": 1, "maxLength": 100},
-                location=OpenApiParameter.HEADER,
-                required=True,
-                description="One per payment the user means: a retry sends the same one.",
-            )
+            idempotency_key_header("One per payment the user means: a retry sends the same one.")
         ],
         responses={
             201: inline_serializer(

@@ -6,6 +6,7 @@ import factory
 from django.utils import timezone
 
 from accounts.models import AccountLink, AccountShare
+from billing.gateway import GATEWAYS
 from tests.accounts.factories import AccountLinkFactory, UserFactory
 
 
@@ -46,3 +47,25 @@ def shared_link(holder_link: AccountLink, user=None, **rights) -> AccountLink:
         **values,
     )
     return link
+
+
+SIM = GATEWAYS["simulated"]
+
+
+def settle(make_api, topup):
+    """The simulated gateway's webhook for a paid top-up, as tests/billing/test_topups.py sends it."""
+    body = SIM.event_body(
+        reference=topup.gateway_reference,
+        amount=topup.amount,
+        currency=topup.currency,
+        succeeded=True,
+    )
+    api = make_api()
+    with api._capture(execute=True):
+        response = api.client.post(
+            "/api/v1/payments/webhooks/simulated/",
+            data=body,
+            content_type="application/json",
+            HTTP_SIM_SIGNATURE=SIM.sign(body),
+        )
+    assert response.json() == {"status": "credited"}

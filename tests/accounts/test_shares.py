@@ -17,7 +17,7 @@ from billing.ledger import ledger_post
 from billing.models import TopUp
 from notifications.models import Notification
 from tests.accounts.factories import AccountLinkFactory, UserFactory
-from tests.accounts.factories_shares import AccountShareFactory, shared_link
+from tests.accounts.factories_shares import AccountShareFactory, settle, shared_link
 from tests.billing.factories import flat_tariff, policy
 from tests.meters.factories import MeterFactory, head_end_token
 
@@ -81,25 +81,6 @@ def top_up(api, account, key="k-1", amount="1.500"):
         {"amount": amount},
         HTTP_IDEMPOTENCY_KEY=key,
     )
-
-
-def settle(make_api, topup):
-    """The simulated gateway's webhook for a paid top-up, as tests/billing/test_topups.py sends it."""
-    body = SIM.event_body(
-        reference=topup.gateway_reference,
-        amount=topup.amount,
-        currency=topup.currency,
-        succeeded=True,
-    )
-    api = make_api()
-    with api._capture(execute=True):
-        response = api.client.post(
-            "/api/v1/payments/webhooks/simulated/",
-            data=body,
-            content_type="application/json",
-            HTTP_SIM_SIGNATURE=SIM.sign(body),
-        )
-    assert response.json() == {"status": "credited"}
 
 
 def test_a_holder_shares_with_a_viewer_who_sees_but_cannot_pay_or_invite(

@@ -85,3 +85,30 @@ def role_member(utility, role: str):
         *Permission.objects.filter(content_type__app_label="billing", codename__in=codenames)
     )
     return user
+
+
+def ledger_credit(account, amount: str, key: str) -> None:
+    """Money in by a staff adjustment: the balance rises by `amount`."""
+    from billing.ledger import ledger_post
+
+    ledger_post(
+        account=account, kind="adjustment", amount=Decimal(amount), key=key, description="test"
+    )
+
+
+def ledger_spend(account, amount: str, key: str) -> None:
+    """A charge as a charging pass posts it, for the period now (the recent pace reads it)."""
+    from django.utils import timezone
+
+    from billing.ledger import ledger_post
+
+    now = timezone.now()
+    ledger_post(
+        account=account,
+        kind="energy_charge",
+        amount=-Decimal(amount),
+        key=key,
+        description="Energy",
+        period_start=now,
+        period_end=now,
+    )

@@ -714,3 +714,31 @@ def test_a_run_waiting_for_its_retry_is_skipped_once_the_rule_or_access_ends(
     assert not SimulatedCharge.objects.exists()
     assert AutoTopUp.objects.get().end_reason == "access_ended"
     assert balance(link.account) == Decimal("1.500")
+
+
+@pytest.mark.django_db
+def test_the_beat_finds_its_work_through_the_partial_indexes():
+    """Schedules due and runs to charge are read through their partial indexes: the beat's
+    minute costs what is due, not every rule and run ever made."""
+    if connection.vendor != "postgresql":
+        pytest.skip("query plans are PostgreSQL's")
+    captured = []
+
+    def capture(execute, sql, params, many, context):
+        if sql.lstrip().startswith("SELECT") and (
+            "billing_autotopup" in sql or "billing_autotopuprun" in sql
+        ):
+            captured.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        autotopup.auto_topups_due()
+    plans = []
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        for sql, params in captured:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            plans.append(str(cursor.fetchone()[0]))
+        cursor.execute("SET enable_seqscan = on")
+    assert any("auto_topup_schedule_due" in plan for plan in plans), plans
+    assert any("auto_topup_run_due" in plan for plan in plans), plans

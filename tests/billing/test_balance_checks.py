@@ -7,37 +7,19 @@ from decimal import Decimal
 
 import pytest
 
-from billing.ledger import ledger_post
 from billing.models import RelayCommand
 from billing.selectors import balance_checks_due
 from billing.tasks import accounts_balance_changed
 from notifications.models import BalanceAlertState, Notification, NotificationPreference
 from tests.accounts.factories import AccountLinkFactory, ConsumerAccountFactory
-from tests.billing.factories import policy
+from tests.billing.factories import ledger_credit, ledger_spend, policy
 from tests.meters.factories import MeterFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def post(account, amount: str, key: str) -> None:
-    ledger_post(
-        account=account, kind="adjustment", amount=Decimal(amount), key=key, description="x"
-    )
-
-
-def spend(account, amount: str, key: str) -> None:
-    from django.utils import timezone
-
-    now = timezone.now()
-    ledger_post(
-        account=account,
-        kind="energy_charge",
-        amount=-Decimal(amount),
-        key=key,
-        description="Energy",
-        period_start=now,
-        period_end=now,
-    )
+post = ledger_credit
+spend = ledger_spend
 
 
 def test_healthy_balances_are_not_checked_and_low_ones_are():

@@ -13,7 +13,7 @@ from billing.gateway import GATEWAYS
 from billing.models import Balance, IdempotencyRecord, TopUp
 from notifications.models import Notification
 from tests.accounts.factories import AccountLinkFactory, ConsumerAccountFactory, UserFactory
-from tests.accounts.factories_shares import shared_link
+from tests.accounts.factories_shares import settle, shared_link
 from tests.billing.factories import policy
 
 SIM = GATEWAYS["simulated"]
@@ -55,25 +55,6 @@ def pay(api, account, amount="5.000", key="p-1", **body):
         },
         HTTP_IDEMPOTENCY_KEY=key,
     )
-
-
-def settle(make_api, topup):
-    """The simulated gateway's webhook for a paid top-up, as tests/billing/test_topups.py sends it."""
-    body = SIM.event_body(
-        reference=topup.gateway_reference,
-        amount=topup.amount,
-        currency=topup.currency,
-        succeeded=True,
-    )
-    api = make_api()
-    with api._capture(execute=True):
-        response = api.client.post(
-            "/api/v1/payments/webhooks/simulated/",
-            data=body,
-            content_type="application/json",
-            HTTP_SIM_SIGNATURE=SIM.sign(body),
-        )
-    assert response.json() == {"status": "credited"}
 
 
 def test_a_relative_pays_by_consumer_id_and_the_holder_is_told(relative, account, make_api):
