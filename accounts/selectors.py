@@ -61,7 +61,12 @@ def accounts_for_user(
 
 
 def account_get_for_user(
-    *, user: User, account_id: int, acting: bool = False, paying: bool = False
+    *,
+    user: User,
+    account_id: int,
+    acting: bool = False,
+    paying: bool = False,
+    must_view: bool = False,
 ) -> ConsumerAccount:
     """One of the user's accounts. `acting` (a request, a setting) needs the holder's live link to
     an open account, `paying` (a top-up) a live link allowed to pay; a closed account's former
@@ -75,6 +80,12 @@ def account_get_for_user(
             .filter(pk=account_id)
             .first()
         )
+        if account is not None and must_view:
+            # What it would do reads the balance (an automatic top-up's level, emergency credit
+            # and its fee): a share that may not see the account may not do it.
+            raise PermissionDenied(
+                "The holder of this account has not let you see it.", code="share_not_allowed"
+            )
     if account is None:
         raise NotFound("You have no such account.", code="account_not_found")
     if (acting or paying) and account.status == ConsumerAccount.Status.CLOSED:

@@ -81,10 +81,12 @@ class AccountShareListApi(APIView):
             "`share_self` (your own number), `no_rights` (400); `share_not_allowed` (403: not "
             "the holder); `already_shared` (409: the number shares or is linked already), "
             "`too_many_shares` (409: the utility's max_shares_per_account open shares), "
-            "`sharing_unavailable` (409: the utility does not allow sharing), `account_closed`."
+            "`sharing_unavailable` (409: the utility does not allow sharing), `account_closed`; "
+            "`too_many_invitations` (429 with Retry-After: the holder's hourly or the number's "
+            "daily budget of invitations, revoked ones included)."
         ),
     )
-    @refuses(409)
+    @refuses(409, 429)
     def post(self, request, account_id: int):
         data = ShareInviteInput(data=request.data)
         data.is_valid(raise_exception=True)

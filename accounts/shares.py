@@ -149,6 +149,7 @@ def share_invite(
             raise Conflict(
                 "This number already shares or is linked to this account.", code="already_shared"
             )
+        _invitations_throttle(user=user, phone=phone, now=now)
         if shares.filter(status__in=AccountShare.OPEN).count() >= policy.max_shares_per_account:
             raise Conflict(
                 f"This account is already shared with {policy.max_shares_per_account} people; "
@@ -172,6 +173,36 @@ def share_invite(
             ) from None
         _invitation_send(share=share)
     return share
+
+
+def _invitations_throttle(*, user: User, phone: str, now: datetime) -> None:
+    """Each invitation sends an SMS or an alert: a holder may not send them without end (invite,
+    revoke, invite again), nor may one number be sent them from every account there is. Counted
+    from the shares themselves (indexes: invited_by's, share_by_phone)."""
+    limits = (
+        (
+            AccountShare.objects.filter(invited_by=user),
+            settings.SHARE_INVITATIONS_PER_HOLDER_HOUR,
+            timedelta(hours=1),
+            "You have sent too many invitations in the last hour.",
+        ),
+        (
+            AccountShare.objects.filter(phone=phone),
+            settings.SHARE_INVITATIONS_PER_NUMBER_DAY,
+            timedelta(days=1),
+            "This number was sent too many invitations today.",
+        ),
+    )
+    for shares, limit, window, message in limits:
+        recent = shares.filter(created_at__gte=now - window)
+        if recent.count() >= limit:
+            oldest = recent.order_by("created_at").values_list("created_at", flat=True).first()
+            wait = int((oldest + window - now).total_seconds()) + 1
+            raise RateLimited(
+                f"{message} Try again later.",
+                retry_after=max(wait, 1),
+                code="too_many_invitations",
+            )
 
 
 def _invitation_send(*, share: AccountShare) -> None:

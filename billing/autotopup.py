@@ -37,6 +37,8 @@ RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30
 # (auto_topups_due re-queues it), and the same idempotency key makes the retry charge nothing new.
 CHARGE_LEASE = timedelta(minutes=2)
 DUE_BATCH = 200
+# How far ahead a schedule may start: a standing order, not a reminder for next decade.
+SCHEDULE_START_WITHIN = timedelta(days=366)
 OPEN = (AutoTopUpRun.Status.PENDING, AutoTopUpRun.Status.RETRYING)
 
 
@@ -202,9 +204,17 @@ def _checked(
                 "(monthly).",
                 code="schedule_incomplete",
             )
-        if data.start_date is not None and data.start_date < now.astimezone(utility.zone).date():
+        today = now.astimezone(utility.zone).date()
+        if data.start_date is not None and data.start_date < today:
             raise DomainError.for_field(
                 "start_date", "The schedule cannot start in the past.", code="schedule_in_past"
+            )
+        if data.start_date is not None and data.start_date > today + SCHEDULE_START_WITHIN:
+            # Also keeps the next-run arithmetic far from the calendar's end (9999-12-31).
+            raise DomainError.for_field(
+                "start_date",
+                "The schedule must start within a year.",
+                code="schedule_too_far",
             )
         fields |= {
             "frequency": data.frequency,
@@ -543,9 +553,9 @@ def auto_topup_charge(*, run_id: str, now: datetime | None = None) -> str:
             .get(pk=run.rule_id)
         )
         refusal = _refusal(rule=rule)
-        if refusal:
-            if refusal in {"account_closed", "access_ended", "account_postpaid"}:
-                _rule_end(rule_id=rule.pk, reason=refusal)
+        if refusal and refusal in {"account_closed", "access_ended", "account_postpaid"}:
+            _rule_end(rule_id=rule.pk, reason=refusal)
+        if refusal and run.topup_id is None:
             return _finish(run=run, status=AutoTopUpRun.Status.SKIPPED, error=refusal, now=now)
         if run.topup_id is None:
             start, end = month_bounds(zone=rule.account.utility.zone, moment=run.created_at)
@@ -568,6 +578,10 @@ def auto_topup_charge(*, run_id: str, now: datetime | None = None) -> str:
             )
             AutoTopUpRun.objects.filter(pk=run.pk).update(topup=run.topup)
     method = rule.payment_method
+    if refusal:
+        # A charge may have gone out on an earlier attempt (a worker lost after it): the run is
+        # settled by what the gateway did with its key, never skipped over money taken.
+        return _settle_by_gateway(run=run, rule=rule, lease=lease, now=now, skipped=refusal)
     try:
         charge = gateways.gateway_get(method.gateway).charge_saved(
             reference=method.reference,
@@ -591,18 +605,57 @@ def auto_topup_charge(*, run_id: str, now: datetime | None = None) -> str:
                 wait,
             )
             return "retrying"
-        return _fail(run=run, rule=rule, error=f"gave up: {exc}", now=now)
+        # A timeout may follow a charge that went through: ask before reporting a failure.
+        return _settle_by_gateway(run=run, rule=rule, lease=lease, now=now, error=str(exc))
     except gateways.PermanentGatewayError as exc:
         return _fail(run=run, rule=rule, error=str(exc), now=now)
+    return _credit(run=run, reference=charge.reference, now=now)
+
+
+def _credit(*, run: AutoTopUpRun, reference: str, now: datetime) -> str:
+    """The card was charged: credit the run's top-up once (topup_confirm) and close the run."""
     with transaction.atomic():
-        TopUp.objects.filter(pk=run.topup.pk, gateway_reference="").update(
-            gateway_reference=charge.reference
+        TopUp.objects.filter(pk=run.topup_id, gateway_reference="").update(
+            gateway_reference=reference
         )
-        topup_confirm(topup=run.topup, paid_at=now)
+        topup_confirm(topup=TopUp.objects.get(pk=run.topup_id), paid_at=now)
         AutoTopUpRun.objects.filter(pk=run.pk, status__in=OPEN).update(
             status=AutoTopUpRun.Status.SUCCEEDED, finished_at=now, next_attempt_at=None, error=""
         )
     return AutoTopUpRun.Status.SUCCEEDED
+
+
+def _settle_by_gateway(
+    *,
+    run: AutoTopUpRun,
+    rule: AutoTopUp,
+    lease: datetime,
+    now: datetime,
+    skipped: str = "",
+    error: str = "",
+) -> str:
+    """A run whose charge may or may not have gone out: after the last transient failure, or one
+    that may no longer be charged (`skipped`: its rule ended, the payer's access ended) though an
+    earlier attempt may have charged it. The gateway is asked what it did with the run's key:
+    charged → credited (the money was taken: it is the consumer's, docs/auto-topup.md); never
+    charged → skipped, or failed and reported; the gateway not answering → asked again later,
+    never reported as a failure that may have been a payment."""
+    try:
+        found = gateways.gateway_get(rule.payment_method.gateway).charge_find(
+            idempotency_key=str(run.pk)
+        )
+    except gateways.GatewayError as exc:
+        AutoTopUpRun.objects.filter(pk=run.pk, status__in=OPEN, next_attempt_at=lease).update(
+            status=AutoTopUpRun.Status.RETRYING,
+            next_attempt_at=now + RETRY_DELAYS[-1],
+            error=f"outcome unknown: {exc}"[:200],
+        )
+        return "retrying"
+    if found is not None and found.outcome == "succeeded":
+        return _credit(run=run, reference=found.reference, now=now)
+    if skipped:
+        return _finish(run=run, status=AutoTopUpRun.Status.SKIPPED, error=skipped, now=now)
+    return _fail(run=run, rule=rule, error=f"gave up: {error}", now=now)
 
 
 def _finish(*, run: AutoTopUpRun, status: str, error: str, now: datetime) -> str:

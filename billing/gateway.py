@@ -209,6 +209,15 @@ class SimulatedGateway:
         )
         return SavedCharge(reference=charge.reference, outcome=charge.outcome)
 
+    def charge_find(self, *, idempotency_key: str) -> SavedCharge | None:
+        """What the gateway did with a charge key, without charging: the charge, or None when
+        it never charged one (a caller that gave up, or whose run may no longer be charged, asks
+        this before saying it failed, lest money taken is never credited)."""
+        charge = SimulatedCharge.objects.filter(idempotency_key=idempotency_key).first()
+        if charge is None:
+            return None
+        return SavedCharge(reference=charge.reference, outcome=charge.outcome)
+
     def event_body(
         self,
         *,

@@ -353,6 +353,10 @@ OTP_HOURLY_LIMIT_PER_CLIENT = env_int("OTP_HOURLY_LIMIT_PER_CLIENT", 20)
 # Paying for someone else: lookups of an account by consumer id a user may make in an hour, so
 # that holders' masked names cannot be mined id by id (accounts.shares).
 PAY_LOOKUPS_PER_HOUR = env_int("PAY_LOOKUPS_PER_HOUR", 20)
+# Sharing: invitations (each an SMS or an alert) a holder may send in an hour, and one number may
+# be sent in a day, whatever was revoked meanwhile (accounts.shares).
+SHARE_INVITATIONS_PER_HOLDER_HOUR = env_int("SHARE_INVITATIONS_PER_HOLDER_HOUR", 10)
+SHARE_INVITATIONS_PER_NUMBER_DAY = env_int("SHARE_INVITATIONS_PER_NUMBER_DAY", 3)
 LINK_HOURLY_LIMIT_PER_USER = env_int("LINK_HOURLY_LIMIT_PER_USER", 10)
 LINK_HOURLY_LIMIT_PER_ACCOUNT = env_int("LINK_HOURLY_LIMIT_PER_ACCOUNT", 5)
 LINK_HOURLY_LIMIT_PER_CLIENT = env_int("LINK_HOURLY_LIMIT_PER_CLIENT", 20)

@@ -17,11 +17,11 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import AccountLink, ConsumerAccount, Utility
-from accounts.selectors import ALERTED, utilities_active
+from accounts.selectors import ALERTED, LIVE, utilities_active
 from core.timebuckets import local_midnight
 from insight.models import InsightPolicy, UsageBaseline
 from meters.models import MeterAssignment, MeterDay
@@ -274,6 +274,20 @@ def insight_accounts_update(*, utility_id: int, day: date, account_ids: list[int
             series.keep_only([(held_from, held_to)])
         series_by_account[account_id].append(series)
 
+    # A holder sees the account only from their link's visible_from (a new registered mobile):
+    # the days before it are not theirs to be compared with or quoted (docs/tenancy.md).
+    holders_since = {
+        account_id: since.astimezone(utility.zone).date()
+        for account_id, since in AccountLink.objects.filter(
+            LIVE,
+            account_id__in=todo,
+            role=AccountLink.Role.HOLDER,
+            visible_from__isnull=False,
+        )
+        .values("account_id")
+        .annotate(since=Max("visible_from"))
+        .values_list("account_id", "since")
+    }
     now = timezone.now()
     rows: list[UsageBaseline] = []
     read_last_day: dict[int, date | None] = {}
@@ -285,6 +299,13 @@ def insight_accounts_update(*, utility_id: int, day: date, account_ids: list[int
         streak, alerted_from = (
             (baseline.streak, baseline.alerted_streak_from) if baseline else (0, None)
         )
+        if account_id in holders_since:
+            hidden = (holders_since[account_id] - (day - timedelta(days=len(history) - 1))).days
+            cut = min(max(hidden, 0), len(history))
+            if any(wh is not None for wh in history[:cut]):
+                # Days before the holder's: hidden once, and a streak over them starts again.
+                history[:cut] = [None] * cut
+                streak = 0
         step = None
         if policy.high_usage_percent:
             step = streak_step(

@@ -135,7 +135,9 @@ class EmergencyCreditApi(APIView):
     )
     @refuses(409)
     def post(self, request, account_id: int):
-        account = account_get_for_user(user=request.user, account_id=account_id, paying=True)
+        account = account_get_for_user(
+            user=request.user, account_id=account_id, paying=True, must_view=True
+        )
 
         def produce():
             affordability.emergency_credit_take(account=account, user=request.user)

@@ -223,7 +223,9 @@ class RuleListApi(APIView):
         description="For the holder and shares allowed to pay.",
     )
     def get(self, request, account_id: int):
-        account = account_get_for_user(user=request.user, account_id=account_id, paying=True)
+        account = account_get_for_user(
+            user=request.user, account_id=account_id, paying=True, must_view=True
+        )
         rules = list(autotopup.auto_topups_for_account(account=account))
         return Response(_rules_body(rules, user=request.user))
 
@@ -235,7 +237,9 @@ class RuleListApi(APIView):
     )
     @refuses(409)
     def post(self, request, account_id: int):
-        account = account_get_for_user(user=request.user, account_id=account_id, paying=True)
+        account = account_get_for_user(
+            user=request.user, account_id=account_id, paying=True, must_view=True
+        )
         data = RuleCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
@@ -258,7 +262,9 @@ class RuleDetailApi(APIView):
     )
     @refuses(403, 409)
     def patch(self, request, account_id: int, rule_id: int):
-        account = account_get_for_user(user=request.user, account_id=account_id, paying=True)
+        account = account_get_for_user(
+            user=request.user, account_id=account_id, paying=True, must_view=True
+        )
         data = RuleFields(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         rule = autotopup.auto_topup_update(
@@ -273,7 +279,9 @@ class RuleDetailApi(APIView):
     )
     @refuses(403)
     def delete(self, request, account_id: int, rule_id: int):
-        account = account_get_for_user(user=request.user, account_id=account_id, paying=True)
+        account = account_get_for_user(
+            user=request.user, account_id=account_id, paying=True, must_view=True
+        )
         autotopup.auto_topup_end(user=request.user, account=account, rule_id=rule_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

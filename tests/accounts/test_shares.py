@@ -410,3 +410,27 @@ def test_the_holder_lists_the_accounts_shares(holder, holder_link):
         AccountShare.objects.get(link=link).pk,
     ]
     assert other_holder.pk not in [s["id"] for s in listed["results"]]
+
+
+def test_invitations_are_budgeted_per_holder_and_per_number_revoked_ones_included(
+    holder, holder_link, meter, settings
+):
+    """Invite, revoke, invite again: each sends an SMS or an alert, so each counts. A number gets
+    at most SHARE_INVITATIONS_PER_NUMBER_DAY a day; a holder sends at most
+    SHARE_INVITATIONS_PER_HOLDER_HOUR an hour. Refused with 429 and Retry-After; nothing written."""
+    settings.SHARE_INVITATIONS_PER_NUMBER_DAY = 3
+    settings.SHARE_INVITATIONS_PER_HOLDER_HOUR = 4
+    for _ in range(3):
+        share = invite(holder, holder_link).json()
+        assert holder.delete(shares_path(holder_link, share["id"])).status_code == 204
+
+    same_number = invite(holder, holder_link)
+    other_number = invite(holder, holder_link, mobile="+96566123457")
+    past_the_hour = invite(holder, holder_link, mobile="+96566123458")
+
+    assert same_number.status_code == 429
+    assert same_number.json()["error"]["code"] == "too_many_invitations"
+    assert int(same_number["Retry-After"]) > 0
+    assert other_number.status_code == 201  # the holder's fourth this hour
+    assert past_the_hour.status_code == 429
+    assert AccountShare.objects.count() == 4

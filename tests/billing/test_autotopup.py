@@ -274,6 +274,22 @@ def test_a_schedule_shows_its_next_run_in_the_utilitys_zone(make_api, link):
             400,
             "schedule_in_past",
         ),
+        *(
+            (
+                {
+                    "trigger": "schedule",
+                    "frequency": frequency,
+                    "weekday": 1,
+                    "day_of_month": 28,
+                    "at_time": "09:00",
+                    "start_date": start,
+                },
+                400,
+                "schedule_too_far",
+            )
+            for frequency in ("weekly", "monthly")
+            for start in ("2027-11-03", "9999-12-31")  # a year and a day; the calendar's end
+        ),
     ],
 )
 @time_machine.travel(SUNDAY, tick=False)
@@ -324,7 +340,7 @@ def test_it_is_refused_on_a_postpaid_or_closed_account(api, link):
 
 
 def test_a_share_allowed_to_pay_sets_one_with_its_own_card(make_api, link):
-    relative = AccountLinkFactory(account=link.account, role="shared", can_view=False)
+    relative = AccountLinkFactory(account=link.account, role="shared", receives_alerts=False)
     response = balance_rule(make_api(relative.user), link, saved_card(relative.user))
     assert response.status_code == 201, response.json()
     assert AutoTopUp.objects.get().user == relative.user
@@ -742,3 +758,63 @@ def test_the_beat_finds_its_work_through_the_partial_indexes():
         cursor.execute("SET enable_seqscan = on")
     assert any("auto_topup_schedule_due" in plan for plan in plans), plans
     assert any("auto_topup_run_due" in plan for plan in plans), plans
+
+
+def test_a_charge_taken_before_the_rule_ended_is_credited_not_skipped(
+    api, link, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The card was charged but its answer was lost; the consumer then ended the rule. The next
+    attempt may not charge, yet the money was taken: the gateway is asked about the run's key
+    and the top-up is credited, once."""
+    real = gateway.SimulatedGateway.charge_saved
+
+    def lost_answer(self, **kwargs):
+        real(self, **kwargs)
+        raise gateway.TransientGatewayError("read timed out")
+
+    monkeypatch.setattr(gateway.SimulatedGateway, "charge_saved", lost_answer)
+    balance_rule(api, link, saved_card(link.user))
+    credit(link.account, "2.500", "start")
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        cross(django_capture_on_commit_callbacks, link.account, "1.000", "a")
+    rule = AutoTopUp.objects.get()
+    with time_machine.travel(start + timedelta(seconds=30), tick=False):
+        autotopup.auto_topup_end(user=link.user, account=link.account, rule_id=rule.pk)
+
+    beat(django_capture_on_commit_callbacks, start + timedelta(minutes=1))
+
+    run = AutoTopUpRun.objects.get()
+    assert run.status == "succeeded" and run.topup.status == "succeeded"
+    assert SimulatedCharge.objects.count() == 1
+    assert balance(link.account) == Decimal("6.500")
+    assert alerts(link.user, "auto_topup_failed") == 0
+
+
+def test_a_charge_whose_every_answer_timed_out_is_credited_not_reported_failed(
+    api, link, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Each attempt reached the gateway (the first charged) but every answer timed out: before
+    giving up, the run asks the gateway what it did with its key, and credits the payment."""
+    real = gateway.SimulatedGateway.charge_saved
+
+    def always_lost(self, **kwargs):
+        real(self, **kwargs)
+        raise gateway.TransientGatewayError("read timed out")
+
+    monkeypatch.setattr(gateway.SimulatedGateway, "charge_saved", always_lost)
+    balance_rule(api, link, saved_card(link.user))
+    credit(link.account, "2.500", "start")
+    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        cross(django_capture_on_commit_callbacks, link.account, "1.000", "a")
+    moment = start
+    for wait in autotopup.RETRY_DELAYS:
+        moment += wait
+        beat(django_capture_on_commit_callbacks, moment)
+
+    run = AutoTopUpRun.objects.get()
+    assert run.status == "succeeded" and run.topup.status == "succeeded"
+    assert SimulatedCharge.objects.count() == 1
+    assert balance(link.account) == Decimal("6.500")
+    assert alerts(link.user, "auto_topup_failed") == 0

@@ -438,3 +438,24 @@ def test_a_reconnect_deferred_behind_a_disconnect_goes_once_credit_covers_the_ba
         relay.relay_due()
         relay.relay_due()  # the next minute finds the reconnect pending: one command
     assert RelayCommand.objects.filter(meter=meter, action="reconnect").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_share_that_may_pay_but_not_see_takes_no_credit_and_sets_no_automatic_top_up(make_api):
+    """Both read the balance (and credit costs a fee): a pay-only share is told 403 and nothing
+    is written; it may still pay into the account."""
+    from tests.accounts.factories_shares import shared_link
+
+    link, _meter = india_household(**ON_REQUEST)
+    account = link.account
+    credited(account)
+    payer = shared_link(link, can_view=False, can_pay=True, receives_alerts=False)
+    api = make_api(payer.user)
+
+    taken = take(api, account)
+    rules = api.get(f"/api/v1/accounts/{account.pk}/auto-topups/")
+
+    assert (taken.status_code, taken.json()["error"]["code"]) == (403, "share_not_allowed")
+    assert (rules.status_code, rules.json()["error"]["code"]) == (403, "share_not_allowed")
+    assert not EmergencyCredit.objects.exists()
+    assert not LedgerEntry.objects.filter(kind="emergency_credit_fee").exists()

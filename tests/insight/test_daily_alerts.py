@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
+from accounts.models import AccountLink
 from billing import moves
 from billing.ledger import ledger_post
 from insight import daily
@@ -328,6 +329,31 @@ def test_a_moved_out_tenants_days_are_not_the_new_tenants_baseline(
     assert (old.last_day, old.daily_wh[-1]) == (day(31), None)  # half a day: unknown
     assert (new.last_day, new.daily_wh) == (day(35), [None] + [28800] * 4)
     assert alerts(new_user) == [] and alerts(old_user) == []
+
+
+def test_a_new_registered_mobiles_holder_is_not_compared_with_the_days_before_them(
+    kuwait, django_capture_on_commit_callbacks
+):
+    """The account's number changed hands on day 31: its new holder sees it from then on
+    (visible_from), so the month before is neither their baseline nor quoted to them. Three high
+    days right after are not judged (under 7 days of their own); they are, once the holder has a
+    baseline of their own."""
+    meter, old_user = household(kuwait)
+    feed_days(meter, day(1), [NORMAL] * 30 + [RISE] * 3 + [NORMAL] * 7 + [NORMAL * 2] * 3)
+    run_days(kuwait, day(1), 30, django_capture_on_commit_callbacks)
+    since = datetime.combine(day(31), datetime.min.time(), kuwait.zone)
+    AccountLink.objects.filter(account=meter.account).update(
+        unlinked_at=since, end_reason="mobile_changed"
+    )
+    new_user = AccountLinkFactory(account=meter.account, visible_from=since).user
+
+    run_days(kuwait, day(31), 3, django_capture_on_commit_callbacks)
+    assert alerts(new_user) == [] and alerts(old_user) == []
+    assert baseline_of(meter.account).daily_wh[:30] == [None] * 30
+
+    run_days(kuwait, day(34), 10, django_capture_on_commit_callbacks)
+    # Days 41-43 at twice the usual, against their own days 31-40 (three high, seven usual).
+    assert len(alerts(new_user)) == 1
 
 
 # --- Local days ----------------------------------------------------------------------------
