@@ -21,6 +21,8 @@ def setup_django() -> None:
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
     os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
+    # As `make run` does: a key of the benchmarks' own, made once in VAR_DIR (never in the repo).
+    os.environ.setdefault("SECRET_KEY_FILE", str(Path(os.environ["VAR_DIR"]) / "secret-key"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     if not os.environ["DATABASE_URL"].startswith("postgres"):
         sys.exit("The benchmarks run on PostgreSQL: set DATABASE_URL to a postgres:// URL.")
