@@ -351,7 +351,7 @@ OTP_RESEND_COOLDOWN_SECONDS = env_int("OTP_RESEND_COOLDOWN_SECONDS", 60)
 OTP_HOURLY_LIMIT_PER_PHONE = env_int("OTP_HOURLY_LIMIT_PER_PHONE", 5)
 OTP_HOURLY_LIMIT_PER_CLIENT = env_int("OTP_HOURLY_LIMIT_PER_CLIENT", 20)
 # Paying for someone else: lookups of an account by consumer id a user may make in an hour, so
-# that holders' masked names cannot be mined id by id (accounts.shares).
+# that holders' masked names cannot be mined id by id (billing.payfor).
 PAY_LOOKUPS_PER_HOUR = env_int("PAY_LOOKUPS_PER_HOUR", 20)
 # Sharing: invitations (each an SMS or an alert) a holder may send in an hour, and one number may
 # be sent in a day, whatever was revoked meanwhile (accounts.shares).

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import shares
-from billing import payments
+from billing import payfor, payments
 from billing.apis import AMOUNT_HELP, AmountField, AmountInput, TopUpSerializer, _money
 from billing.models import TopUp
 from billing.relay import policy_for
@@ -61,7 +61,7 @@ class PayeeApi(APIView):
     )
     @refuses(404, 409, 429)
     def get(self, request):
-        account = shares.payee_get(
+        account = payfor.payee_get(
             user=request.user,
             utility_code=request.query_params.get("utility", ""),
             consumer_id=request.query_params.get("consumer_id", ""),
@@ -117,7 +117,7 @@ class PayForTopUpApi(APIView):
         data = self.PayForInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        account = shares.payee_get(
+        account = payfor.payee_get(
             user=request.user, utility_code=values["utility"], consumer_id=values["consumer_id"]
         )
 
@@ -130,7 +130,7 @@ class PayForTopUpApi(APIView):
 
         def replay(code: int, first: dict):
             return code, _answer(
-                shares.payer_topup_get(user=request.user, topup_id=first["topup"]["id"])
+                payfor.payer_topup_get(user=request.user, topup_id=first["topup"]["id"])
             )
 
         code, body = payments.idempotent(
@@ -151,7 +151,7 @@ class PayForTopUpDetailApi(APIView):
     )
     def get(self, request, topup_id: str):
         return Response(
-            PayerTopUpSerializer(shares.payer_topup_get(user=request.user, topup_id=topup_id)).data
+            PayerTopUpSerializer(payfor.payer_topup_get(user=request.user, topup_id=topup_id)).data
         )
 
 
