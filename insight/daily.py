@@ -24,6 +24,7 @@ from accounts.models import AccountLink, ConsumerAccount, Utility
 from accounts.selectors import ALERTED, LIVE, utilities_active
 from core.timebuckets import local_midnight
 from insight.models import InsightPolicy, UsageBaseline
+from insight.selectors.common import insight_policy_for
 from meters.models import MeterAssignment, MeterDay
 from meters.storage import INTERVAL, Quality, Series, utc_days
 from notifications import categories
@@ -228,12 +229,6 @@ def _meter_days(meter_ids: list[int], first: date, last: date) -> dict[int, dict
     return rows_by_meter
 
 
-def _policy(utility: Utility) -> InsightPolicy:
-    """The utility's policy; one never saved is the model's defaults (high usage on at 50 % over
-    3 days against 30, sanctioned-load alerts off)."""
-    return InsightPolicy.objects.filter(utility=utility).first() or InsightPolicy(utility=utility)
-
-
 def _history(baseline: UsageBaseline | None, day: date, wh: int | None, keep: int) -> list:
     """The baseline's days with `day` appended, a gap since its last day filled with nulls."""
     if baseline is None:
@@ -257,7 +252,7 @@ def insight_accounts_update(*, utility_id: int, day: date, account_ids: list[int
        claimed accounts to their alert receivers.
     """
     utility = Utility.objects.get(pk=utility_id)
-    policy = _policy(utility)
+    policy = insight_policy_for(utility)
     keep = policy.baseline_days + policy.high_usage_days
     baselines = UsageBaseline.objects.in_bulk(account_ids)
     todo = [a for a in account_ids if a not in baselines or baselines[a].last_day < day]
