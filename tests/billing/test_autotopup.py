@@ -760,61 +760,60 @@ def test_the_beat_finds_its_work_through_the_partial_indexes():
     assert any("auto_topup_run_due" in plan for plan in plans), plans
 
 
-def test_a_charge_taken_before_the_rule_ended_is_credited_not_skipped(
-    api, link, django_capture_on_commit_callbacks, monkeypatch
-):
-    """The card was charged but its answer was lost; the consumer then ended the rule. The next
-    attempt may not charge, yet the money was taken: the gateway is asked about the run's key
-    and the top-up is credited, once."""
+@pytest.fixture
+def answers_lost(monkeypatch):
+    """The gateway charges (once per key, as ever) but every answer is lost on the way back."""
     real = gateway.SimulatedGateway.charge_saved
 
-    def lost_answer(self, **kwargs):
+    def lost(self, **kwargs):
         real(self, **kwargs)
         raise gateway.TransientGatewayError("read timed out")
 
-    monkeypatch.setattr(gateway.SimulatedGateway, "charge_saved", lost_answer)
+    monkeypatch.setattr(gateway.SimulatedGateway, "charge_saved", lost)
+
+
+def fallen_below_its_level(api, link, capture) -> datetime:
+    """A balance rule set, and the balance crossing it at 06:00 UTC on 2 November: its run fired."""
     balance_rule(api, link, saved_card(link.user))
     credit(link.account, "2.500", "start")
     start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
     with time_machine.travel(start, tick=False):
-        cross(django_capture_on_commit_callbacks, link.account, "1.000", "a")
+        cross(capture, link.account, "1.000", "a")
+    return start
+
+
+def assert_credited_once(link) -> None:
+    run = AutoTopUpRun.objects.get()
+    assert run.status == "succeeded" and run.topup.status == "succeeded"
+    assert SimulatedCharge.objects.count() == 1
+    assert balance(link.account) == Decimal("6.500")
+    assert alerts(link.user, "auto_topup_failed") == 0
+
+
+def test_a_charge_taken_before_the_rule_ended_is_credited_not_skipped(
+    api, link, django_capture_on_commit_callbacks, answers_lost
+):
+    """The card was charged but its answer was lost; the consumer then ended the rule. The next
+    attempt may not charge, yet the money was taken: the gateway is asked about the run's key
+    and the top-up is credited, once."""
+    start = fallen_below_its_level(api, link, django_capture_on_commit_callbacks)
     rule = AutoTopUp.objects.get()
     with time_machine.travel(start + timedelta(seconds=30), tick=False):
         autotopup.auto_topup_end(user=link.user, account=link.account, rule_id=rule.pk)
 
     beat(django_capture_on_commit_callbacks, start + timedelta(minutes=1))
 
-    run = AutoTopUpRun.objects.get()
-    assert run.status == "succeeded" and run.topup.status == "succeeded"
-    assert SimulatedCharge.objects.count() == 1
-    assert balance(link.account) == Decimal("6.500")
-    assert alerts(link.user, "auto_topup_failed") == 0
+    assert_credited_once(link)
 
 
 def test_a_charge_whose_every_answer_timed_out_is_credited_not_reported_failed(
-    api, link, django_capture_on_commit_callbacks, monkeypatch
+    api, link, django_capture_on_commit_callbacks, answers_lost
 ):
     """Each attempt reached the gateway (the first charged) but every answer timed out: before
     giving up, the run asks the gateway what it did with its key, and credits the payment."""
-    real = gateway.SimulatedGateway.charge_saved
-
-    def always_lost(self, **kwargs):
-        real(self, **kwargs)
-        raise gateway.TransientGatewayError("read timed out")
-
-    monkeypatch.setattr(gateway.SimulatedGateway, "charge_saved", always_lost)
-    balance_rule(api, link, saved_card(link.user))
-    credit(link.account, "2.500", "start")
-    start = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
-    with time_machine.travel(start, tick=False):
-        cross(django_capture_on_commit_callbacks, link.account, "1.000", "a")
-    moment = start
+    moment = fallen_below_its_level(api, link, django_capture_on_commit_callbacks)
     for wait in autotopup.RETRY_DELAYS:
         moment += wait
         beat(django_capture_on_commit_callbacks, moment)
 
-    run = AutoTopUpRun.objects.get()
-    assert run.status == "succeeded" and run.topup.status == "succeeded"
-    assert SimulatedCharge.objects.count() == 1
-    assert balance(link.account) == Decimal("6.500")
-    assert alerts(link.user, "auto_topup_failed") == 0
+    assert_credited_once(link)
