@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import AccountLink, User, Utility
 from accounts.selectors import READABLE, visible_to
 from core.errors import NotFound
-from meters.models import Meter
+from meters.models import Meter, Transformer
 from outages.models import (
     AffectedMeter,
     Compensation,
@@ -46,17 +46,22 @@ from outages.selectors.places import (  # noqa: F401
 def outage_scope_meters(*, outage: Outage) -> QuerySet[Meter]:
     """Meters in the outage's scope as it stands now: areas → feeders → transformers → meters, or
     single meters; removed meters are not supplied and are left out."""
-    scope = (
-        Q(transformer__feeder__area__in=outage.areas.all())
-        | Q(transformer__feeder__in=outage.feeders.all())
-        | Q(transformer__in=outage.transformers.all())
-        | Q(pk__in=outage.meters.all())
+    # The grid's few rows first (areas → feeders → transformers), then the meters by two lists
+    # of ids: each an index scan of the meter table (transformer_id, pk), joined by a BitmapOr.
+    # An OR of subqueries over the grid's joins instead read every meter of the utility (bench at
+    # 1M meters: 400 ms for one feeder of 5,000). Each meter appears once: no DISTINCT.
+    transformer_ids = list(
+        Transformer.objects.filter(
+            Q(feeder__area__in=outage.areas.all())
+            | Q(feeder__in=outage.feeders.all())
+            | Q(pk__in=outage.transformers.all())
+        ).values_list("pk", flat=True)
     )
+    meter_ids = list(outage.meters.values_list("pk", flat=True))
     return (
         Meter.objects.filter(utility_id=outage.utility_id)
         .exclude(status=Meter.Status.REMOVED)
-        .filter(scope)
-        .distinct()
+        .filter(Q(transformer_id__in=transformer_ids) | Q(pk__in=meter_ids))
     )
 
 
