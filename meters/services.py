@@ -32,8 +32,6 @@ from meters.storage import (
 )
 
 SERIAL_MAX = Meter._meta.get_field("serial").max_length
-# Namespace of our PostgreSQL advisory locks on meters (the second key is the meter id).
-METER_LOCK_CLASS = 7301
 
 
 @dataclass
@@ -81,7 +79,7 @@ def readings_ingest(
 
     1. Look up the batch's meters in one query; check every reading (meter, boundary, future,
        sign, capacity, quality, duplicates) and keep a report of the refused ones.
-    2. Under per-meter locks, merge the good ones into their MeterDay rows: a new interval is
+    2. Merge the good ones into their MeterDay rows under row locks (_store): a new interval is
        stored, an identical one is left alone (so a batch sent twice stores nothing twice), a
        different one replaces the old value and is written to the audit trail.
     3. Record the batch and each meter's newest reading and last contact.
@@ -129,92 +127,197 @@ def readings_ingest(
     return result
 
 
+@dataclass
+class _Merged:
+    """One MeterDay row after a batch's segments are merged into it, and what the merge counted."""
+
+    values: bytes
+    quality: bytes
+    dirty: bool
+    stored: int
+    corrected: int
+    unchanged: int
+    corrections: list[ReadingCorrection]
+
+
+def _merge(
+    meter_id: int,
+    day,
+    segments: list,
+    old: tuple[bytes, bytes] | None,
+    batch: IngestBatch,
+    now: datetime,
+) -> _Merged:
+    """Merge a batch's segments for one row into its stored content (None: no row yet). A new
+    interval is stored, an identical one left alone, a different one replaces the old value and
+    is recorded as a correction."""
+    values = values_unpack(old[0]) if old else array("i", bytes(len(EMPTY_VALUES)))
+    quality = bytearray(old[1]) if old else bytearray(EMPTY_QUALITY)
+    dirty, stored, corrected, unchanged, corrections = False, 0, 0, 0, []
+    for seg in segments:
+        end = seg.slot + len(seg.values)
+        if not any(quality[seg.slot : end]):  # all new: the common case, done by slices
+            values[seg.slot : end] = seg.values
+            quality[seg.slot : end] = seg.quality
+            stored += len(seg.values)
+            dirty = True
+        elif values[seg.slot : end] == seg.values and quality[seg.slot : end] == seg.quality:
+            unchanged += len(seg.values)
+        else:
+            for offset, (wh, q) in enumerate(zip(seg.values, seg.quality, strict=True)):
+                slot = seg.slot + offset
+                if quality[slot] == Quality.ABSENT:
+                    stored += 1
+                elif quality[slot] == q and values[slot] == wh:
+                    unchanged += 1
+                    continue
+                else:
+                    corrected += 1
+                    corrections.append(
+                        ReadingCorrection(
+                            meter_id=meter_id,
+                            interval_start=slot_start(day, slot),
+                            old_wh=None if quality[slot] == Quality.MISSING else values[slot],
+                            old_quality=Quality(quality[slot]).label,
+                            new_wh=None if q == Quality.MISSING else wh,
+                            new_quality=Quality(q).label,
+                            batch=batch,
+                            corrected_at=now,
+                        )
+                    )
+                values[slot], quality[slot] = wh, q
+                dirty = True
+    return _Merged(
+        values_pack(values), bytes(quality), dirty, stored, corrected, unchanged, corrections
+    )
+
+
 def _store(parsed: Parsed, batch: IngestBatch, result: IngestResult, now: datetime) -> None:
+    """Merge the batch's segments into their MeterDay rows, in two steps that take no lock a
+    batch could run out of (one PostgreSQL advisory lock per meter exhausted the shared lock table
+    past about 12,000 meters in one transaction): row locks live in the rows themselves.
+
+    1. Rows the batch creates: inserted in (meter, day) order with ON CONFLICT DO NOTHING. A
+       concurrent batch inserting the same row makes this one wait for it to end, then skip it.
+    2. Every other row: locked with SELECT … FOR UPDATE in (meter, day) order, merged, updated.
+    Both steps go in one global order, so two batches for the same meters wait for each other
+    and never deadlock, and neither can lose the other's slots (docs/storage.md).
+    """
     by_row: dict[tuple[int, object], list] = defaultdict(list)
     for segment in parsed.segments:
         by_row[(segment.meter_id, segment.day)].append(segment)
-    meter_ids = sorted({meter_id for meter_id, _ in by_row})
-    _lock_meters(meter_ids)
-    existing = _fetch_rows(list(by_row))
-
-    changed: list[tuple[int, object, bytes, bytes]] = []
-    corrections: list[ReadingCorrection] = []
+    keys = sorted(by_row)
     newest: dict[int, datetime] = {}
     for (meter_id, day), segments in by_row.items():
-        old = existing.get((meter_id, day))
-        values = values_unpack(old[0]) if old else array("i", bytes(len(EMPTY_VALUES)))
-        quality = bytearray(old[1]) if old else bytearray(EMPTY_QUALITY)
-        dirty = False
-        for seg in segments:
-            end = seg.slot + len(seg.values)
-            if not any(quality[seg.slot : end]):  # all new: the common case, done by slices
-                values[seg.slot : end] = seg.values
-                quality[seg.slot : end] = seg.quality
-                result.stored += len(seg.values)
-                dirty = True
-            elif values[seg.slot : end] == seg.values and quality[seg.slot : end] == seg.quality:
-                result.unchanged += len(seg.values)
-            else:
-                for offset, (wh, q) in enumerate(zip(seg.values, seg.quality, strict=True)):
-                    slot = seg.slot + offset
-                    if quality[slot] == Quality.ABSENT:
-                        result.stored += 1
-                    elif quality[slot] == q and values[slot] == wh:
-                        result.unchanged += 1
-                        continue
-                    else:
-                        result.corrected += 1
-                        corrections.append(
-                            ReadingCorrection(
-                                meter_id=meter_id,
-                                interval_start=slot_start(day, slot),
-                                old_wh=None if quality[slot] == Quality.MISSING else values[slot],
-                                old_quality=Quality(quality[slot]).label,
-                                new_wh=None if q == Quality.MISSING else wh,
-                                new_quality=Quality(q).label,
-                                batch=batch,
-                                corrected_at=now,
-                            )
-                        )
-                    values[slot], quality[slot] = wh, q
-                    dirty = True
-            last = slot_start(day, end - 1)
-            if last > newest.get(meter_id, datetime.min.replace(tzinfo=UTC)):
-                newest[meter_id] = last
-        if dirty:
-            changed.append((meter_id, day, values_pack(values), bytes(quality)))
-    _upsert_rows(changed, now)
+        last = max(slot_start(day, seg.slot + len(seg.values) - 1) for seg in segments)
+        if last > newest.get(meter_id, datetime.min.replace(tzinfo=UTC)):
+            newest[meter_id] = last
+    merged: dict[tuple[int, object], _Merged] = {}
+    existing = _existing_keys(keys)
+    fresh = {
+        key: _merge(*key, by_row[key], None, batch, now) for key in keys if key not in existing
+    }
+    inserted = _insert_rows(fresh, now)
+    merged.update({key: fresh[key] for key in inserted})
+    rest = [key for key in keys if key not in inserted]
+    rows = _fetch_rows(rest, lock=True)
+    changed = {}
+    for key in rest:
+        merged[key] = _merge(*key, by_row[key], rows.get(key), batch, now)
+        if merged[key].dirty:
+            changed[key] = merged[key]
+    _update_rows(changed, now)
+    corrections = []
+    for row in merged.values():
+        result.stored += row.stored
+        result.corrected += row.corrected
+        result.unchanged += row.unchanged
+        corrections.extend(row.corrections)
     ReadingCorrection.objects.bulk_create(corrections, batch_size=2000)
     _touch_meters(newest, now)
 
 
-def _lock_meters(meter_ids: list[int]) -> None:
-    """Serialise writers of the same meter: two batches merging into one MeterDay row would
-    otherwise each read the old row and the second write would drop the first one's intervals.
-    SQLite needs nothing: its write transactions already run one at a time."""
-    if connection.vendor != "postgresql" or not meter_ids:
-        return
+def _existing_keys(keys: list[tuple[int, object]]) -> set[tuple[int, object]]:
+    """Of these (meter, day) keys, those with a row already (read without locking)."""
+    if not keys:
+        return set()
+    if connection.vendor == "postgresql":
+        found = set()
+        with connection.cursor() as cursor:
+            for chunk in _chunks(keys, 50_000):
+                cursor.execute(
+                    "SELECT d.meter_id, d.day FROM meters_meterday d "
+                    "JOIN unnest(%s::bigint[], %s::date[]) AS k(meter_id, day) "
+                    "ON d.meter_id = k.meter_id AND d.day = k.day",
+                    [[k[0] for k in chunk], [k[1] for k in chunk]],
+                )
+                found.update(cursor.fetchall())
+        return found
+    return set(_fetch_rows(keys))
+
+
+def _insert_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> set:
+    """Insert rows the batch creates, in key order, skipping any a concurrent batch made first;
+    the keys actually inserted."""
+    if not rows:
+        return set()
+    keys = sorted(rows)
+    if connection.vendor == "postgresql":
+        inserted = set()
+        with connection.cursor() as cursor:
+            for chunk in _chunks(keys, 5000):
+                cursor.execute(
+                    "INSERT INTO meters_meterday (meter_id, day, values, quality, updated_at) "
+                    "SELECT m, d, v, q, %s FROM unnest(%s::bigint[], %s::date[], %s::bytea[], "
+                    "%s::bytea[]) WITH ORDINALITY AS r(m, d, v, q, n) ORDER BY n "
+                    "ON CONFLICT (meter_id, day) DO NOTHING RETURNING meter_id, day",
+                    [
+                        now,
+                        [k[0] for k in chunk],
+                        [k[1] for k in chunk],
+                        [rows[k].values for k in chunk],
+                        [rows[k].quality for k in chunk],
+                    ],
+                )
+                inserted.update(cursor.fetchall())
+        return inserted
+    # SQLite: write transactions run one at a time, so nothing was inserted meanwhile.
+    stamp = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, k) FROM (SELECT unnest(%s::int[]) AS k ORDER BY 1) AS ids",
-            [METER_LOCK_CLASS, meter_ids],
+        cursor.executemany(
+            'INSERT INTO meters_meterday (meter_id, day, "values", quality, updated_at) '
+            "VALUES (%s, %s, %s, %s, %s)",
+            [(k[0], k[1], rows[k].values, rows[k].quality, stamp) for k in keys],
         )
+    return set(keys)
 
 
-def _fetch_rows(keys: list[tuple[int, object]]) -> dict[tuple[int, object], tuple[bytes, bytes]]:
+_READ_ROWS_SQL = (
+    "SELECT d.meter_id, d.day, d.values, d.quality FROM meters_meterday d "
+    "JOIN unnest(%s::bigint[], %s::date[]) AS k(meter_id, day) "
+    "ON d.meter_id = k.meter_id AND d.day = k.day"
+)
+_LOCK_ROWS_SQL = _READ_ROWS_SQL + " ORDER BY d.meter_id, d.day FOR UPDATE OF d"
+
+
+def _fetch_rows(
+    keys: list[tuple[int, object]], *, lock: bool = False
+) -> dict[tuple[int, object], tuple[bytes, bytes]]:
+    """The stored content of these rows; `lock`: locked FOR UPDATE in (meter, day) order (on
+    PostgreSQL; SQLite's write transactions already run one at a time)."""
     if not keys:
         return {}
     out = {}
     if connection.vendor == "postgresql":
+        keys = sorted(keys)
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT d.meter_id, d.day, d.values, d.quality FROM meters_meterday d "
-                "JOIN unnest(%s::bigint[], %s::date[]) AS k(meter_id, day) "
-                "ON d.meter_id = k.meter_id AND d.day = k.day",
-                [[k[0] for k in keys], [k[1] for k in keys]],
-            )
-            for meter_id, day, values, quality in cursor:
-                out[(meter_id, day)] = (bytes(values), bytes(quality))
+            for chunk in _chunks(keys, 50_000):
+                cursor.execute(
+                    _LOCK_ROWS_SQL if lock else _READ_ROWS_SQL,
+                    [[k[0] for k in chunk], [k[1] for k in chunk]],
+                )
+                for meter_id, day, values, quality in cursor:
+                    out[(meter_id, day)] = (bytes(values), bytes(quality))
         return out
     wanted = set(keys)
     rows = MeterDay.objects.filter(
@@ -226,34 +329,35 @@ def _fetch_rows(keys: list[tuple[int, object]]) -> dict[tuple[int, object], tupl
     return out
 
 
-def _upsert_rows(rows: list[tuple[int, object, bytes, bytes]], now: datetime) -> None:
+def _update_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> None:
+    """Write merged rows back (already locked by _fetch_rows)."""
     if not rows:
         return
+    keys = sorted(rows)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            for chunk in _chunks(rows, 5000):
+            for chunk in _chunks(keys, 5000):
                 cursor.execute(
-                    "INSERT INTO meters_meterday (meter_id, day, values, quality, updated_at) "
-                    "SELECT m, d, v, q, %s FROM unnest(%s::bigint[], %s::date[], %s::bytea[], %s::bytea[]) "
-                    "AS r(m, d, v, q) "
-                    "ON CONFLICT (meter_id, day) DO UPDATE SET values = EXCLUDED.values, "
-                    "quality = EXCLUDED.quality, updated_at = EXCLUDED.updated_at",
+                    "UPDATE meters_meterday d SET values = r.v, quality = r.q, updated_at = %s "
+                    "FROM unnest(%s::bigint[], %s::date[], %s::bytea[], %s::bytea[]) "
+                    "AS r(m, d, v, q) WHERE d.meter_id = r.m AND d.day = r.d",
                     [
                         now,
-                        [r[0] for r in chunk],
-                        [r[1] for r in chunk],
-                        [r[2] for r in chunk],
-                        [r[3] for r in chunk],
+                        [k[0] for k in chunk],
+                        [k[1] for k in chunk],
+                        [rows[k].values for k in chunk],
+                        [rows[k].quality for k in chunk],
                     ],
                 )
         return
-    MeterDay.objects.bulk_create(
-        [MeterDay(meter_id=m, day=d, values=v, quality=q, updated_at=now) for m, d, v, q in rows],
-        update_conflicts=True,
-        unique_fields=["meter", "day"],
-        update_fields=["values", "quality", "updated_at"],
-        batch_size=500,
-    )
+    # SQLite: one prepared UPDATE run for every row (bulk_update's CASE per row grows badly).
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            'UPDATE meters_meterday SET "values" = %s, quality = %s, updated_at = %s '
+            "WHERE meter_id = %s AND day = %s",
+            [(rows[k].values, rows[k].quality, stamp, k[0], k[1]) for k in keys],
+        )
 
 
 def _touch_meters(newest: dict[int, datetime], now: datetime) -> None:
@@ -268,11 +372,14 @@ def _touch_meters(newest: dict[int, datetime], now: datetime) -> None:
                 [now, list(newest), list(newest.values())],
             )
         return
-    for meter in Meter.objects.filter(pk__in=newest):
-        meter.last_communication_at = now
-        if meter.last_reading_at is None or meter.last_reading_at < newest[meter.pk]:
-            meter.last_reading_at = newest[meter.pk]
-        meter.save(update_fields=["last_communication_at", "last_reading_at"])
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE meters_meter SET last_communication_at = %s, last_reading_at = CASE "
+            "WHEN last_reading_at IS NULL OR last_reading_at < %s THEN %s "
+            "ELSE last_reading_at END WHERE id = %s",
+            [(adapt(now), adapt(ts), adapt(ts), pk) for pk, ts in newest.items()],
+        )
 
 
 def _chunks(items: list, size: int):
