@@ -105,6 +105,14 @@ class Utility(models.Model):
         "as the holidays package names it; blank: the country's only.",
     )
     is_active = models.BooleanField(default=True)
+    reading_retention_months = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="How many whole months of readings (and of what was charged for them) to keep "
+        "before the current one; older meter-days are deleted. Empty: kept forever. Months are "
+        "archived only when every utility's retention has passed them (docs/storage.md, Growth).",
+    )
 
     class Meta:
         verbose_name_plural = "utilities"

@@ -57,6 +57,10 @@ ROUTES = {
     "servicerequests.tasks.check_deadlines": BULK,
     "accounts.tasks.purge_spent_codes": BULK,
     "accounts.tasks.flush_expired_tokens": BULK,
+    # A city's outage notice is written in chunks ahead of its pushes (docs/outages.md).
+    "outages.tasks.stream_outage_notice": ALERTS,
+    "meters.tasks.reading_partitions_maintain": BULK,
+    "meters.tasks.reading_retention_purge": BULK,
     "billing.tasks.affordability_daily": BULK,
     "insight.tasks.insight_daily": BULK,
     "insight.tasks.insight_chunk": BULK,
@@ -162,4 +166,10 @@ app.conf.beat_schedule = {
     # Insight (docs/insight.md): each utility's finished local day read once per account for the
     # high-usage and sanctioned-load alerts.
     "insight-daily": {"task": "insight.tasks.insight_daily", "schedule": crontab(minute=35)},
+    # Readings (docs/storage.md, Growth): monthly partitions made ahead on PostgreSQL, months past
+    # every utility's retention archived, a shorter retention's own rows deleted in batches.
+    "reading-partitions": {
+        "task": "meters.tasks.reading_partitions_maintain",
+        "schedule": crontab(hour=2, minute=23),
+    },
 }

@@ -13,7 +13,7 @@ import re
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from core.errors import DomainError
 from core.parsers import json_loads_bounded
@@ -84,6 +84,9 @@ MESSAGES = {
     "bad_quality": "The quality must be actual, estimated or missing.",
     "duplicate_in_batch": "The same meter and start appear earlier in this batch.",
     "malformed": "This entry is not a reading.",
+    "past_retention": (
+        "The utility keeps readings for a set number of months, and this interval is older."
+    ),
     "out_of_range": (
         f"The start must fall between {EARLIEST_DATE} and {LATEST_DATE}: no meter read earlier."
     ),
@@ -155,8 +158,11 @@ def parse_readings(
     meters: dict[str, MeterInfo],
     now: datetime,
     parsed: Parsed | None = None,
+    *,
+    kept_from: date | None = None,
 ) -> Parsed:
-    """Single readings: (ref, meter serial, start, wh, quality) each."""
+    """Single readings: (ref, meter serial, start, wh, quality) each. `kept_from`: the first UTC
+    day the utility's retention keeps (an older reading would bring back a deleted day)."""
     parsed = parsed or Parsed()
     latest = now + CLOCK_SKEW - INTERVAL
     times = TimestampCache()
@@ -176,6 +182,9 @@ def parse_readings(
             continue
         if start > latest:
             parsed.reject(ref, serial, start_raw, "in_future", MESSAGES["in_future"])
+            continue
+        if kept_from is not None and start.date() < kept_from:
+            parsed.reject(ref, serial, start_raw, "past_retention", MESSAGES["past_retention"])
             continue
         quality = _quality(quality_raw)
         if quality is None:
@@ -201,7 +210,11 @@ def parse_readings(
 
 
 def parse_blocks(
-    blocks: Iterable[tuple[int, object]], meters: dict[str, MeterInfo], now: datetime
+    blocks: Iterable[tuple[int, object]],
+    meters: dict[str, MeterInfo],
+    now: datetime,
+    *,
+    kept_from: date | None = None,
 ) -> Parsed:
     """Load-profile blocks: {"meter", "start", "values": [...], "quality": name or [names]}.
 
@@ -236,6 +249,7 @@ def parse_blocks(
             and quality in PRESENT_QUALITIES
             and values
             and last <= latest
+            and (kept_from is None or start.date() >= kept_from)
             and (start, meter.id) not in seen
             and all(type(v) is int for v in values)
             and min(values) >= 0
@@ -271,7 +285,7 @@ def parse_blocks(
                     q,
                 )
             )
-        parse_readings(rows, meters, now, parsed)
+        parse_readings(rows, meters, now, parsed, kept_from=kept_from)
     return parsed
 
 

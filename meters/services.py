@@ -22,6 +22,7 @@ from meters.models import (
     ServiceToken,
     token_digest,
 )
+from meters.partitions import retention_start
 from meters.storage import (
     EMPTY_QUALITY,
     EMPTY_VALUES,
@@ -101,10 +102,15 @@ def readings_ingest(
     serials = {s for s in serials if len(s) <= SERIAL_MAX and "\x00" not in s}
     meters = meters_lookup(utility=utility, serials=serials)
     parsed = Parsed()
+    kept_from = (
+        retention_start(months=utility.reading_retention_months, today=now.date())
+        if utility.reading_retention_months
+        else None
+    )
     if blocks:
-        parsed = parse_blocks(enumerate(blocks), meters, now)
+        parsed = parse_blocks(enumerate(blocks), meters, now, kept_from=kept_from)
     if readings:
-        parse_readings(readings, meters, now, parsed)
+        parse_readings(readings, meters, now, parsed, kept_from=kept_from)
 
     batch = IngestBatch(
         utility=utility, token=token, source=source, external_id=external_id[:100], received_at=now

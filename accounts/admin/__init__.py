@@ -66,6 +66,7 @@ class UtilityAdmin(UtilityScopedAdmin):
                     "late_fine_percent",
                     "unpaid_bills_for_prepaid_conversion",
                     "outage_notice_hours",
+                    "reading_retention_months",
                 )
             },
         ),
