@@ -40,16 +40,19 @@ class FanoutAdmin(UtilityScopedAdmin):
     """Staff follow a large alert here: how many are sent, held, waiting or unreachable. A staff
     member granted it sees only the utilities' own alerts."""
 
-    list_display = ["id", "category", "utility", "audience_size", "progress", "created_at"]
-    list_filter = ["category", "utility"]
+    list_display = ["id", "category", "utility", "state", "audience_size", "progress", "created_at"]
+    list_filter = ["state", "category", "utility"]
     readonly_fields = [
         "dedupe_key",
         "category",
         "utility",
+        "state",
         "audience_size",
         "created_at",
+        "progressed_at",
         "progress",
     ]
+    fields = readonly_fields
 
     def has_add_permission(self, request):
         return False
@@ -57,7 +60,13 @@ class FanoutAdmin(UtilityScopedAdmin):
     @admin.display(description="progress")
     def progress(self, fanout: Fanout) -> str:
         p = selectors.fanout_progress(fanout=fanout)
-        state = "done" if p["done"] else "in progress"
+        if fanout.state == Fanout.State.WRITING:
+            # A streamed fan-out: its audience is still being written while the first pushes go.
+            state = f"writing ({fanout.audience_size} written so far)"
+        elif fanout.state == Fanout.State.STOPPED:
+            state = f"stopped, no longer holds ({fanout.audience_size} were written)"
+        else:
+            state = "done" if p["done"] else "in progress"
         no_config = p.get(Notification.PushStatus.NOT_CONFIGURED, 0)
         return (
             f"{state}: {p['sent']} sent, {p['pending'] + p['sending']} waiting, {p['held']} held "

@@ -88,6 +88,19 @@ def fanout_dispatch(*, fanout_id: int) -> int:
     )
 
 
+def fanout_rows_dispatch(*, notification_ids: list[int]) -> int:
+    """Queue the push batches of a streamed fan-out's chunk just committed (its rows were stamped
+    dispatched when written: a broker outage leaves them to the sweeper, after its grace)."""
+    queued = 0
+    size = settings.NOTIFY_BATCH_SIZE
+    for start in range(0, len(notification_ids), size):
+        batch = notification_ids[start : start + size]
+        if not push_dispatch(notification_ids=batch):
+            break
+        queued += len(batch)
+    return queued
+
+
 def fanout_dispatch_safely(*, fanout_id: int) -> None:
     from notifications.tasks import fanout_dispatch as fanout_dispatch_task
 

@@ -60,16 +60,42 @@ class NotificationPreference(models.Model):
 
 
 class Fanout(models.Model):
-    """One alert to a large audience (an outage notice): its inbox rows point back here."""
+    """One alert to a large audience (an outage notice): its inbox rows point back here.
+
+    A streamed fan-out (services.fanout_open) is `writing` while its caller writes its audience a
+    chunk at a time after the event commits (`written_through`: how far, in the caller's own
+    order; `progressed_at`: when the last chunk committed, so a stalled stream is found), then
+    `written`; `stopped` when what it says no longer holds (a cancelled or moved outage).
+    """
+
+    class State(models.TextChoices):
+        WRITING = "writing", "Writing the inbox"
+        WRITTEN = "written", "Written"
+        STOPPED = "stopped", "Stopped: no longer holds"
 
     dedupe_key = models.CharField(max_length=200, unique=True)
     category = models.CharField(max_length=32)
     utility = models.ForeignKey(Utility, null=True, blank=True, on_delete=models.SET_NULL)
+    # Inbox rows written so far (all of them once `written`).
     audience_size = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.WRITTEN)
+    written_through = models.BigIntegerField(default=0)
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    # Rendered once, when it opens: each chunk's rows take these, whatever the chunk.
+    texts = models.JSONField(default=dict, blank=True)  # {language: {"title": …, "body": …}}
+    data = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweep of stalled streams reads only those still writing.
+            models.Index(
+                fields=["progressed_at"],
+                condition=Q(state="writing"),
+                name="fanout_writing",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.category} to {self.audience_size} ({self.dedupe_key})"

@@ -96,5 +96,8 @@ def fanout_progress(*, fanout: Fanout) -> FanoutProgress:
         **{status: counts.get(status, 0) for status in Notification.PushStatus.values},  # type: ignore[typeddict-item]
         "done": False,
     }
-    progress["done"] = progress["pending"] + progress["sending"] == 0
+    # A stream still writing its audience has more to send than its rows show yet.
+    progress["done"] = (
+        fanout.state != Fanout.State.WRITING and progress["pending"] + progress["sending"] == 0
+    )
     return progress

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -25,8 +25,8 @@ from core.errors import Conflict, DomainError, NotFound
 from core.phone import phone_mask
 from notifications import categories as c
 from notifications.messages import message_render
-from notifications.models import Notification
-from notifications.services import fanout_create
+from notifications.models import Fanout, Notification
+from notifications.services import fanout_finish, fanout_open, fanout_write
 from notifications.sms import PermanentSmsError, TransientSmsError, sms_send
 from outages import selectors
 from outages.detection import outage_detected_notify
@@ -39,6 +39,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 # Notices settled per statement (locks a chunk of rows at a time), and SMS per task.
 NOTICE_CHUNK = 1000
 NOTICE_SMS_BATCH = 100
+# Affected meters whose people one chunk of a streamed notice tells: one INSERT of inbox rows,
+# committed with its pushes queued, about a second of a worker's time at a city's scale.
+NOTICE_STREAM_CHUNK = 5000
 NOTICE_SMS_MAX_ATTEMPTS = 8
 
 
@@ -117,14 +120,108 @@ def _notice_context(outage: Outage) -> dict[str, Any]:
     return selectors.outage_notice_context(outage=outage)
 
 
+def _fanout_key(outage: Outage, step: str) -> str:
+    return f"outage:{outage.pk}:{step}"
+
+
 def _notify(outage: Outage, *, category: str, step: str, extra: dict | None = None) -> None:
-    fanout_create(
-        user_ids=selectors.outage_user_ids(outage=outage),
+    """Tell everyone affected. The notice's fan-out is opened in the step's transaction and its
+    first chunk written there (a feeder's outage is written whole); a city's rest is streamed
+    after commit, a chunk a task (outage_notice_stream), so the step commits in seconds and the
+    first pushes leave while the rest of the audience is being written."""
+    fanout, created = fanout_open(
         category=category,
-        dedupe_key=f"outage:{outage.pk}:{step}",
+        dedupe_key=_fanout_key(outage, step),
         context={**_notice_context(outage), **(extra or {})},
         utility=outage.utility,
     )
+    if created:
+        _stream_chunk(outage, fanout)
+
+
+def _stream_chunk(outage: Outage, fanout: Fanout) -> None:
+    """Write the notice's next chunk: its people's inbox rows and, for a planned outage's
+    notice of the schedule in force, its accounts' OutageNotice rows. After commit its pushes
+    are queued, then the next chunk, or once all are written, the settling of the schedule's
+    per-account notices (they read the pushes' outcome, so they wait for the last chunk)."""
+    page = selectors.outage_audience_page(
+        outage=outage, after=fanout.written_through, size=NOTICE_STREAM_CHUNK
+    )
+    if page.last is not None:
+        fanout_write(fanout=fanout, user_ids=page.user_ids, through=page.last)
+        if outage.kind == Outage.Kind.PLANNED and fanout.dedupe_key == _fanout_key(
+            outage, _notice_step(outage)[1]
+        ):
+            _notices_open(outage, accounts=page.account_ids)
+    if page.more:
+        after = page.last
+        transaction.on_commit(lambda: _stream_later(outage.pk, fanout.pk, after=after))
+        return
+    fanout_finish(fanout=fanout)
+    if fanout.dedupe_key == _fanout_key(outage, _notice_step(outage)[1]):
+        transaction.on_commit(lambda: _settle_later(outage.pk))
+
+
+def _notice_holds(outage: Outage, fanout: Fanout) -> bool:
+    """Whether what a streamed notice says still holds: a cancellation or a restoration always;
+    a schedule's notice or reminder while its version is in force and the outage has not begun."""
+    step = fanout.dedupe_key.removeprefix(_fanout_key(outage, ""))
+    if step in ("cancelled", "restored"):
+        return True
+    return notice_live(outage) and step in (
+        _notice_step(outage)[1],
+        f"reminder:v{outage.version}",
+    )
+
+
+def outage_notice_stream(*, outage_id: int, fanout_id: int, after: int) -> int:
+    """Write the next chunk of a streamed outage notice (each chunk's task). Returns the inbox
+    rows written.
+
+    1. Lock the outage row against the steps (FOR NO KEY UPDATE: a cancel waits for this chunk,
+       and this chunk sees a cancel that committed before it).
+    2. Claim the chunk with a conditional update of the fan-out at the cursor the task was given:
+       a task delivered twice, or queued again by the sweeper while the first was only slow,
+       claims nothing and writes nothing.
+    3. A notice that no longer holds (cancelled, rescheduled, begun) is stopped: nobody more is
+       told of it. Otherwise the next chunk (_stream_chunk), which queues the one after.
+    """
+    with transaction.atomic():
+        outage = (
+            Outage.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("utility")
+            .filter(pk=outage_id)
+            .first()
+        )
+        claimed = Fanout.objects.filter(
+            pk=fanout_id, state=Fanout.State.WRITING, written_through=after
+        ).update(progressed_at=timezone.now())
+        if outage is None or claimed != 1:
+            return 0
+        fanout = Fanout.objects.get(pk=fanout_id)
+        if not _notice_holds(outage, fanout):
+            fanout_finish(fanout=fanout, state=Fanout.State.STOPPED)
+            logger.info("Notice %s no longer holds: stopped", fanout.dedupe_key)
+            # Its accounts' notices still waiting are dropped now, not at the next sweep.
+            transaction.on_commit(lambda: _settle_later(outage.pk))
+            return 0
+        written = fanout.audience_size
+        _stream_chunk(outage, fanout)
+        return fanout.audience_size - written
+
+
+def _stream_later(outage_id: int, fanout_id: int, *, after: int) -> None:
+    from outages.tasks import stream_outage_notice
+
+    try:
+        stream_outage_notice.delay(outage_id, fanout_id, after)
+    except (OperationalError, OSError) as exc:
+        logger.warning(
+            "Broker unavailable, notice %s of outage %s left for the sweeper: %s",
+            fanout_id,
+            outage_id,
+            exc,
+        )
 
 
 def _notice_step(outage: Outage) -> tuple[str, str]:
@@ -159,6 +256,27 @@ def _late_notice_check(outage: Outage, *, now: datetime, confirm_late: bool) -> 
     return late
 
 
+def _affected_snapshot(outage: Outage) -> int:
+    """Resolve the scope into AffectedMeter (each meter with its account now) with one
+    INSERT … SELECT in the publishing transaction: complete when it commits, as everything that
+    reads it assumes. Returns how many meters."""
+    select, params = (
+        selectors.outage_scope_meters(outage=outage)
+        .values("id", "account_id")
+        .order_by()
+        .query.sql_with_params()
+    )
+    table = connection.ops.quote_name(AffectedMeter._meta.db_table)
+    # Only the model's table name and Django's own compiled SELECT are put in; values are params.
+    sql = (
+        f"INSERT INTO {table} (outage_id, meter_id, account_id) "  # noqa: S608
+        f"SELECT %s, scope.id, scope.account_id FROM ({select}) scope"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [outage.pk, *params])
+        return cursor.rowcount
+
+
 def outage_publish(
     *, outage_id: object, actor=None, confirm_late: bool = False, now: datetime | None = None
 ) -> Outage:
@@ -170,10 +288,14 @@ def outage_publish(
        step reads); a scope without meters is refused.
     3. Planned: later than the utility's notice period needs `confirm_late`, and is recorded.
        Unplanned: it is in progress from its start at once.
-    4. Write the history and fan the notice out to every linked user of the affected accounts.
-    5. Planned: one OutageNotice per affected account, settled after commit (push, else SMS to
-       the registered mobile): the notice standard counts each account's notice from its
-       delivery (outage_notices_settle).
+    4. Write the history and fan the notice out to every linked user of the affected accounts:
+       the first chunk of them here, a city's rest streamed after commit (_notify).
+    5. Planned: one OutageNotice per affected account, written with the fan-out's chunks and
+       settled once the last is written and the pushes answered (push, else SMS to the
+       registered mobile): the notice standard counts each account's notice from its delivery
+       (outage_notices_settle). An account whose row a chunk has not written yet when the outage
+       begins counts from the publication, as one that took its meter since does.
+    Every write here is set-based (INSERT … SELECT): no Python object per meter, account or person.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -191,16 +313,13 @@ def outage_publish(
             for_publish=True,
         )
         late = _late_notice_check(outage, now=now, confirm_late=confirm_late)
-        meters = list(selectors.outage_scope_meters(outage=outage).values_list("pk", "account_id"))
+        meters = _affected_snapshot(outage)
         if not meters:
             raise DomainError(
                 "The scope holds no meters: choose areas, feeders, transformers or meters with "
                 "consumers on them.",
                 code="empty_scope",
             )
-        AffectedMeter.objects.bulk_create(
-            [AffectedMeter(outage=outage, meter_id=m, account_id=a) for m, a in meters]
-        )
         outage.version += 1
         outage.published_at = outage.notice_given_at = now
         outage.late_notice = late
@@ -214,7 +333,7 @@ def outage_publish(
             outage,
             action="published",
             actor=actor,
-            changes={"meters": len(meters), "late_notice": late, "version": outage.version},
+            changes={"meters": meters, "late_notice": late, "version": outage.version},
         )
         if late:
             _event(outage, action="late_notice_confirmed", actor=actor)
@@ -223,7 +342,6 @@ def outage_publish(
         else:
             category, step = _notice_step(outage)
             _notify(outage, category=category, step=step)
-            _notices_open(outage, now=now)
     return outage
 
 
@@ -268,7 +386,6 @@ def outage_reschedule(
         _event(outage, action="rescheduled", actor=actor, changes={**changes, "late_notice": late})
         category, step = _notice_step(outage)
         _notify(outage, category=category, step=step)
-        _notices_open(outage, now=now)
     return outage
 
 
@@ -382,24 +499,25 @@ def outage_reminders_send(*, now: datetime | None = None) -> int:
 # push a linked person's phone took), else by SMS to the account's registered mobile.
 
 
-def _notices_open(outage: Outage, *, now: datetime) -> None:
-    """One OutageNotice (waiting) per account told of this schedule version, written by one
-    INSERT … SELECT: a city's outage never passes through Python here. Settled after commit."""
-    accounts_sql, params = selectors.outage_account_ids(outage=outage).query.sql_with_params()
-    created_at = connection.ops.adapt_datetimefield_value(now)
+def _notices_open(outage: Outage, *, accounts: QuerySet) -> None:
+    """One OutageNotice (waiting) per account of a chunk told of this schedule version, written
+    by one INSERT … SELECT: a city's outage never passes through Python here. An account met in
+    an earlier chunk keeps its row. created_at is when the notice was given."""
+    accounts_sql, params = accounts.query.sql_with_params()
+    created_at = connection.ops.adapt_datetimefield_value(outage.notice_given_at)
     table = connection.ops.quote_name(OutageNotice._meta.db_table)
     # Only the model's table name and Django's own compiled SELECT are put in; values are params.
+    # "WHERE true" keeps SQLite from reading ON CONFLICT as a join's ON.
     sql = (
         f"INSERT INTO {table} (outage_id, version, account_id, status, channel, sms_to, "  # noqa: S608
         "sms_attempts, error, created_at) "
-        f"SELECT %s, %s, affected.account_id, %s, '', '', 0, '', %s FROM ({accounts_sql}) affected"
+        f"SELECT %s, %s, affected.account_id, %s, '', '', 0, '', %s FROM ({accounts_sql}) affected "
+        "WHERE true ON CONFLICT (outage_id, version, account_id) DO NOTHING"
     )
     with connection.cursor() as cursor:
         cursor.execute(
             sql, [outage.pk, outage.version, OutageNotice.Status.WAITING, created_at, *params]
         )
-    # Registered after the fan-out's own: with eager tasks the pushes are answered first.
-    transaction.on_commit(lambda: _settle_later(outage.pk))
 
 
 def notice_live(outage: Outage) -> bool:
@@ -458,7 +576,8 @@ def outage_notices_settle(*, outage_id: int, now: datetime | None = None) -> dic
        tokens, FCM failing to the last attempt, the category turned off), or that has nobody in
        the app, goes to `sms`; its SMS to the registered mobile is queued after commit.
     4. An account with a push still on its way (a retry, quiet hours) waits for the next run
-       (the sweeper): the fallback is decided per account on the push's outcome.
+       (the sweeper): the fallback is decided per account on the push's outcome. While the
+       notice's fan-out is still being written, every account waits.
     """
     now = now or timezone.now()
     outage = Outage.objects.select_related("utility").filter(pk=outage_id).first()
@@ -476,8 +595,14 @@ def outage_notices_settle(*, outage_id: int, now: datetime | None = None) -> dic
         return counts
 
     _, step = _notice_step(outage)
+    if Fanout.objects.filter(
+        dedupe_key=_fanout_key(outage, step), state=Fanout.State.WRITING
+    ).exists():
+        # Its people are still being written: an account whose people have no row yet is not
+        # an account nobody holds in the app. The stream's last chunk settles.
+        return counts
     pushes = Notification.objects.filter(
-        dedupe_key=f"outage:{outage.pk}:{step}",
+        dedupe_key=_fanout_key(outage, step),
         user__account_links__account_id=OuterRef("account_id"),
         user__account_links__unlinked_at=None,
     )
@@ -636,6 +761,9 @@ def outage_notices_sweep(*, now: datetime | None = None) -> dict[str, int]:
        SMS may have gone; the lease bounds how often it can go twice).
     2. Outages with notices waiting for their pushes: settled again.
     3. SMS due and not taken for NOTIFY_SWEEP_GRACE_SECONDS: queued again.
+    4. Streamed notices that have not moved for NOTIFY_SWEEP_GRACE_SECONDS (a lost chunk task, a
+       worker dead mid-chunk, a broker down at commit): their next chunk queued again, at the
+       cursor they stopped at (a first task only slow claims nothing then).
     """
     now = now or timezone.now()
     lease = timedelta(seconds=settings.NOTIFY_CLAIM_LEASE_SECONDS)
@@ -660,4 +788,21 @@ def outage_notices_sweep(*, now: datetime | None = None) -> dict[str, int]:
     )
     if due:
         transaction.on_commit(lambda: _sms_later(due))
-    return {"reclaimed": reclaimed, "outages": len(outage_ids), "queued": len(due)}
+    stalled = list(
+        Fanout.objects.filter(
+            state=Fanout.State.WRITING,
+            progressed_at__lt=now - grace,
+            dedupe_key__startswith="outage:",
+        ).values_list("pk", "dedupe_key", "written_through")
+    )
+    for fanout_id, key, after in stalled:
+        outage_id = int(key.split(":")[1])  # _fanout_key: "outage:<id>:<step>"
+        transaction.on_commit(
+            lambda o=outage_id, f=fanout_id, a=after: _stream_later(o, f, after=a)
+        )
+    return {
+        "reclaimed": reclaimed,
+        "outages": len(outage_ids),
+        "queued": len(due),
+        "streams": len(stalled),
+    }

@@ -22,6 +22,13 @@ def settle_outage_notices(outage_id: int) -> dict[str, int]:
 
 
 @shared_task(acks_late=True)
+def stream_outage_notice(outage_id: int, fanout_id: int, after: int) -> int:
+    """The next chunk of an outage's notice to its people (a city's is streamed after the step
+    commits); it queues the one after. Run twice at one cursor, it writes once."""
+    return services.outage_notice_stream(outage_id=outage_id, fanout_id=fanout_id, after=after)
+
+
+@shared_task(acks_late=True)
 def send_outage_notice_sms(notice_ids: list[int]) -> dict[str, int]:
     return services.outage_notices_sms_send(notice_ids=notice_ids)
 
