@@ -61,10 +61,21 @@ def bench_utility(*, code: str, name: str, **extra):
     return Utility.objects.get_or_create(code=code, defaults=defaults)[0]
 
 
-def celery_worker(*, queue: str, hostname: str, env: dict) -> subprocess.Popen:
+def celery_worker(
+    *, queue: str, hostname: str, env: dict, include: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """One real Celery worker process (solo pool) on every queue of the base `queue` (the run's
-    CELERY_QUEUE), most urgent first; the caller terminates it."""
+    CELERY_QUEUE), most urgent first; the caller terminates it. `include`: modules the worker
+    imports besides the tasks' (a benchmark's signal handlers; bench/ is on its path)."""
     from config.celery import queues_by_priority
+
+    if include:
+        env = {
+            **env,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(ROOT / "bench"), env.get("PYTHONPATH")])
+            ),
+        }
 
     return subprocess.Popen(
         [
@@ -84,6 +95,7 @@ def celery_worker(*, queue: str, hostname: str, env: dict) -> subprocess.Popen:
             "WARNING",
             "--hostname",
             hostname,
+            *(["--include", ",".join(include)] if include else []),
         ],
         cwd=ROOT,
         env=env,
