@@ -308,6 +308,15 @@ class AccountLink(models.Model):
                 name="one_live_link_per_user_and_account",
             )
         ]
+        indexes = [
+            # An outage's audience: the people alerted for its accounts, read from this index
+            # alone (outages.selectors.outage_user_ids; tests/core/test_work_plans.py).
+            models.Index(
+                fields=["account", "user"],
+                condition=Q(unlinked_at__isnull=True, receives_alerts=True),
+                name="link_alerted_by_account",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} → {self.account}"

@@ -154,6 +154,19 @@ class RelayCommand(models.Model):
             models.Index(
                 fields=["sent_at"], condition=models.Q(sent_at__isnull=False), name="relay_sent_at"
             ),
+            # The reconnections of the last weeks that the standards engine measures every quarter
+            # hour (outages.standards.reconnections_evaluate), by when they were carried out or
+            # confirmed: not every disconnect and reconnect ever ordered.
+            models.Index(
+                fields=["completed_at"],
+                condition=models.Q(action="reconnect"),
+                name="relay_reconnect_completed",
+            ),
+            models.Index(
+                fields=["confirmed_at"],
+                condition=models.Q(action="reconnect"),
+                name="relay_reconnect_confirmed",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
@@ -651,24 +651,21 @@ def relay_due(*, now: datetime | None = None) -> list[str]:
             status=RelayCommand.Status.WAITING
         )
     # Deferred reconnects: a balance back above zero, or above the level of emergency credit the
-    # consumer took (a reconnect asked while a disconnect was in flight).
-    paid_or_covered = Q(account__balance__amount__gt=0) | (
-        Q(
-            account__emergency_credits__status=EmergencyCredit.Status.ACTIVE,
-            account__balance__amount__gt=-F("account__emergency_credits__amount"),
-        )
-        & (
-            Q(account__emergency_credits__repay_by__isnull=True)
-            | Q(account__emergency_credits__repay_by__gt=now)
-        )
+    # consumer took (a reconnect asked while a disconnect was in flight). The open prepaid meters
+    # first (the few that are off: the partial index meter_prepaid_relay_open), then each one's
+    # balance and credit by their keys; a join to them hashed every balance of the utility.
+    paid = Balance.objects.filter(account_id=OuterRef("account_id"), amount__gt=0)
+    covered = EmergencyCredit.objects.filter(
+        Q(repay_by__isnull=True) | Q(repay_by__gt=now),
+        account_id=OuterRef("account_id"),
+        status=EmergencyCredit.Status.ACTIVE,
+        account__balance__amount__gt=-F("amount"),
     )
     for meter in (
-        Meter.objects.filter(
-            paid_or_covered, payment_mode=Meter.PaymentMode.PREPAID, relay=Meter.Relay.OPEN
-        )
+        Meter.objects.filter(payment_mode=Meter.PaymentMode.PREPAID, relay=Meter.Relay.OPEN)
         .exclude(status=Meter.Status.REMOVED)
+        .filter(Exists(paid) | Exists(covered))
         .exclude(relay_commands__status__in=["waiting", "sent"])
-        .distinct()
     ):
         reconnect_request(
             meter=meter,

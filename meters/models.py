@@ -140,6 +140,27 @@ class Meter(models.Model):
                 name="meter_grid_counts",
                 condition=models.Q(transformer__isnull=False) & ~models.Q(status="removed"),
             ),
+            # Prepaid meters whose supply is off: the deferred-reconnect sweep (billing.relay).
+            models.Index(
+                fields=["account"],
+                condition=models.Q(relay="open", payment_mode="prepaid")
+                & ~models.Q(status="removed"),
+                name="meter_prepaid_relay_open",
+            ),
+            # Postpaid meters in service: the monthly bill issuance (billing.bills).
+            models.Index(
+                fields=["utility", "account"],
+                condition=models.Q(payment_mode="postpaid") & ~models.Q(status="removed"),
+                name="meter_postpaid_in_service",
+            ),
+            # Meters not reporting (the dashboard, the meter list's filter). last_reading_at is
+            # written at most every TOUCH_EVERY (meters.services), so this index is not rewritten
+            # by every 15-minute push.
+            models.Index(
+                fields=["utility", "last_reading_at"],
+                condition=models.Q(status__in=["active", "disconnected"]),
+                name="meter_last_reading",
+            ),
         ]
 
     def __str__(self) -> str:

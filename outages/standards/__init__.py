@@ -36,6 +36,7 @@ from outages.standards.paying import (  # noqa: F401
 )
 from outages.standards.relay import (  # noqa: F401
     reconnections_evaluate,
+    reconnections_recent,
     standards_evaluate_reconnection,
     wrongful_disconnection_detect,
     wrongful_disconnection_record,

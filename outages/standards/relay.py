@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from accounts.models import ConsumerAccount
 from billing.models import RelayCommand
@@ -133,11 +133,12 @@ def standards_evaluate_reconnection(*, command: RelayCommand) -> Compensation | 
     return row if row is not None and row.amount > 0 else None
 
 
-def reconnections_evaluate(*, now: datetime, days: int = 35) -> int:
-    """Evaluate every reconnect after payment carried out (accepted by the head-end, or confirmed
-    by the meter) in the last `days` days; returns how many owe."""
+def reconnections_recent(*, now: datetime, days: int = 35) -> QuerySet[RelayCommand]:
+    """Reconnects after payment carried out (accepted by the head-end, or confirmed by the meter)
+    in the last `days` days: read through the partial indexes of reconnect commands by time
+    (relay_reconnect_completed, relay_reconnect_confirmed), not every command ever ordered."""
     since = now - timedelta(days=days)
-    commands = (
+    return (
         RelayCommand.objects.filter(action=RelayCommand.Action.RECONNECT)
         .filter(
             Q(status=RelayCommand.Status.DONE, completed_at__gte=since)
@@ -149,6 +150,11 @@ def reconnections_evaluate(*, now: datetime, days: int = 35) -> int:
         .filter(Q(payment_notified_at__isnull=False) | Q(reason="payment"))
         .select_related("account__utility", "meter")
     )
+
+
+def reconnections_evaluate(*, now: datetime, days: int = 35) -> int:
+    """Evaluate every recent reconnect after payment (reconnections_recent); returns how many owe."""
+    commands = reconnections_recent(now=now, days=days)
     return sum(1 for command in commands if standards_evaluate_reconnection(command=command))
 
 
