@@ -6,7 +6,7 @@ import secrets
 from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -366,16 +366,28 @@ def _update_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> None
         )
 
 
+# A meter's row records its newest reading and last contact to within this: a head-end pushing
+# every 15 minutes rewrites the row (and its meter_last_reading index entry) every other push,
+# not every push. Communication health (ok within an hour) and "not reporting" (a day) read
+# these; the consumption screens read the readings themselves.
+TOUCH_EVERY = timedelta(minutes=30)
+
+
 def _touch_meters(newest: dict[int, datetime], now: datetime) -> None:
+    """Record each meter's newest interval and last contact, where either has moved on by
+    TOUCH_EVERY (or was never recorded); late data never moves the newest interval back."""
     if not newest:
         return
+    stale = now - TOUCH_EVERY
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 "UPDATE meters_meter m SET last_communication_at = %s, "
                 "last_reading_at = GREATEST(m.last_reading_at, n.ts) "
-                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS n(id, ts) WHERE m.id = n.id",
-                [now, list(newest), list(newest.values())],
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS n(id, ts) WHERE m.id = n.id "
+                "AND (m.last_communication_at IS NULL OR m.last_communication_at <= %s "
+                "OR m.last_reading_at IS NULL OR m.last_reading_at <= n.ts - %s)",
+                [now, list(newest), list(newest.values()), stale, TOUCH_EVERY],
             )
         return
     adapt = connection.ops.adapt_datetimefield_value
@@ -383,8 +395,12 @@ def _touch_meters(newest: dict[int, datetime], now: datetime) -> None:
         cursor.executemany(
             "UPDATE meters_meter SET last_communication_at = %s, last_reading_at = CASE "
             "WHEN last_reading_at IS NULL OR last_reading_at < %s THEN %s "
-            "ELSE last_reading_at END WHERE id = %s",
-            [(adapt(now), adapt(ts), adapt(ts), pk) for pk, ts in newest.items()],
+            "ELSE last_reading_at END WHERE id = %s AND (last_communication_at IS NULL "
+            "OR last_communication_at <= %s OR last_reading_at IS NULL OR last_reading_at <= %s)",
+            [
+                (adapt(now), adapt(ts), adapt(ts), pk, adapt(stale), adapt(ts - TOUCH_EVERY))
+                for pk, ts in newest.items()
+            ],
         )
 
 

@@ -142,3 +142,30 @@ def test_crossing_batches_over_the_same_meters_neither_deadlock_nor_lose_a_slot(
         for index, order in enumerate(orders):
             assert series.values[1 + index] == 100 * index + order.index(meter)
             assert series.values[10 + index] == index
+
+
+@pytest.mark.django_db
+def test_a_15_minute_push_rewrites_the_meter_row_every_other_push_not_every_push():
+    """The meter row records the newest reading and last contact to within TOUCH_EVERY, so a
+    head-end pushing every 15 minutes does not rewrite every meter's row four times an hour."""
+    utility = UtilityFactory()
+    (meter,) = _meters(utility, 1, "T")
+    first = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
+    seen = []
+    for push in range(5):
+        interval = first + push * timedelta(minutes=15)
+        services.readings_ingest(
+            utility=utility,
+            blocks=[{"meter": meter.serial, "start": interval.isoformat(), "values": [push]}],
+            source="test",
+            now=interval + timedelta(minutes=16),
+        )
+        meter.refresh_from_db()
+        seen.append((meter.last_reading_at, meter.last_communication_at))
+
+    minutes = [timedelta(minutes=m) for m in (0, 0, 30, 30, 60)]
+    assert [reading for reading, _ in seen] == [first + m for m in minutes]
+    assert [contact for _, contact in seen] == [first + timedelta(minutes=16) + m for m in minutes]
+    # Late data never moves the newest reading back, and the readings themselves are all stored.
+    series = meter_series(meter_id=meter.pk, start=first, end=first + timedelta(hours=2))
+    assert list(series.values[:5]) == [0, 1, 2, 3, 4]
