@@ -232,10 +232,12 @@ class AffectedMeter(models.Model):
     """The outage's scope resolved to meters and accounts when it was published: notices,
     the consumer API and compensation all read this snapshot."""
 
-    outage = models.ForeignKey(Outage, on_delete=models.CASCADE, related_name="affected")
+    # Neither has an index of its own: (outage, id) and (account, outage) lead with them, and a
+    # city's snapshot of a million rows writes one index fewer.
+    outage = models.ForeignKey(
+        Outage, on_delete=models.CASCADE, related_name="affected", db_index=False
+    )
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+")
-    # No index of its own: (account, outage) leads with it, and a city's snapshot of a million
-    # rows writes one index fewer.
     account = models.ForeignKey(
         ConsumerAccount, null=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
@@ -252,7 +254,11 @@ class AffectedMeter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["outage", "meter"], name="affected_meter_once")
         ]
-        indexes = [models.Index(fields=["account", "outage"])]
+        indexes = [
+            models.Index(fields=["account", "outage"]),
+            # A streamed notice pages through a city's snapshot in id order, 5,000 at a time.
+            models.Index(fields=["outage", "id"], name="affected_outage_page"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.meter} in outage {self.outage_id}"

@@ -17,6 +17,7 @@ from accounts.models import AccountLink
 from notifications.models import Device, Fanout, Notification
 from outages import selectors, services, tasks
 from outages.models import AffectedMeter, Compensation, Outage, OutageNotice, Standard
+from outages.services import stream
 from tests.accounts.factories import AccountLinkFactory, UserFactory
 from tests.meters.factories import MeterFactory
 from tests.notifications.factories import DeviceFactory
@@ -31,7 +32,7 @@ CHUNK = 3  # affected meters a chunk: 10 meters are four chunks
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(services, "NOTICE_STREAM_CHUNK", CHUNK)
+    monkeypatch.setattr(stream, "NOTICE_STREAM_CHUNK", CHUNK)
 
 
 @pytest.fixture
@@ -91,9 +92,9 @@ def test_publishing_commits_with_the_first_chunk_and_its_pushes_leave_before_the
 
     outage.refresh_from_db()
     assert outage.status == Outage.Status.PUBLISHED
-    # The snapshot is committed complete; the notices of the first chunk's accounts with it.
+    # The snapshot is committed complete, and every account's notice row with it.
     assert AffectedMeter.objects.filter(outage=outage).count() == 10
-    assert OutageNotice.objects.filter(outage=outage, status="waiting").count() == 3
+    assert OutageNotice.objects.filter(outage=outage, status="waiting").count() == 10
     fanout = Fanout.objects.get(dedupe_key=f"outage:{outage.pk}:published:v1")
     assert fanout.state == Fanout.State.WRITING
     first = {p.pk for p in people[:3]}
@@ -236,7 +237,7 @@ def test_each_chunk_writes_its_people_in_one_statement_whatever_its_size(
     city, monkeypatch, django_capture_on_commit_callbacks
 ):
     def chunk_queries(outage, size: int) -> list[str]:
-        monkeypatch.setattr(services, "NOTICE_STREAM_CHUNK", size)
+        monkeypatch.setattr(stream, "NOTICE_STREAM_CHUNK", size)
         _published(outage, django_capture_on_commit_callbacks)
         fanout = Fanout.objects.get(dedupe_key=f"outage:{outage.pk}:published:v1")
         with (
@@ -304,8 +305,8 @@ def test_an_outage_begun_mid_stream_stops_its_notice_and_owes_every_account_the_
 
     fanout = Fanout.objects.get(dedupe_key=f"outage:{outage.pk}:published:v1")
     assert fanout.state == Fanout.State.STOPPED and len(_inbox("outage_planned")) == 3
-    # The first chunk's accounts by their own rows, the others from the publication: all late.
-    assert OutageNotice.objects.count() == 3
+    # Every account has its row from the publication: all late.
+    assert OutageNotice.objects.count() == 10
     owed = Compensation.objects.filter(standard=Standard.NOTICE)
     assert sorted(owed.values_list("account_id", flat=True)) == sorted(
         m.account_id for m in city["meters"]
@@ -330,4 +331,27 @@ def test_a_chunk_reads_its_own_meters_through_indexes(city, django_capture_on_co
 
     found = list(nodes(plan["Plan"]))
     assert not any(n["Node Type"] == "Seq Scan" for n in found), found
-    assert any(n.get("Index Name") == "outages_affectedmeter_pkey" for n in found), found
+    assert any(n.get("Index Name") == "affected_outage_page" for n in found), found
+
+
+def test_accounts_a_stalled_stream_never_reached_are_owed_the_notice_when_the_outage_begins(
+    city, fcm_server, django_capture_on_commit_callbacks
+):
+    """Published in time, but the stream's work after commit is lost (a broker down for days):
+    when the outage begins, the accounts never told are owed the notice standard's payment, never
+    counted as told at publication."""
+    outage = city["outage"]
+    with (
+        time_machine.travel(PUBLISH, tick=False),
+        django_capture_on_commit_callbacks(execute=False),
+    ):
+        services.outage_publish(outage_id=outage.pk, now=PUBLISH)
+    with time_machine.travel(START, tick=False), django_capture_on_commit_callbacks(execute=True):
+        services.outage_start(outage_id=outage.pk, at=START, now=START)
+
+    assert OutageNotice.objects.filter(outage=outage).count() == 10
+    assert not OutageNotice.objects.filter(outage=outage, status="sent").exists()
+    owed = Compensation.objects.filter(standard=Standard.NOTICE)
+    assert sorted(owed.values_list("account_id", flat=True)) == sorted(
+        m.account_id for m in city["meters"]
+    )
