@@ -52,6 +52,10 @@ def validate_weekdays(value: object) -> None:
         raise ValidationError("A list of weekday numbers, 0 = Monday … 6 = Sunday.")
 
 
+# Fifty years: a longer retention is no retention (and would reach before year 1).
+RETENTION_MONTHS_MAX = 600
+
+
 class Utility(models.Model):
     """A distribution company we serve, with its policy as data: one row per regime, no code branches."""
 
@@ -108,7 +112,7 @@ class Utility(models.Model):
     reading_retention_months = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(RETENTION_MONTHS_MAX)],
         help_text="How many whole months of readings (and of what was charged for them) to keep "
         "before the current one; older meter-days are deleted. Empty: kept forever. Months are "
         "archived only when every utility's retention has passed them (docs/storage.md, Growth).",
@@ -117,6 +121,13 @@ class Utility(models.Model):
     class Meta:
         verbose_name_plural = "utilities"
         ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reading_retention_months__isnull=True)
+                | Q(reading_retention_months__gte=1, reading_retention_months__lte=600),
+                name="reading_retention_in_range",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"

@@ -35,7 +35,7 @@ from core.errors import Conflict, DomainError, NotFound
 from core.money import money_digits, utility_money
 from core.phone import phone_normalize
 from meters.models import Meter, MeterAssignment, MeterDay
-from meters.storage import floor_to_interval
+from meters.storage import floor_to_interval, slot_start
 
 
 @dataclass(frozen=True)
@@ -281,6 +281,23 @@ def _settle(
     )
 
 
+def _last_interval(meter_id: int, *, before: datetime) -> datetime | None:
+    """The start of the meter's newest interval with a reading that began before `before`, read
+    from the readings themselves (the meter row keeps its newest reading only to within half an
+    hour, meters.services.TOUCH_EVERY); None if none in the last week of rows."""
+    rows = (
+        MeterDay.objects.filter(meter_id=meter_id, day__lte=before.astimezone(UTC).date())
+        .order_by("-day")
+        .values_list("day", "quality")[:7]
+    )
+    for day, quality in rows:
+        quality = bytes(quality)
+        for slot in range(len(quality) - 1, -1, -1):
+            if quality[slot] and slot_start(day, slot) < before:
+                return slot_start(day, slot)
+    return None
+
+
 def _final_statement(account: ConsumerAccount, tenancies: list[MeterAssignment]) -> dict:
     """What the old tenant is told and staff see: the last interval of the tenancy and the
     money as it stood after settling."""
@@ -288,9 +305,7 @@ def _final_statement(account: ConsumerAccount, tenancies: list[MeterAssignment])
     meters = []
     for tenancy in tenancies:
         meter = tenancy.meter
-        last = meter.last_reading_at
-        if last is not None and tenancy.end is not None and last >= tenancy.end:
-            last = tenancy.end - timedelta(minutes=15)
+        last = _last_interval(meter.pk, before=tenancy.end or timezone.now())
         meters.append(
             {
                 "meter": meter.pk,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from django.db import connection, transaction
 
@@ -72,8 +72,9 @@ def month_add(month: date, months: int) -> date:
 
 def retention_start(*, months: int, today: date) -> date:
     """The first UTC day kept under a retention of `months`: the whole months before the current
-    one, so a consumer always sees at least that many complete local months too."""
-    return month_add(month_start(today), -months)
+    one, and the UTC day before them, where a local month east of UTC begins (Kuwait's 1 February
+    is 31 January 21:00 UTC), so a consumer always keeps at least that many complete local months."""
+    return month_add(month_start(today), -months) - timedelta(days=1)
 
 
 def partitioned(table: str) -> bool:

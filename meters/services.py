@@ -104,7 +104,7 @@ def readings_ingest(
     parsed = Parsed()
     kept_from = (
         retention_start(months=utility.reading_retention_months, today=now.date())
-        if utility.reading_retention_months
+        if utility.reading_retention_months is not None
         else None
     )
     if blocks:
@@ -380,14 +380,18 @@ def _touch_meters(newest: dict[int, datetime], now: datetime) -> None:
         return
     stale = now - TOUCH_EVERY
     if connection.vendor == "postgresql":
+        # The rows are locked in id order first: two batches over the same meters but different
+        # days share no meter-day row, so only this order keeps their updates from deadlocking.
         with connection.cursor() as cursor:
             cursor.execute(
+                "WITH n AS (SELECT * FROM unnest(%s::bigint[], %s::timestamptz[]) AS n(id, ts)), "
+                "due AS MATERIALIZED (SELECT m.id, n.ts FROM meters_meter m JOIN n ON m.id = n.id "
+                "WHERE m.last_communication_at IS NULL OR m.last_communication_at <= %s "
+                "OR m.last_reading_at IS NULL OR m.last_reading_at <= n.ts - %s "
+                "ORDER BY m.id FOR NO KEY UPDATE OF m) "
                 "UPDATE meters_meter m SET last_communication_at = %s, "
-                "last_reading_at = GREATEST(m.last_reading_at, n.ts) "
-                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS n(id, ts) WHERE m.id = n.id "
-                "AND (m.last_communication_at IS NULL OR m.last_communication_at <= %s "
-                "OR m.last_reading_at IS NULL OR m.last_reading_at <= n.ts - %s)",
-                [now, list(newest), list(newest.values()), stale, TOUCH_EVERY],
+                "last_reading_at = GREATEST(m.last_reading_at, due.ts) FROM due WHERE m.id = due.id",
+                [list(newest), list(newest.values()), stale, TOUCH_EVERY, now],
             )
         return
     adapt = connection.ops.adapt_datetimefield_value

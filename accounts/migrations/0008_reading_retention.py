@@ -17,7 +17,23 @@ class Migration(migrations.Migration):
                 blank=True,
                 help_text="How many whole months of readings (and of what was charged for them) to keep before the current one; older meter-days are deleted. Empty: kept forever. Months are archived only when every utility's retention has passed them (docs/storage.md, Growth).",
                 null=True,
-                validators=[django.core.validators.MinValueValidator(1)],
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(600),
+                ],
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="utility",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("reading_retention_months__isnull", True),
+                    models.Q(
+                        ("reading_retention_months__gte", 1), ("reading_retention_months__lte", 600)
+                    ),
+                    _connector="OR",
+                ),
+                name="reading_retention_in_range",
             ),
         ),
     ]

@@ -73,6 +73,10 @@ def test_move_out_and_move_in_end_to_end_with_a_refund(make_api, headend, meter,
     # Final charging took the 48 intervals before noon (48 kWh at 5 fils), the rest is refunded.
     assert out.json()["credit"] == "refund" and out.json()["credit_amount"] == "4.760"
     assert out.json()["final_statement"]["meters"][0]["tenancy_end"] == NOON.isoformat()
+    # The tenancy's last interval is the one that began at 11:45, read from the readings.
+    assert (
+        out.json()["final_statement"]["meters"][0]["last_interval_start"] == (NOON - Q).isoformat()
+    )
     assert balance(old) == 0
     charged = LedgerEntry.objects.filter(account=old, kind="energy_charge")
     assert sum(e.kwh for e in charged) == Decimal("48.000")

@@ -160,26 +160,27 @@ def test_a_body_nested_2_kb_deep_is_refused(hes, meter):
 
 def test_a_reading_older_than_the_utilitys_retention_is_refused(hes, meter):
     """A day the retention deleted must not come back (it would be charged again): readings
-    before the first kept month are refused, by reading and by block, and the rest stored."""
+    before the first kept day are refused, by reading and by block, and the rest stored. Two
+    months kept in November are September and October, from the UTC day before September, where
+    a local September east of UTC begins (Kuwait's 1 September 00:00 is 31 August 21:00 UTC)."""
     utility = meter.utility
     utility.reading_retention_months = 2
     utility.save(update_fields=["reading_retention_months"])
-    # Today is in November 2026 for this test's clock: September and October are kept.
     with time_machine.travel("2026-11-20T10:00:00Z", tick=False):
         body = {
             "readings": [
-                {"meter": "KW-0001", "start": "2026-09-01T00:15:00+00:00", "wh": 5},
-                {"meter": "KW-0001", "start": "2026-08-31T23:45:00+00:00", "wh": 5},
+                {"meter": "KW-0001", "start": "2026-09-01T00:00:00+03:00", "wh": 5},
+                {"meter": "KW-0001", "start": "2026-08-30T23:45:00+00:00", "wh": 5},
             ],
             "blocks": [
-                {"meter": "KW-0001", "start": "2026-08-31T23:45:00+00:00", "values": [1, 2]},
+                {"meter": "KW-0001", "start": "2026-08-30T23:45:00+00:00", "values": [1, 2]},
             ],
         }
         result = post_json(hes, body).json()
 
     assert (result["stored"], result["rejected"]) == (2, 2)
     assert [r["reason"] for r in result["rejections"]] == ["past_retention"] * 2
-    assert {r["start"] for r in result["rejections"]} == {"2026-08-31T23:45:00+00:00"}
+    assert {r["start"] for r in result["rejections"]} == {"2026-08-30T23:45:00+00:00"}
     assert list(MeterDay.objects.filter(meter=meter).values_list("day", flat=True)) == [
-        date(2026, 9, 1)
+        date(2026, 8, 31)
     ]

@@ -255,23 +255,25 @@ def test_a_month_is_detached_only_when_the_longest_retention_has_passed_it(reten
     detached = partitions.partitions_detach_expired(table="meters_meterday", today=TODAY)
     detached_charged = partitions.partitions_detach_expired(table="billing_chargedday", today=TODAY)
 
-    # Cairo keeps December 2025 onwards (12 months before December 2026): October and November
-    # go for everyone, December 2025 stays although Kuwait's 6 months have passed it.
+    # Cairo keeps December 2025 onwards (12 months before December 2026) and the UTC day before,
+    # 30 November, where a local December east of UTC begins: October goes for everyone, November
+    # stays (it holds that day), December 2025 stays although Kuwait's 6 months have passed it.
     assert kept_forever == []
-    assert detached == ["meters_meterday_p2025_10", "meters_meterday_p2025_11"]
-    assert detached_charged == ["billing_chargedday_p2025_10", "billing_chargedday_p2025_11"]
-    assert days_of(k) == days_of(c) == [date(2025, 12, 1)]
+    assert detached == ["meters_meterday_p2025_10"]
+    assert detached_charged == ["billing_chargedday_p2025_10"]
+    assert days_of(k) == days_of(c) == [date(2025, 11, 30), date(2025, 12, 1)]
     assert days_of(k, table=ChargedDay) == []
     listed = {p.name: p for p in partitions.partitions_list(table="meters_meterday")}
     archive = listed["meters_meterday_p2025_10"]
     assert not archive.attached and archive.start == date(2025, 10, 1)
+    assert listed["meters_meterday_p2025_11"].attached
     with connection.cursor() as cursor:
         # Archived, not dropped: the rows are still there, free of the meters' foreign key.
-        cursor.execute("SELECT count(*) FROM meters_meterday_p2025_11")
+        cursor.execute("SELECT count(*) FROM meters_meterday_p2025_10")
         assert cursor.fetchone()[0] == 2
         cursor.execute(
             "SELECT count(*) FROM pg_constraint "
-            "WHERE conrelid = 'meters_meterday_p2025_11'::regclass AND contype = 'f'"
+            "WHERE conrelid = 'meters_meterday_p2025_10'::regclass AND contype = 'f'"
         )
         assert cursor.fetchone()[0] == 0
 
