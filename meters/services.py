@@ -262,6 +262,16 @@ def _existing_keys(keys: list[tuple[int, object]]) -> set[tuple[int, object]]:
     return set(_fetch_rows(keys))
 
 
+def _row_arrays(rows: dict[tuple[int, object], _Merged], keys: list) -> list[list]:
+    """Columns of these rows as arrays, for one unnest(…) on PostgreSQL."""
+    return [
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [rows[k].values for k in keys],
+        [rows[k].quality for k in keys],
+    ]
+
+
 def _insert_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> set:
     """Insert rows the batch creates, in key order, skipping any a concurrent batch made first;
     the keys actually inserted."""
@@ -277,13 +287,7 @@ def _insert_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> set:
                     "SELECT m, d, v, q, %s FROM unnest(%s::bigint[], %s::date[], %s::bytea[], "
                     "%s::bytea[]) WITH ORDINALITY AS r(m, d, v, q, n) ORDER BY n "
                     "ON CONFLICT (meter_id, day) DO NOTHING RETURNING meter_id, day",
-                    [
-                        now,
-                        [k[0] for k in chunk],
-                        [k[1] for k in chunk],
-                        [rows[k].values for k in chunk],
-                        [rows[k].quality for k in chunk],
-                    ],
+                    [now, *_row_arrays(rows, chunk)],
                 )
                 inserted.update(cursor.fetchall())
         return inserted
@@ -347,13 +351,7 @@ def _update_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> None
                     "UPDATE meters_meterday d SET values = r.v, quality = r.q, updated_at = %s "
                     "FROM unnest(%s::bigint[], %s::date[], %s::bytea[], %s::bytea[]) "
                     "AS r(m, d, v, q) WHERE d.meter_id = r.m AND d.day = r.d",
-                    [
-                        now,
-                        [k[0] for k in chunk],
-                        [k[1] for k in chunk],
-                        [rows[k].values for k in chunk],
-                        [rows[k].quality for k in chunk],
-                    ],
+                    [now, *_row_arrays(rows, chunk)],
                 )
         return
     # SQLite: one prepared UPDATE run for every row (bulk_update's CASE per row grows badly).

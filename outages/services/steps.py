@@ -149,11 +149,10 @@ def outage_publish(
        Unplanned: it is in progress from its start at once.
     4. Write the history and fan the notice out to every linked user of the affected accounts:
        the first chunk of them here, a city's rest streamed after commit (_notify).
-    5. Planned: one OutageNotice per affected account, written with the fan-out's chunks and
-       settled once the last is written and the pushes answered (push, else SMS to the
-       registered mobile): the notice standard counts each account's notice from its delivery
-       (outage_notices_settle). An account whose row a chunk has not written yet when the outage
-       begins counts from the publication, as one that took its meter since does.
+    5. Planned: one OutageNotice per affected account, all written here, settled once the
+       fan-out's last chunk is written and the pushes answered (push, else SMS to the registered
+       mobile): the notice standard counts each account's notice from its delivery
+       (outage_notices_settle), so an account a stalled stream never reached is one not told.
     Every write here is set-based (INSERT … SELECT): no Python object per meter, account or person.
     """
     now = now or timezone.now()
