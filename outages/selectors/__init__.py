@@ -101,7 +101,6 @@ def outage_user_ids(*, outage: Outage) -> QuerySet:
 
 @dataclass(frozen=True)
 class AudiencePage:
-    account_ids: QuerySet  # a values("account_id") subquery: the accounts holding its meters now
     user_ids: QuerySet  # a values_list subquery: the people with live links receiving alerts
     last: int | None  # the page's last AffectedMeter id; None when no meter was left
     more: bool  # a full page: more may follow
@@ -110,9 +109,8 @@ class AudiencePage:
 def outage_audience_page(*, outage: Outage, after: int, size: int) -> AudiencePage:
     """One page of whom to tell of a published outage, for a notice streamed a chunk at a time:
     the outage's next `size` affected meters after AffectedMeter id `after` (the snapshot's own
-    order, read through its primary key), the accounts holding them now, and the people whose
-    live links to those accounts receive alerts. An account or a person met in two pages is in
-    both (their unique keys keep one notice). Each page reads its own meters only, whatever the
+    order, read by (outage, id)), and the people whose live links to the accounts holding them
+    now receive alerts. A person met in two pages is in both (their unique key keeps one notice). Each page reads its own meters only, whatever the
     outage's size."""
     ids = list(
         AffectedMeter.objects.filter(outage=outage, pk__gt=after)
@@ -121,7 +119,7 @@ def outage_audience_page(*, outage: Outage, after: int, size: int) -> AudiencePa
     )
     if not ids:
         none = AccountLink.objects.none()
-        return AudiencePage(account_ids=none, user_ids=none, last=None, more=False)
+        return AudiencePage(user_ids=none, last=None, more=False)
     meters = AffectedMeter.objects.filter(outage=outage, pk__gt=after, pk__lte=ids[-1])
     accounts = (
         Meter.objects.filter(pk__in=meters.values("meter_id"))
@@ -133,7 +131,7 @@ def outage_audience_page(*, outage: Outage, after: int, size: int) -> AudiencePa
     users = AccountLink.objects.filter(ALERTED, account_id__in=accounts).values_list(
         "user_id", flat=True
     )
-    return AudiencePage(account_ids=accounts, user_ids=users, last=ids[-1], more=len(ids) == size)
+    return AudiencePage(user_ids=users, last=ids[-1], more=len(ids) == size)
 
 
 @dataclass(frozen=True)
