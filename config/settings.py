@@ -133,6 +133,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.replicas.ReplicaReadMiddleware",  # consumer reads to a replica (docs/replicas.md)
     # After authentication: the admin shows times in the staff member's zone when all their
     # utilities share one.
     "core.middleware.StaffZoneMiddleware",
@@ -173,9 +174,71 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# --- Connection pooling (pgbouncer) ---
+# DATABASE_POOLED=1: DATABASE_URL names a pgbouncer in transaction mode (docs/pooling.md), where
+# each transaction may run on another server connection, so nothing may outlive one.
+DATABASE_POOLED = env_bool("DATABASE_POOLED", False)
+if DATABASE_POOLED and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # QuerySet.iterator() outside a transaction would DECLARE a cursor WITH HOLD, which lives on
+    # one server connection.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # Never prepare a statement (pgbouncer before 1.21 cannot follow them): Django's default,
+    # stated here because the psycopg cursors of core.sql and billing.charging inherit it.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+    # A client connection to pgbouncer holds no server backend between transactions: keep it
+    # open unless CONN_MAX_AGE says otherwise (CONN_HEALTH_CHECKS, below, replaces one that a
+    # restarted pgbouncer closed).
+    if not os.environ.get("CONN_MAX_AGE"):
+        DATABASES["default"]["CONN_MAX_AGE"] = None
+# --- end connection pooling ---
+# --- Read replicas ---
+# DATABASE_REPLICA_URLS (comma-separated streaming standbys of the primary) become the aliases
+# replica1..N; core.replicas sends consumer reads there while a standby's lag is under
+# REPLICA_MAX_LAG_SECONDS, and a user's reads to the primary for READ_YOUR_WRITES_SECONDS after
+# they wrote (docs/replicas.md). None set: no router, no middleware, no extra query.
+REPLICA_ALIASES: list[str] = []
+for _number, _url in enumerate(
+    [url.strip() for url in os.environ.get("DATABASE_REPLICA_URLS", "").split(",") if url.strip()],
+    start=1,
+):
+    _alias = f"replica{_number}"
+    DATABASES[_alias] = dj_database_url.parse(_url)
+    for _key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "DISABLE_SERVER_SIDE_CURSORS"):
+        if _key in DATABASES["default"]:
+            DATABASES[_alias][_key] = DATABASES["default"][_key]
+    _options = DATABASES[_alias].setdefault("OPTIONS", {})
+    if "prepare_threshold" in DATABASES["default"].get("OPTIONS", {}):
+        _options["prepare_threshold"] = DATABASES["default"]["OPTIONS"]["prepare_threshold"]
+    # Named in the standby's pg_stat_activity; a dead standby is given up on in seconds.
+    _options.setdefault("application_name", f"smartmeter-{_alias}")
+    _options.setdefault("connect_timeout", 3)
+    REPLICA_ALIASES.append(_alias)
+if REPLICA_ALIASES:
+    DATABASE_ROUTERS = ["core.replicas.ReplicaRouter"]
+REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", "5"))
+READ_YOUR_WRITES_SECONDS = env_int("READ_YOUR_WRITES_SECONDS", 10)
+# Each process measures a standby's lag at most this often, and one that failed after this long.
+REPLICA_LAG_CHECK_SECONDS = float(os.environ.get("REPLICA_LAG_CHECK_SECONDS", "2"))
+REPLICA_RETRY_SECONDS = env_int("REPLICA_RETRY_SECONDS", 30)
+# --- end read replicas ---
+# --- Failover ---
+# After a failover every process still holds connections (CONN_MAX_AGE) to the dead primary: each
+# is checked before a request's first query and replaced when broken, so the first request after a
+# promotion is served, not failed. To follow the primary without a restart, DATABASE_URL lists
+# every node in libpq's form (docs/failover.md):
+#   postgres://user@/db?host=10.0.0.1,10.0.0.2&port=5432,5432&target_session_attrs=read-write
+# With several hosts the main database only ever takes one that accepts writes (libpq would
+# otherwise take the first that answers, a standby perhaps), and gives up on a silent one (a dead
+# machine sends no refusal) after connect_timeout seconds instead of TCP's minutes.
+for _database in DATABASES.values():
+    _database["CONN_HEALTH_CHECKS"] = env_bool("CONN_HEALTH_CHECKS", True)
+if "," in str(DATABASES["default"].get("OPTIONS", {}).get("host", "")):
+    DATABASES["default"]["OPTIONS"].setdefault("target_session_attrs", "read-write")
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+# --- end failover ---
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: cache and broker ----------------------------------------------------------------
+# --- Redis and the broker -------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {

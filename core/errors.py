@@ -1,7 +1,8 @@
 """One error format for every 4xx: {"error": {"code", "message", "fields"}}.
 
 Services raise DomainError (or a subclass); DRF's own exceptions and Django's are translated here, so a
-client always gets a machine-readable code and a human-readable message.
+client always gets a machine-readable code and a human-readable message. A database that cannot
+serve the request (a primary failing over) is a 503 in the same format, for the client to retry.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -123,6 +125,19 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         )
     if isinstance(exc, SuspiciousOperation):
         return Response(error_body("bad_request", "The request was malformed."), status=400)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The connection broke or could not be made (a primary killed, a standby not yet
+        # promoted), or the database gave up on the transaction (a deadlock). Nothing was
+        # acknowledged: a retry is safe, and one with the same Idempotency-Key, partner reference
+        # or event id is done once whatever the first attempt left (docs/failover.md).
+        logger.warning(
+            "Database unavailable: %s: %s", type(exc).__name__, " ".join(str(exc).split())
+        )
+        return Response(
+            error_body("database_unavailable", "The service is briefly unavailable; retry."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

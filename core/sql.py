@@ -14,20 +14,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models import Field, Model
 
 
 def select(sql: str, params: Sequence, fields: Sequence[Field | None]) -> list[list]:
     """The rows of `sql`, column i converted as the model field `fields[i]` (None: as read).
-    Aware datetimes are the only parameters adapted; give others as the database takes them."""
+    Aware datetimes are the only parameters adapted; give others as the database takes them.
+    Read where the router sends the first field's model (a standby, for a consumer's read)."""
+    connection = _read_connection(fields)
     steps = _conversions(connection.vendor, tuple(fields))
     # Parameters as the ORM sends them: SQLite keeps timestamps as UTC text.
     params = [
         connection.ops.adapt_datetimefield_value(value) if isinstance(value, datetime) else value
         for value in params
     ]
-    with _cursor() as cursor:
+    with _cursor(connection) as cursor:
         cursor.execute(sql, params)
         rows = [list(row) for row in cursor.fetchall()]
     for row in rows:
@@ -37,7 +39,13 @@ def select(sql: str, params: Sequence, fields: Sequence[Field | None]) -> list[l
     return rows
 
 
-def _cursor():
+def _read_connection(fields: Sequence[Field | None]):
+    """The connection the router reads the fields' model from (default without replicas)."""
+    model = next((field.model for field in fields if field is not None), None)
+    return connections[router.db_for_read(model)] if model is not None else connection
+
+
+def _cursor(connection):
     """Django's cursor (logged, wrapped, counted by tests) over, on PostgreSQL, a server-binding
     psycopg cursor: the parameters travel apart from the text, so the database can keep each
     query's plan once the connection allows prepared statements (DATABASES OPTIONS

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models import Q
 from django.utils import timezone
 
@@ -323,9 +323,11 @@ def meter_days(*, meter_id: int, start: datetime, end: datetime) -> MeterDays:
         # Binary results: bytea in the text protocol is hex, twice the bytes and a parse per row.
         import psycopg
 
-        connection.ensure_connection()
+        # The router's choice: a standby under its lag limit for a consumer's read.
+        reads = connections[router.db_for_read(MeterDay)]
+        reads.ensure_connection()
         with psycopg.Cursor(
-            connection.connection
+            reads.connection
         ) as cursor:  # Django's own cursors bind client-side: text only
             cursor.execute(
                 "SELECT day, values, quality FROM meters_meterday WHERE meter_id = %s AND day BETWEEN %s AND %s",

@@ -1,0 +1,124 @@
+"""Consumer reads against a real streaming standby (tests/replicas/conftest.py): served by it,
+kept off it while it lags, and kept off it for a consumer who has just topped up."""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+
+from billing.gateway import GATEWAYS
+from billing.models import TopUp
+from billing.relay import policy_for
+from core.replicas import LAG_SQL, replica_lag_seconds, writer_forget, writer_recent
+from tests.accounts.factories import AccountLinkFactory, UserFactory
+from tests.notifications.factories import NotificationFactory
+
+INBOX = "/api/v1/notifications/"
+SIM = GATEWAYS["simulated"]
+
+
+def _ids(response) -> list[int]:
+    assert response.status_code == 200, response.content
+    return [row["id"] for row in response.json()["results"]]
+
+
+def _tables(queries) -> str:
+    return " ".join(query["sql"] for query in queries if query["sql"] != LAG_SQL)
+
+
+def test_a_consumers_inbox_is_read_from_the_standby(standby, make_api):
+    user = UserFactory()
+    notification = NotificationFactory(user=user)
+    api = make_api(user)
+    standby.caught_up()
+
+    with (
+        CaptureQueriesContext(connections["default"]) as on_primary,
+        CaptureQueriesContext(connections[standby.alias]) as on_standby,
+    ):
+        response = api.get(INBOX)
+
+    assert _ids(response) == [notification.pk]
+    assert response.wsgi_request.replica_scope.replica == standby.alias
+    assert "notifications_notification" in _tables(on_standby.captured_queries)
+    assert "notifications_notification" not in _tables(on_primary.captured_queries)
+    # The standby itself saw it: its pg_stat_activity shows the application's connection, in
+    # the test database, whose last query read the inbox.
+    [(database, last_query)] = standby.application_queries()
+    assert database == standby.dbname
+    assert "notifications_notification" in last_query
+
+
+def test_a_lagging_standby_is_skipped(standby, make_api, settings):
+    settings.REPLICA_MAX_LAG_SECONDS = 0.5
+    user = UserFactory()
+    older = NotificationFactory(user=user)
+    api = make_api(user)
+    standby.caught_up()
+
+    with standby.replay_paused():
+        newer = NotificationFactory(user=user, title="Written while the standby waits")
+        standby.received()  # it holds the write but has not applied it
+        deadline = time.monotonic() + 30
+        while (replica_lag_seconds()[standby.alias] or 0) < settings.REPLICA_MAX_LAG_SECONDS:
+            assert time.monotonic() < deadline, "the paused standby's lag never grew"
+            time.sleep(0.05)
+        with CaptureQueriesContext(connections[standby.alias]) as on_standby:
+            lagging = api.get(INBOX)
+
+    assert _ids(lagging) == [newer.pk, older.pk]  # from the primary: the standby lacks `newer`
+    assert lagging.wsgi_request.replica_scope.replica == ""
+    assert _tables(on_standby.captured_queries) == ""  # only its lag was asked
+
+    standby.caught_up()
+    again = api.get(INBOX)
+    assert _ids(again) == [newer.pk, older.pk]
+    assert again.wsgi_request.replica_scope.replica == standby.alias
+
+
+def test_a_consumer_who_just_topped_up_reads_the_new_balance_from_the_primary(
+    standby, make_api, client, settings
+):
+    # However stale, the standby counts as usable here: only the consumer's own write keeps
+    # their reads off it.
+    settings.REPLICA_MAX_LAG_SECONDS = 3600
+    link = AccountLinkFactory()
+    policy_for(link.account.utility)
+    api = make_api(link.user)
+    balance_path = f"/api/v1/accounts/{link.account_id}/balance/"
+    standby.caught_up()
+
+    with standby.replay_paused():
+        started = api.post(
+            f"/api/v1/accounts/{link.account_id}/topups/",
+            {"amount": "1.500", "channel": "app"},
+            HTTP_IDEMPOTENCY_KEY="replica-topup",
+        )
+        assert started.status_code == 201, started.json()
+        topup = TopUp.objects.get(pk=started.json()["topup"]["id"])
+        body = SIM.event_body(
+            reference=topup.gateway_reference,
+            amount=topup.amount,
+            currency=topup.currency,
+            succeeded=True,
+        )
+        credited = client.post(
+            "/api/v1/payments/webhooks/simulated/",
+            data=body,
+            content_type="application/json",
+            HTTP_SIM_SIGNATURE=SIM.sign(body),
+        )
+        assert credited.json() == {"status": "credited"}
+
+        fresh = api.get(balance_path)
+        assert writer_recent(user_id=str(link.user_id))
+        # The mark gone, the same read goes to the standby, which has not applied the top-up.
+        writer_forget(user_id=str(link.user_id))
+        stale = api.get(balance_path)
+
+    assert fresh.status_code == 200 and fresh.json()["balance"] == "1.500"
+    assert fresh.wsgi_request.replica_scope.replica is None  # never offered a replica
+    assert stale.wsgi_request.replica_scope.replica == standby.alias
+    assert stale.status_code == 200 and stale.json()["balance"] == "0.000"
