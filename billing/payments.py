@@ -34,6 +34,7 @@ from billing.models import (
     WebhookEvent,
 )
 from billing.relay import policy_for, reconnect_after_payment
+from core import metrics
 from core.errors import Conflict, DomainError, Gone, NotFound
 from core.money import money_parse, utility_money
 
@@ -239,6 +240,7 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
         topup.receipt_number = _receipt_number(topup)
         topup.ledger_entry = posting.entry
         topup.save(update_fields=["status", "paid_at", "receipt_number", "ledger_entry"])
+        metrics.topup_credited(utility=account.utility.code, channel=topup.channel)
         if for_balance:
             reconnect_after_payment(account=account, payment_notified_at=paid_at)
             _after_balance_change(account=account, topup=topup)

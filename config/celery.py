@@ -5,6 +5,12 @@ import os
 from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Exchange, Queue
+from kombu.transport.native_delayed_delivery import (
+    MAX_LEVEL,
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+    level_name,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -86,12 +92,44 @@ def route_task(name, args, kwargs, options, task=None, **kw):
 app.conf.task_routes = (route_task,)
 
 
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
+
+def broker_is_amqp(url: str | None = None) -> bool:
+    """RabbitMQ (docs/brokers.md), rather than Redis or the embedded default's filesystem."""
+    return str(url or app.conf.broker_url or "").startswith(AMQP_SCHEMES)
+
+
 @app.on_after_configure.connect
 def _queues_configure(sender, **kwargs) -> None:
     conf = sender.conf
     # Declared in priority order: a worker started without --queues consumes every one in it.
-    # The same exchange and routing key Celery would give each queue it creates on demand.
-    conf.task_queues = [Queue(n, Exchange(n), routing_key=n) for n in queues_by_priority()]
+    if broker_is_amqp(conf.broker_url):
+        # RabbitMQ: durable quorum queues, kept on disk and replicated over the cluster's nodes
+        # (a message counts once a majority has it), so a broker restart or a lost node loses no
+        # task (docs/brokers.md). Topic exchanges, because Celery's native delayed delivery
+        # (countdowns, retries' backoff) routes a delayed task back through its queue's exchange
+        # and cannot through a direct one: the worker would then hold the task unacknowledged
+        # until its time, which quorum queues (no global QoS) do not allow for. Queues made on
+        # demand are made the same way. Quorum queues have no message priorities; nothing here
+        # sends any.
+        conf.task_queues = [
+            Queue(
+                n,
+                Exchange(n, type="topic"),
+                routing_key=n,
+                queue_arguments={"x-queue-type": "quorum"},
+            )
+            for n in queues_by_priority()
+        ]
+        conf.task_default_queue_type = "quorum"
+        conf.task_default_exchange_type = "topic"
+        conf.task_create_missing_queue_type = "quorum"
+        conf.task_create_missing_queue_exchange_type = "topic"
+        conf.broker_native_delayed_delivery_queue_type = "quorum"
+    else:
+        # The same exchange and routing key Celery would give each queue it creates on demand.
+        conf.task_queues = [Queue(n, Exchange(n), routing_key=n) for n in queues_by_priority()]
     # On Redis the worker's BRPOP lists the queues in that order and Redis answers from the first
     # that holds a message ("priority"; kombu's default, round robin, would take turns). kombu's
     # filesystem transport (the embedded default) has no such option and always takes turns: an
@@ -100,6 +138,28 @@ def _queues_configure(sender, **kwargs) -> None:
         **(conf.broker_transport_options or {}),
         "queue_order_strategy": "priority",
     }
+
+
+_delayed_delivery_declared = False
+
+
+@signals.before_task_publish.connect
+def _delayed_delivery_declare(exchange=None, **kwargs) -> None:
+    """A task with a countdown on RabbitMQ is published to the first of Celery's delayed-delivery
+    exchanges, which a worker declares (and binds our queues to) when it starts. A process that
+    publishes one before any worker ever ran on the vhost (a new deployment's web) would send it
+    to no exchange, and RabbitMQ would drop it: declare them first, once per process."""
+    global _delayed_delivery_declared
+    if _delayed_delivery_declared or getattr(exchange, "name", exchange) != level_name(MAX_LEVEL):
+        return
+    with app.connection_for_write() as connection:
+        declare_native_delayed_delivery_exchanges_and_queues(
+            connection, app.conf.broker_native_delayed_delivery_queue_type
+        )
+        for queue in app.amqp.queues.values():
+            queue.bind(connection.default_channel).declare()  # its exchange must exist to be bound
+            bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+    _delayed_delivery_declared = True
 
 
 @signals.celeryd_after_setup.connect

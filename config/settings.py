@@ -124,6 +124,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.metrics.middleware.RequestMetricsMiddleware",  # first: times and counts every answer
     "django.middleware.security.SecurityMiddleware",
     # Before sessions and views: a NUL in a path, query, cookie or form is a 400, never a database error.
     "core.middleware.RefuseNulMiddleware",
@@ -252,31 +253,60 @@ else:
 CONSOLE_LOAD_CACHE_SECONDS = env_int("CONSOLE_LOAD_CACHE_SECONDS", 300)
 
 CELERY_QUEUE_DIR = VAR_DIR / "celery"
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"visibility_timeout": 3600}
-    if REDIS_URL
-    else {
-        # kombu's filesystem transport: a broker that needs no server, for the embedded default.
+# The broker (docs/brokers.md): CELERY_BROKER_URL, Redis (redis://) or RabbitMQ (amqp://), else
+# REDIS_URL's Redis (which carries the cache either way), else kombu's filesystem transport: a
+# broker that needs no server, for the embedded default. Celery itself prefers the environment's
+# CELERY_BROKER_URL to this setting: read here too, so that both always agree.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # A task is sent once RabbitMQ has it (on a quorum queue: once a majority of its nodes do).
+    # Queues, exchanges and delayed delivery on RabbitMQ: config/celery.py.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+elif CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_QUEUE_DIR / "queue"),
         "data_folder_out": str(CELERY_QUEUE_DIR / "queue"),
         "processed_folder": str(CELERY_QUEUE_DIR / "processed"),
         "control_folder": str(CELERY_QUEUE_DIR / "control"),
         "store_processed": False,
     }
-)
-if not REDIS_URL:
     for sub in ("queue", "processed", "control"):
         (CELERY_QUEUE_DIR / sub).mkdir(parents=True, exist_ok=True)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "smartmeter")
 CELERY_TASK_IGNORE_RESULT = True
+# A task's message is acknowledged when the task has run, and handed back to the broker when its
+# worker dies under it: a killed worker's task is done again by another (tasks are idempotent).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Messages written to disk by the broker (Celery's default, said here): RabbitMQ keeps them across
+# a restart. Quorum queues have no global QoS: Celery then sets the prefetch per consumer.
+CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+CELERY_WORKER_DETECT_QUORUM_QUEUES = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+
+# --- Metrics (docs/metrics.md) -----------------------------------------------------------------
+# /metrics answers a bearer METRICS_TOKEN, or addresses in METRICS_ALLOW_NETS (comma-separated
+# networks); with neither set it is off (404).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOW_NETS = [
+    n.strip() for n in os.environ.get("METRICS_ALLOW_NETS", "").split(",") if n.strip()
+]
+METRICS_CACHE_SECONDS = env_int("METRICS_CACHE_SECONDS", 10)  # figures read at scrape time
+METRICS_COUNT_CAP = env_int("METRICS_COUNT_CAP", 100_000)  # rows a count reads, at most
+METRICS_TIMEOUT_SECONDS = float(os.environ.get("METRICS_TIMEOUT_SECONDS", "2"))
+HEALTHZ_BROKER_CACHE_SECONDS = env_int("HEALTHZ_BROKER_CACHE_SECONDS", 5)
+# Every process of this host writes its counters here and a scrape adds them up. prometheus_client
+# reads it from the environment when first imported, which happens after settings.
+PROMETHEUS_MULTIPROC_DIR = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")
+)
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "en"

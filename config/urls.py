@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.apis import healthz
+from core.metrics.apis import metrics
 
 
 class SchemaView(SpectacularAPIView):
@@ -40,6 +41,7 @@ urlpatterns = [
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("pay/", include("billing.pages_urls")),
     path("admin/", admin.site.urls),
 ]

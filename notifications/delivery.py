@@ -26,6 +26,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from accounts.models import AccountLink
+from core import metrics
 from notifications import categories as c
 from notifications import selectors
 from notifications.models import Device, Notification, NotificationPreference
@@ -391,6 +392,10 @@ def _chunk_record(
             )
         else:
             logger.warning("Push to device %s failed: %s", result.device_id, result.detail)
+    metrics.push_results(
+        (row.utility and row.utility.code, r.outcome)
+        for row, r in zip(chunk.owners, results, strict=True)
+    )
     if dead_devices:
         Device.objects.filter(pk__in=dead_devices).delete()
         for owned in devices.values():

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -89,4 +91,4 @@ def sms_send(*, to: str, body: str) -> str:
         backend = _BACKENDS[settings.SMS_BACKEND]
     except KeyError:
         raise PermanentSmsError(f"Unknown SMS_BACKEND {settings.SMS_BACKEND!r}") from None
-    return backend(SmsMessage(to=to, body=body))
+    return metrics.sms_sending(to=to, send=lambda: backend(SmsMessage(to=to, body=body)))
