@@ -235,7 +235,7 @@ def _invitation_send(*, share: AccountShare) -> None:
     )
     body = f"{settings.APP_NAME}: {rendered.body}"
     phone = share.phone
-    transaction.on_commit(lambda: send_sms.delay(phone, body))
+    transaction.on_commit(lambda: send_sms.delay(phone, body, utility.code))
 
 
 def share_update(

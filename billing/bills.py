@@ -161,7 +161,7 @@ def holders_tell(
             utility=utility,
         )
         mobile, body = account.registered_mobile, f"{text.title}: {text.body}"
-        transaction.on_commit(lambda: send_sms.delay(mobile, body))
+        transaction.on_commit(lambda: send_sms.delay(mobile, body, utility.code))
 
 
 def bills_issue_due(*, utility: Utility, today: date) -> int:

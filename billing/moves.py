@@ -428,7 +428,7 @@ def _tell_moved_out(*, account: ConsumerAccount, move: Move) -> None:
             f"{credit}; debt carried or written off: {debt}."
         )
     mobile = account.registered_mobile
-    transaction.on_commit(lambda: send_sms.delay(mobile, body))
+    transaction.on_commit(lambda: send_sms.delay(mobile, body, utility.code))
 
 
 def move_in(

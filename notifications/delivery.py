@@ -466,7 +466,11 @@ def _sms_fallback(rows: list[Notification]) -> None:
         if not Notification.objects.filter(pk=row.pk, sms_status="").update(sms_status="queued"):
             continue
         try:
-            send_sms.delay(row.user.phone, f"{row.title}: {row.body}")
+            send_sms.delay(
+                row.user.phone,
+                f"{row.title}: {row.body}",
+                row.utility.code if row.utility else None,
+            )
         except (OperationalError, OSError) as exc:
             Notification.objects.filter(pk=row.pk).update(sms_status="")
             logger.warning(

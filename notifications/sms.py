@@ -85,10 +85,13 @@ def _send_http(message: SmsMessage) -> str:
 _BACKENDS = {"console": _send_console, "http": _send_http, "locmem": _send_locmem}
 
 
-def sms_send(*, to: str, body: str) -> str:
-    """Send one SMS through the configured backend; return the gateway's message id."""
+def sms_send(*, to: str, body: str, utility: str | None = None) -> str:
+    """Send one SMS through the configured backend; return the gateway's message id. `utility`:
+    the code of the utility it is about, for the metrics (None for a sign-in code)."""
     try:
         backend = _BACKENDS[settings.SMS_BACKEND]
     except KeyError:
         raise PermanentSmsError(f"Unknown SMS_BACKEND {settings.SMS_BACKEND!r}") from None
-    return metrics.sms_sending(to=to, send=lambda: backend(SmsMessage(to=to, body=body)))
+    return metrics.sms_sending(
+        to=to, utility=utility, send=lambda: backend(SmsMessage(to=to, body=body))
+    )

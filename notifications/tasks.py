@@ -14,9 +14,10 @@ logger = logging.getLogger(__name__)
 # Two tasks with one body, so that each has its queue (config/celery.py: ROUTES): a one-time code
 # someone is waiting for goes ahead of every other SMS.
 @shared_task(bind=True, max_retries=6, acks_late=True)
-def send_sms(self, to: str, body: str) -> None:
-    """Deliver one SMS. Transient gateway errors retry with exponential backoff (or Retry-After)."""
-    _sms_deliver(self, to=to, body=body)
+def send_sms(self, to: str, body: str, utility: str | None = None) -> None:
+    """Deliver one SMS about `utility` (its code). Transient gateway errors retry with
+    exponential backoff (or Retry-After)."""
+    _sms_deliver(self, to=to, body=body, utility=utility)
 
 
 @shared_task(bind=True, max_retries=6, acks_late=True)
@@ -25,9 +26,9 @@ def send_code_sms(self, to: str, body: str) -> None:
     _sms_deliver(self, to=to, body=body)
 
 
-def _sms_deliver(task, *, to: str, body: str) -> None:
+def _sms_deliver(task, *, to: str, body: str, utility: str | None = None) -> None:
     try:
-        sms_send(to=to, body=body)
+        sms_send(to=to, body=body, utility=utility)
     except TransientSmsError as exc:
         countdown = (
             exc.retry_after

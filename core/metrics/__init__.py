@@ -41,15 +41,16 @@ def push_results(results: Iterable[tuple[str | None, str]]) -> None:
         PUSHES.labels(utility or "none", label).inc(count)
 
 
-def sms_sending(*, to: str, send: Callable[[], str]) -> str:
-    """Send one SMS by `send` and count it: sent, or failed when the gateway raised (the caller
-    retries a transient failure: each attempt is counted)."""
+def sms_sending(*, to: str, utility: str | None, send: Callable[[], str]) -> str:
+    """Send one SMS by `send` and count it, under the utility code it is about (None: about no
+    utility, a sign-in code): sent, or failed when the gateway raised (the caller retries a
+    transient failure: each attempt is counted)."""
     try:
         message_id = send()
     except Exception:
-        SMS.labels(_country(to), "failed").inc()
+        SMS.labels(utility or "none", _country(to), "failed").inc()
         raise
-    SMS.labels(_country(to), "sent").inc()
+    SMS.labels(utility or "none", _country(to), "sent").inc()
     return message_id
 
 

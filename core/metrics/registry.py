@@ -71,8 +71,9 @@ PUSHES = Counter(
 )
 SMS = Counter(
     "smartmeter_sms",
-    "SMS attempts, sent or failed (a retry is another attempt), by the number's country.",
-    ["country", "outcome"],
+    "SMS attempts, sent or failed (a retry is another attempt), by utility (none: a sign-in "
+    "code, which belongs to a person) and the number's country.",
+    ["utility", "country", "outcome"],
     registry=LOCAL,
 )
 

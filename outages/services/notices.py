@@ -246,7 +246,7 @@ def outage_notices_sms_send(*, notice_ids: list[int]) -> dict[str, int]:
             if outage.pk not in texts:
                 texts[outage.pk] = _notice_sms_text(outage)
             try:
-                sms_send(to=mobile, body=texts[outage.pk])
+                sms_send(to=mobile, body=texts[outage.pk], utility=outage.utility.code)
             except TransientSmsError as exc:
                 if row.sms_attempts >= NOTICE_SMS_MAX_ATTEMPTS:
                     _notice_finish(
