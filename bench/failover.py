@@ -373,6 +373,8 @@ def run(args: argparse.Namespace) -> None:
     figures = {
         "operations": len(operations),
         "acknowledged": result.acknowledged,
+        # Refused (4xx) or never answered by the deadline: a payment the failover cost the payer.
+        "unacknowledged": len(refused),
         "found": result.found,
         "lost": result.lost,
         "duplicated": result.duplicated,
@@ -381,7 +383,7 @@ def run(args: argparse.Namespace) -> None:
         "seconds_to_first_write": "none" if first_write is None else f"{first_write:.2f}",
     }
     print(" ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
-    if result.lost or result.duplicated or result.strays or balance_errors:
+    if result.lost or result.duplicated or result.strays or balance_errors or refused:
         sys.exit(1)
 
 

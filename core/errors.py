@@ -8,6 +8,7 @@ serve the request (a primary failing over) is a 503 in the same format, for the 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -109,6 +110,27 @@ def _field_errors(detail: Any) -> dict[str, list[dict[str, str]]]:
     return out
 
 
+# SQLSTATEs of a database that is going away or could not take the transaction now, where the
+# same request may well succeed in a moment: connection exceptions (class 08), the server shutting
+# down or starting (57P01–57P03), too many connections, and a serialization failure or deadlock.
+RETRYABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
+def database_unavailable(exc: OperationalError | InterfaceError) -> bool:
+    """Whether a database error means "retry shortly" (a 503) rather than a fault of ours (a 500,
+    with its traceback): a statement timeout, a full disk or a missing table is not cured by
+    retrying, and must reach the error log, not a client's retry loop."""
+    if isinstance(exc, InterfaceError):
+        return True  # the connection is unusable (closed under us)
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.OperationalError):
+        return "locked" in str(cause) or "busy" in str(cause)
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is None:
+        return True  # the client's own: no connection could be made, or it broke mid-query
+    return sqlstate.startswith("08") or sqlstate in RETRYABLE_SQLSTATES
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
@@ -125,7 +147,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         )
     if isinstance(exc, SuspiciousOperation):
         return Response(error_body("bad_request", "The request was malformed."), status=400)
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError) and database_unavailable(exc):
         # The connection broke or could not be made (a primary killed, a standby not yet
         # promoted), or the database gave up on the transaction (a deadlock). Nothing was
         # acknowledged: a retry is safe, and one with the same Idempotency-Key, partner reference

@@ -86,3 +86,42 @@ def test_the_log_keeps_tracebacks_for_server_errors_only():
 
     assert "Traceback" not in written(403) and "Forbidden: /admin/x/" in written(403)
     assert "Traceback" in written(500)
+
+
+def _database_error(cause: Exception | None):
+    from django.db import OperationalError
+
+    error = OperationalError(str(cause) if cause else "server closed the connection unexpectedly")
+    error.__cause__ = cause
+    return error
+
+
+def test_a_database_going_away_is_a_503_to_retry_and_a_fault_of_ours_is_not():
+    """A broken connection, a server shutting down, a deadlock or a busy SQLite file may pass in a
+    moment: 503 with Retry-After. A statement timeout, a full disk or a missing table will not:
+    left to the 500 handler, which logs the traceback."""
+    import sqlite3
+
+    import psycopg.errors
+
+    from core.errors import api_exception_handler
+
+    for cause in (
+        None,  # no connection could be made, or it broke mid-query (the client's own error)
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+        psycopg.errors.ConnectionFailure("connection failure"),
+        sqlite3.OperationalError("database is locked"),
+    ):
+        response = api_exception_handler(_database_error(cause), {})
+        assert response is not None and response.status_code == 503, cause
+        assert response.data["error"]["code"] == "database_unavailable"
+        assert response.headers["Retry-After"] == "1"
+    for cause in (
+        psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+        psycopg.errors.DiskFull("could not extend file"),
+        psycopg.errors.ProgramLimitExceeded("index row size exceeds maximum"),
+        sqlite3.OperationalError("no such table: billing_topup"),
+    ):
+        assert api_exception_handler(_database_error(cause), {}) is None, cause
