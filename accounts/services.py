@@ -22,6 +22,7 @@ from accounts import messages
 from accounts.models import AccountLink, ConsumerAccount, OneTimeCode, User, Utility
 from core.errors import Conflict, DomainError, NotFound, RateLimited
 from core.phone import phone_normalize
+from core.replicas import writers_mark
 from notifications.tasks import send_code_sms
 
 # --- One-time codes -------------------------------------------------------------------------
@@ -243,6 +244,9 @@ def sign_in_complete(*, challenge_id: object, code: str) -> tuple[User, TokenPai
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
+        # The request was anonymous, so nothing marked its writer: a standby may not have the
+        # new user yet when their first reads arrive (docs/replicas.md).
+        writers_mark([user.pk])
     if not user.is_active:
         raise DomainError("This user is disabled.", code="user_disabled")
     return user, tokens_issue(user=user), created

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from stdnum.iso7064 import mod_97_10
 
-from accounts.models import ConsumerAccount, User
+from accounts.models import AccountLink, ConsumerAccount, User
 from billing import affordability
 from billing import gateway as gateways
 from billing.ledger import ledger_post
@@ -37,6 +37,7 @@ from billing.relay import policy_for, reconnect_after_payment
 from core import metrics
 from core.errors import Conflict, DomainError, Gone, NotFound
 from core.money import money_parse, utility_money
+from core.replicas import replica_aliases, writers_mark
 
 logger = logging.getLogger(__name__)
 
@@ -241,10 +242,25 @@ def topup_confirm(*, topup: TopUp, paid_at=None, created_by: User | None = None)
         topup.ledger_entry = posting.entry
         topup.save(update_fields=["status", "paid_at", "receipt_number", "ledger_entry"])
         metrics.topup_credited(utility=account.utility.code, channel=topup.channel)
+        _balance_readers_mark(account=account, topup=topup)
         if for_balance:
             reconnect_after_payment(account=account, payment_notified_at=paid_at)
             _after_balance_change(account=account, topup=topup)
     return Confirmation(topup=topup, credited=True)
+
+
+def _balance_readers_mark(*, account: ConsumerAccount, topup: TopUp) -> None:
+    """Whoever reads this balance reads the primary for the next few seconds (with read
+    replicas): a top-up credited by the gateway's webhook or at a counter, not by the consumer's
+    own request, shows at once (docs/replicas.md)."""
+    if not replica_aliases():
+        return
+
+    def mark() -> None:
+        readers = AccountLink.objects.filter(account=account, unlinked_at__isnull=True)
+        writers_mark([*readers.values_list("user_id", flat=True), topup.user_id])
+
+    transaction.on_commit(mark)
 
 
 def _allocate_to_bills(*, account: ConsumerAccount, amount: Decimal) -> None:
@@ -344,7 +360,9 @@ def payment_link_create(
         f"{account.utility.name}: pay {utility_money(amount, account.utility)} for account "
         f"{account.consumer_id} at {url} (valid {policy.payment_link_hours} h, one use)."
     )
-    transaction.on_commit(lambda: send_sms.delay(account.registered_mobile, body))
+    transaction.on_commit(
+        lambda: send_sms.delay(account.registered_mobile, body, account.utility.code)
+    )
     return link, url
 
 
@@ -436,7 +454,9 @@ def counter_payment_record(*, account: ConsumerAccount, amount: object, cashier:
             f"{account.utility.name}: received {utility_money(amount, account.utility)} in cash "
             f"for account {account.consumer_id}. Receipt {topup.receipt_number}."
         )
-        transaction.on_commit(lambda: send_sms.delay(account.registered_mobile, body))
+        transaction.on_commit(
+            lambda: send_sms.delay(account.registered_mobile, body, account.utility.code)
+        )
     return topup
 
 

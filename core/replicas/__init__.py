@@ -31,6 +31,7 @@ from core.replicas.scope import (
     writer_forget,
     writer_mark,
     writer_recent,
+    writers_mark,
 )
 
 __all__ = [
@@ -49,4 +50,5 @@ __all__ = [
     "writer_forget",
     "writer_mark",
     "writer_recent",
+    "writers_mark",
 ]

@@ -5,28 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DatabaseError
-from django.db import connections
 
 logger = logging.getLogger(__name__)
 
-# The standby's lag in seconds: 0 when it has replayed all it received and still streams from the
-# primary; else the age of the last transaction it replayed (pending WAL, or no WAL receiver: it
-# cannot know what the primary has since committed). NULL when it is not a standby at all (a
-# promoted one, or a URL of the primary): never read from as a replica.
-LAG_SQL = """
-SELECT CASE
-    WHEN NOT pg_is_in_recovery() THEN NULL
-    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
-        AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver) THEN 0
-    ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())
-END
-"""
+# How far the primary has written, read just after the standby's replay position.
+PRIMARY_LSN_SQL = "SELECT pg_current_wal_lsn()::text"
+# The standby's state: whether it is one at all (a promoted one, or a URL of the primary, is never
+# read from as a replica), how far it has replayed, and the age of the last transaction replayed.
+LAG_SQL = (
+    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+    "EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
+)
 
 
 @dataclass(frozen=True)
@@ -65,19 +62,36 @@ def _reading_ttl(reading: _Reading) -> float:
 
 
 def _lag_measure(alias: str) -> float | None:
-    connection = connections[alias]
+    """0 when the standby had replayed all that the primary had written by the moment after
+    (so it holds every commit made before the check); else the age of the last transaction it
+    replayed, infinite when it replayed none. Only the primary knows how much the standby has yet
+    to receive: a standby cut off from it, or fed slower than it replays, looks caught up to
+    itself."""
     try:
-        with connection.cursor() as cursor:
+        with connections[alias].cursor() as cursor:
             cursor.execute(LAG_SQL)
-            (lag,) = cursor.fetchone()
+            recovering, replayed, age = cursor.fetchone()
+        if not recovering:
+            logger.warning("Replica %s is not a streaming standby: no reads go to it", alias)
+            return None
+        with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+            cursor.execute(PRIMARY_LSN_SQL)
+            (written,) = cursor.fetchone()
     except Exception as exc:  # whatever the failure, this replica serves no reads for a while
         logger.warning("Replica %s is unreachable, reads go elsewhere: %s", alias, exc)
         _close_quietly(alias)
         return None
-    if lag is None:
-        logger.warning("Replica %s is not a streaming standby: no reads go to it", alias)
-        return None
-    return max(float(lag), 0.0)  # a standby's clock a little ahead of the primary's
+    if replayed is not None and lsn_value(replayed) >= lsn_value(written):
+        return 0.0
+    if age is None:
+        return math.inf
+    return max(float(age), 0.0)  # a standby's clock a little ahead of the primary's
+
+
+def lsn_value(lsn: str) -> int:
+    """A WAL position ("16/B374D848") as a number, to compare two."""
+    high, low = lsn.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _close_quietly(alias: str) -> None:

@@ -88,3 +88,15 @@ def writer_recent(*, user_id: str) -> bool:
 
 def writer_forget(*, user_id: str) -> None:
     cache.delete(WRITER_KEY % user_id)
+
+
+def writers_mark(user_ids) -> None:
+    """Send these users' reads to the primary for READ_YOUR_WRITES_SECONDS: something they will
+    look for was written on their behalf, not by their own request (a gateway's webhook crediting
+    their top-up, their account made at sign-in). Nothing to do without replicas."""
+    from core.replicas.lag import replica_aliases
+
+    if not replica_aliases():
+        return
+    for user_id in {str(user_id) for user_id in user_ids if user_id is not None}:
+        writer_mark(user_id=user_id)

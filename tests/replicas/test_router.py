@@ -261,3 +261,12 @@ def test_a_replica_url_that_names_a_primary_is_never_read():
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[:3] == ["{'replica1': None}", "{'replica1': None}", "None"]
     assert "Replica replica1 is not a streaming standby" in run.stderr
+
+
+def test_wal_positions_compare_as_numbers_not_as_text():
+    from core.replicas.lag import lsn_value
+
+    assert lsn_value("0/16B3748") < lsn_value("0/16B3750")
+    assert lsn_value("0/FFFFFFFF") < lsn_value("1/0")  # "0/F…" > "1/0" as text
+    assert lsn_value("A/0") > lsn_value("9/FFFFFFFF")
+    assert lsn_value("16/B374D848") == (0x16 << 32) + 0xB374D848

@@ -7,6 +7,7 @@ import time
 
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
+from prometheus_client.parser import text_string_to_metric_families
 
 from billing.gateway import GATEWAYS
 from billing.models import TopUp
@@ -122,3 +123,73 @@ def test_a_consumer_who_just_topped_up_reads_the_new_balance_from_the_primary(
     assert fresh.wsgi_request.replica_scope.replica is None  # never offered a replica
     assert stale.wsgi_request.replica_scope.replica == standby.alias
     assert stale.status_code == 200 and stale.json()["balance"] == "0.000"
+
+
+def test_a_top_up_the_gateway_confirms_later_reads_from_the_primary(
+    standby, make_api, client, settings
+):
+    """The webhook crediting a top-up comes from the gateway, not from the consumer, and may come
+    long after their own request's mark ran out: the credit marks every reader of the balance."""
+    settings.REPLICA_MAX_LAG_SECONDS = 3600
+    link = AccountLinkFactory()
+    policy_for(link.account.utility)
+    api = make_api(link.user)
+    balance_path = f"/api/v1/accounts/{link.account_id}/balance/"
+    standby.caught_up()
+
+    with standby.replay_paused():
+        started = api.post(
+            f"/api/v1/accounts/{link.account_id}/topups/",
+            {"amount": "2.000", "channel": "app"},
+            HTTP_IDEMPOTENCY_KEY="replica-topup-late",
+        )
+        assert started.status_code == 201, started.json()
+        topup = TopUp.objects.get(pk=started.json()["topup"]["id"])
+        writer_forget(user_id=str(link.user_id))  # the consumer's own mark has run out
+        body = SIM.event_body(
+            reference=topup.gateway_reference,
+            amount=topup.amount,
+            currency=topup.currency,
+            succeeded=True,
+        )
+        credited = client.post(
+            "/api/v1/payments/webhooks/simulated/",
+            data=body,
+            content_type="application/json",
+            HTTP_SIM_SIGNATURE=SIM.sign(body),
+        )
+        assert credited.json() == {"status": "credited"}
+        assert writer_recent(user_id=str(link.user_id))
+        fresh = api.get(balance_path)
+
+    assert fresh.status_code == 200 and fresh.json()["balance"] == "2.000"
+    assert fresh.wsgi_request.replica_scope.replica is None
+
+
+def test_the_metrics_show_the_standbys_lag(standby, client, settings):
+    settings.METRICS_TOKEN = "scrape-the-standby"
+    settings.METRICS_CACHE_SECONDS = 0
+    settings.REPLICA_LAG_CHECK_SECONDS = 0
+
+    def scrape() -> dict[str, dict[str, float]]:
+        response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-the-standby")
+        assert response.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+        return {
+            name: {s.labels["alias"]: s.value for s in families[name].samples}
+            for name in ("smartmeter_replica_up", "smartmeter_replica_lag_seconds")
+        }
+
+    standby.caught_up()
+    caught_up = scrape()
+    with standby.replay_paused():
+        NotificationFactory(title="Written while the standby waits")
+        standby.received()
+        time.sleep(1.2)
+        behind = scrape()
+
+    assert caught_up["smartmeter_replica_up"] == {standby.alias: 1.0}
+    assert caught_up["smartmeter_replica_lag_seconds"][standby.alias] < 1.0
+    assert behind["smartmeter_replica_up"] == {standby.alias: 1.0}
+    # It received the write but has not applied it: behind by at least the wait.
+    assert behind["smartmeter_replica_lag_seconds"][standby.alias] >= 1.0
