@@ -16,7 +16,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from core.http import client_ip
 from core.metrics.collect import FiguresCollector
 from core.metrics.registry import page
 
@@ -41,7 +40,9 @@ def _address_allowed(request: HttpRequest) -> bool:
     if not nets:
         return False
     try:
-        address = ipaddress.ip_address(client_ip(request) or "")
+        # The peer's own address, never X-Forwarded-For: its leftmost entry is whatever the
+        # client wrote there, behind a proxy that appends (the scraper reaches the web directly).
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "")
     except ValueError:
         return False
     return any(address in net for net in nets)

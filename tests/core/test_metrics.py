@@ -10,6 +10,7 @@ import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from billing import payments
 from billing.charging import charges_run
 from billing.gateway import GATEWAYS
 from billing.models import ChargeCursor, TopUp
@@ -29,7 +31,12 @@ from core.replicas import replica_lag_seconds
 from meters.models import MeterDay
 from notifications import tasks as notification_tasks
 from notifications.services import alert_create
-from tests.accounts.factories import AccountLinkFactory, UserFactory, UtilityFactory
+from tests.accounts.factories import (
+    AccountLinkFactory,
+    ConsumerAccountFactory,
+    UserFactory,
+    UtilityFactory,
+)
 from tests.core.test_healthz_and_docs import broker_down
 from tests.core.test_work_plans import analyze, explain, index_names, meters_bulk, seq_scans
 from tests.e2e.celery_worker import worker_process
@@ -115,6 +122,11 @@ def test_an_allowed_network_scrapes_without_the_token(client, settings):
 
     assert response.status_code == 200
     assert "smartmeter_http_requests" in Page(response.content.decode()).families
+    # Behind a proxy that appends to X-Forwarded-For, its first address is the client's to
+    # write: never trusted here, even where the rest of the server reads it.
+    settings.USE_X_FORWARDED_FOR = True
+    forged = client.get("/metrics", REMOTE_ADDR="192.0.2.7", HTTP_X_FORWARDED_FOR="10.0.0.1")
+    assert forged.status_code == 401
 
 
 # --- Requests --------------------------------------------------------------------------------
@@ -129,9 +141,10 @@ def test_requests_are_counted_by_view_and_status_never_by_path(client, scrape):
     client.get("/no/such/page-4d1c")
 
     after = scrape()
+    requests = "smartmeter_http_requests_total"
     moved = {
-        (view, status): after.count("smartmeter_http_requests_total", view=view, status=status)
-        - before.count("smartmeter_http_requests_total", view=view, status=status)
+        (view, status): after.count(requests, view=view, method="GET", status=status)
+        - before.count(requests, view=view, method="GET", status=status)
         for view, status in (("healthz", "200"), ("links", "401"), ("unmatched", "404"))
     }
     assert moved == {("healthz", "200"): 1, ("links", "401"): 1, ("unmatched", "404"): 1}
@@ -298,7 +311,7 @@ def test_task_outcomes_and_sms_are_counted(scrape, sms_gateway):
     # Eager retries re-apply inline; let them run instead of raising the first Retry.
     celery_app.conf.task_eager_propagates = False  # the celery_eager fixture sets it back
     sms_gateway.fail_next(503, headers={"Retry-After": "0"})  # once: a retry, then sent
-    notification_tasks.send_sms.apply(args=("+96550001234", "Your balance is low"))
+    notification_tasks.send_sms.apply(args=("+96550001234", "Your balance is low", "kw-mew"))
     assert _fails.apply().failed()
 
     after = scrape()
@@ -310,10 +323,38 @@ def test_task_outcomes_and_sms_are_counted(scrape, sms_gateway):
     assert moved(tasks, task=send, state="retried") == 1
     assert moved(tasks, task=send, state="succeeded") == 1
     assert moved(tasks, task="tests.metrics.fails", state="failed") == 1
-    assert moved("smartmeter_sms_total", country="KW", outcome="failed") == 1
-    assert moved("smartmeter_sms_total", country="KW", outcome="sent") == 1
+    sms = "smartmeter_sms_total"
+    assert moved(sms, utility="kw-mew", country="KW", outcome="failed") == 1
+    assert moved(sms, utility="kw-mew", country="KW", outcome="sent") == 1
+    assert moved(sms, utility="none", country="KW", outcome="sent") == 0
 
 
+@pytest.mark.django_db
+def test_an_sms_about_an_account_is_counted_under_its_utility(
+    scrape, sms_gateway, celery_eager, django_capture_on_commit_callbacks
+):
+    account = ConsumerAccountFactory(registered_mobile="+96550007777")
+    sms = "smartmeter_sms_total"
+    before = scrape()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        payments.counter_payment_record(
+            account=account, amount=Decimal("2.500"), cashier=UserFactory(is_staff=True)
+        )
+
+    after = scrape()
+    assert [m["to"] for m in sms_gateway.messages] == ["+96550007777"]  # the receipt
+    labels = {"country": "KW", "outcome": "sent"}
+    assert (
+        after.count(sms, utility="kw-mew", **labels) - before.count(sms, utility="kw-mew", **labels)
+        == 1
+    )
+    assert after.count(sms, utility="none", **labels) == before.count(sms, utility="none", **labels)
+
+
+# Marked for the broker passes (.ci/run runs `-m worker` on RabbitMQ): each broker's depth is read
+# its own way (Redis lists, a passive declare on AMQP, files on the filesystem broker).
+@pytest.mark.worker
 @pytest.mark.django_db
 def test_the_queue_depth_follows_the_tasks_waiting(scrape, celery_eager):
     celery_app.conf.task_always_eager = False  # published, and no worker takes it
@@ -392,7 +433,10 @@ def test_a_scrape_sees_what_a_celery_worker_counted(scrape, sms_gateway, celery_
     }
     assert env["PROMETHEUS_MULTIPROC_DIR"]  # settings named it: the worker writes there too
     code_task = "notifications.tasks.send_code_sms"
-    before = scrape().count("smartmeter_celery_tasks_total", task=code_task, state="succeeded")
+    sms = {"utility": "none", "country": "KW", "outcome": "sent"}  # a sign-in code: no utility's
+    first = scrape()
+    before = first.count("smartmeter_celery_tasks_total", task=code_task, state="succeeded")
+    sms_before = first.count("smartmeter_sms_total", **sms)
 
     with worker_process(env=env, queue=settings.CELERY_TASK_DEFAULT_QUEUE) as worker:
         notification_tasks.send_code_sms.delay("+96560001111", "123456 is your code")
@@ -406,7 +450,7 @@ def test_a_scrape_sees_what_a_celery_worker_counted(scrape, sms_gateway, celery_
             time.sleep(0.2)
         assert worker.poll() is None
     assert done == before + 1
-    assert after.count("smartmeter_sms_total", country="KW", outcome="sent") >= 1
+    assert after.count("smartmeter_sms_total", **sms) == sms_before + 1
 
 
 # --- Plans -----------------------------------------------------------------------------------
