@@ -24,7 +24,7 @@ from kombu import Connection
 from config.celery import app as celery_app
 from config.celery import broker_is_amqp, queue_name, queues_by_priority
 from notifications.tasks import send_sms
-from tests.e2e.celery_worker import ROOT, database_url
+from tests.e2e.celery_worker import ROOT, database_url, process_stop
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -153,17 +153,9 @@ def start_worker(rabbit, sms_gateway, settings, tmp_path):
     start.started = started
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        process_stop(process)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # a pool child its killed parent left behind
-        if process.returncode not in (0, -15, -9):
-            print(output.decode(errors="replace"))
 
 
 def _starts(start_worker) -> list[tuple[str, int]]:

@@ -383,11 +383,11 @@ def test_a_transaction_advisory_lock_holds_for_its_transaction_and_no_longer(poo
 @pytest.mark.django_db(transaction=True)
 def test_a_bulk_ingest_charging_and_a_top_up_work_through_the_pooler(pooler, make_api, client):
     from billing import charging
-    from billing.gateway import GATEWAYS
     from billing.models import Balance, LedgerEntry, TopUp
     from billing.selectors import ledger_check
     from tests.accounts.factories import AccountLinkFactory, UtilityFactory
     from tests.billing.factories import flat_tariff
+    from tests.billing.test_topups import webhook
     from tests.meters.factories import MeterFactory, head_end_token
 
     utility = UtilityFactory()
@@ -430,20 +430,7 @@ def test_a_bulk_ingest_charging_and_a_top_up_work_through_the_pooler(pooler, mak
     )
     assert started.status_code == 201, started.json()
     topup = TopUp.objects.get(account=link.account)
-    gateway = GATEWAYS["simulated"]
-    event = gateway.event_body(
-        reference=topup.gateway_reference,
-        amount=topup.amount,
-        currency=topup.currency,
-        succeeded=True,
-    )
-    answer = client.post(
-        "/api/v1/payments/webhooks/simulated/",
-        data=event,
-        content_type="application/json",
-        HTTP_SIM_SIGNATURE=gateway.sign(event),
-    )
-    assert answer.json() == {"status": "credited"}
+    assert webhook(client, topup).json() == {"status": "credited"}
     assert Balance.objects.get(account=link.account).amount == Decimal("4.760")
     assert LedgerEntry.objects.filter(account=link.account, kind="topup").count() == 1
     assert ledger_check() == []

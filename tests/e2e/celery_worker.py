@@ -42,11 +42,18 @@ def worker_process(
     try:
         yield process
     finally:
+        process_stop(process, clean=(0, -15))
+
+
+def process_stop(process: subprocess.Popen, *, clean: tuple[int, ...] = (0, -15, -9)) -> None:
+    """Stop a worker a test started (TERM, then KILL after 20 s) and show its output when it did
+    not end in one of the `clean` ways (a test that kills a worker on purpose counts -9 clean)."""
+    if process.poll() is None:
         process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        if process.returncode not in (0, -15):
-            print(output.decode(errors="replace"))
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    if process.returncode not in clean:
+        print(output.decode(errors="replace"))

@@ -20,7 +20,7 @@ from config.celery import app as celery_app
 from notifications.models import Notification
 from notifications.services import alert_create, fanout_create
 from tests.accounts.factories import UserFactory, UtilityFactory
-from tests.e2e.celery_worker import database_url
+from tests.e2e.celery_worker import database_url, process_stop
 from tests.notifications.factories import DeviceFactory
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -76,15 +76,7 @@ def workers(fcm_server, settings, tmp_path, celery_eager):
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            output, _ = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        if process.returncode not in (0, -15, -9):
-            print(output.decode(errors="replace"))
+        process_stop(process)
 
 
 def test_killing_a_worker_mid_fanout_loses_nothing_and_each_phone_shows_it_once(

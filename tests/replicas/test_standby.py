@@ -9,15 +9,14 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from prometheus_client.parser import text_string_to_metric_families
 
-from billing.gateway import GATEWAYS
 from billing.models import TopUp
 from billing.relay import policy_for
 from core.replicas import LAG_SQL, replica_lag_seconds, writer_forget, writer_recent
 from tests.accounts.factories import AccountLinkFactory, UserFactory
+from tests.billing.test_topups import webhook
 from tests.notifications.factories import NotificationFactory
 
 INBOX = "/api/v1/notifications/"
-SIM = GATEWAYS["simulated"]
 
 
 def _ids(response) -> list[int]:
@@ -79,39 +78,36 @@ def test_a_lagging_standby_is_skipped(standby, make_api, settings):
     assert again.wsgi_request.replica_scope.replica == standby.alias
 
 
+def _prepaid_consumer(make_api):
+    """A consumer linked to an account, their API client, and their balance's address."""
+    link = AccountLinkFactory()
+    policy_for(link.account.utility)  # made now: the balance read that follows only reads
+    return link, make_api(link.user), f"/api/v1/accounts/{link.account_id}/balance/"
+
+
+def _top_up_started(api, link, amount: str) -> TopUp:
+    """A top-up the consumer starts in the app (a write of theirs), its payment still to come."""
+    started = api.post(
+        f"/api/v1/accounts/{link.account_id}/topups/",
+        {"amount": amount, "channel": "app"},
+        HTTP_IDEMPOTENCY_KEY=f"replica-topup-{amount}",
+    )
+    assert started.status_code == 201, started.json()
+    return TopUp.objects.get(pk=started.json()["topup"]["id"])
+
+
 def test_a_consumer_who_just_topped_up_reads_the_new_balance_from_the_primary(
     standby, make_api, client, settings
 ):
     # However stale, the standby counts as usable here: only the consumer's own write keeps
     # their reads off it.
     settings.REPLICA_MAX_LAG_SECONDS = 3600
-    link = AccountLinkFactory()
-    policy_for(link.account.utility)
-    api = make_api(link.user)
-    balance_path = f"/api/v1/accounts/{link.account_id}/balance/"
+    link, api, balance_path = _prepaid_consumer(make_api)
     standby.caught_up()
 
     with standby.replay_paused():
-        started = api.post(
-            f"/api/v1/accounts/{link.account_id}/topups/",
-            {"amount": "1.500", "channel": "app"},
-            HTTP_IDEMPOTENCY_KEY="replica-topup",
-        )
-        assert started.status_code == 201, started.json()
-        topup = TopUp.objects.get(pk=started.json()["topup"]["id"])
-        body = SIM.event_body(
-            reference=topup.gateway_reference,
-            amount=topup.amount,
-            currency=topup.currency,
-            succeeded=True,
-        )
-        credited = client.post(
-            "/api/v1/payments/webhooks/simulated/",
-            data=body,
-            content_type="application/json",
-            HTTP_SIM_SIGNATURE=SIM.sign(body),
-        )
-        assert credited.json() == {"status": "credited"}
+        topup = _top_up_started(api, link, "1.500")
+        assert webhook(client, topup).json() == {"status": "credited"}
 
         fresh = api.get(balance_path)
         assert writer_recent(user_id=str(link.user_id))
@@ -131,34 +127,13 @@ def test_a_top_up_the_gateway_confirms_later_reads_from_the_primary(
     """The webhook crediting a top-up comes from the gateway, not from the consumer, and may come
     long after their own request's mark ran out: the credit marks every reader of the balance."""
     settings.REPLICA_MAX_LAG_SECONDS = 3600
-    link = AccountLinkFactory()
-    policy_for(link.account.utility)
-    api = make_api(link.user)
-    balance_path = f"/api/v1/accounts/{link.account_id}/balance/"
+    link, api, balance_path = _prepaid_consumer(make_api)
     standby.caught_up()
 
     with standby.replay_paused():
-        started = api.post(
-            f"/api/v1/accounts/{link.account_id}/topups/",
-            {"amount": "2.000", "channel": "app"},
-            HTTP_IDEMPOTENCY_KEY="replica-topup-late",
-        )
-        assert started.status_code == 201, started.json()
-        topup = TopUp.objects.get(pk=started.json()["topup"]["id"])
+        topup = _top_up_started(api, link, "2.000")
         writer_forget(user_id=str(link.user_id))  # the consumer's own mark has run out
-        body = SIM.event_body(
-            reference=topup.gateway_reference,
-            amount=topup.amount,
-            currency=topup.currency,
-            succeeded=True,
-        )
-        credited = client.post(
-            "/api/v1/payments/webhooks/simulated/",
-            data=body,
-            content_type="application/json",
-            HTTP_SIM_SIGNATURE=SIM.sign(body),
-        )
-        assert credited.json() == {"status": "credited"}
+        assert webhook(client, topup).json() == {"status": "credited"}
         assert writer_recent(user_id=str(link.user_id))
         fresh = api.get(balance_path)
 
