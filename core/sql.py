@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from django.db import connection, connections, router
-from django.db.models import Field, Model
+from django.db.models import Field, Model, QuerySet
 
 
 def select(sql: str, params: Sequence, fields: Sequence[Field | None]) -> list[list]:
@@ -90,3 +90,28 @@ def instance(model: type[Model], names: Sequence[str], values: Sequence) -> Mode
     given = dict(zip(names, values, strict=True))
     ordered = [f.attname for f in model._meta.concrete_fields if f.attname in given]
     return model.from_db(connection.alias, ordered, [given[name] for name in ordered])
+
+
+def insert_select(
+    model: type[Model],
+    columns: Sequence[str],
+    values: str,
+    queryset: QuerySet,
+    params: Sequence = (),
+    *,
+    conflict: Sequence[str] = (),
+) -> int:
+    """INSERT INTO the model's table (`columns`) SELECT `values` FROM (`queryset`) AS src: rows
+    made in the database from a query, none of them passing through Python. `values` names src's
+    columns and takes `params` for its %s (before the query's own); with `conflict`, a row whose
+    key is there already is skipped. Only the model's table name, these literal column lists and
+    Django's own compiled SELECT are put in the text. Returns how many rows were inserted."""
+    select, select_params = queryset.query.sql_with_params()
+    table = connection.ops.quote_name(model._meta.db_table)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {values} FROM ({select}) src"  # noqa: S608
+    if conflict:
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as the ON of a join.
+        sql += f" WHERE true ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *select_params])
+        return cursor.rowcount

@@ -43,6 +43,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from accounts.models import AccountLink, Utility
+from core.sql import insert_select
 from meters.events import supply_periods_fold
 from meters.models import Feeder, IngestBatch, Meter, MeterEvent, SupplyPeriod, Transformer
 from notifications import categories
@@ -526,15 +527,13 @@ def _affected_fill(outage: Outage) -> int | None:
         .annotate(scope_meter=F("pk"), scope_account=F("account_id"))
         .values("scope_meter", "scope_account")
     )
-    select, params = missing.query.sql_with_params()
-    table = connection.ops.quote_name(AffectedMeter._meta.db_table)
-    # Only the model's table name and Django's own compiled SELECT are put in; values are params.
-    statement = (
-        f"INSERT INTO {table} (outage_id, meter_id, account_id) "  # noqa: S608
-        f"SELECT %s, scope.scope_meter, scope.scope_account FROM ({select}) scope"
+    insert_select(
+        AffectedMeter,
+        ["outage_id", "meter_id", "account_id"],
+        "%s, src.scope_meter, src.scope_account",
+        missing,
+        [outage.pk],
     )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [outage.pk, *params])
     return (
         AffectedMeter.objects.filter(outage=outage, pk__gt=before)
         .order_by("pk")
@@ -602,7 +601,7 @@ def outage_detected_notify(
     2. Accounts nobody holds in the app: an SMS to the registered mobile (OutageNotice, sent after
        commit; its sweeper finishes what a lost task leaves).
     """
-    from outages.services import notices_sms_queue
+    from outages.services.notices import NOTICE_COLUMNS, NOTICE_KEY, notices_sms_queue
 
     affected = AffectedMeter.objects.filter(outage=outage, account__isnull=False)
     key = f"outage:{outage.pk}:unplanned:v{outage.version}"
@@ -635,21 +634,14 @@ def outage_detected_notify(
         .order_by()
         .distinct()
     )
-    select, params = nobody_in_app.query.sql_with_params()
-    table = connection.ops.quote_name(OutageNotice._meta.db_table)
-    # One INSERT … SELECT (as outages.services._notices_open): only the model's table name and
-    # Django's own compiled SELECT are put in. "WHERE true" keeps SQLite from reading ON CONFLICT
-    # as a join's ON.
-    statement = (
-        f"INSERT INTO {table} (outage_id, version, account_id, status, channel, sms_to, "  # noqa: S608
-        "sms_attempts, next_attempt_at, error, created_at) "
-        f"SELECT %s, %s, silent.account_id, %s, '', '', 0, %s, '', %s FROM ({select}) silent "
-        "WHERE true ON CONFLICT (outage_id, version, account_id) DO NOTHING"
-    )
+    # One INSERT … SELECT, as a planned outage's notices are opened (outages.services.notices).
     moment = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            statement,
-            [outage.pk, outage.version, OutageNotice.Status.SMS, moment, moment, *params],
-        )
+    insert_select(
+        OutageNotice,
+        [*NOTICE_COLUMNS, "next_attempt_at"],
+        "%s, %s, src.account_id, %s, '', '', 0, '', %s, %s",
+        nobody_in_app,
+        [outage.pk, outage.version, OutageNotice.Status.SMS, moment, moment],
+        conflict=NOTICE_KEY,
+    )
     notices_sms_queue(outage=outage, version=outage.version)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from core.phone import phone_mask
+from core.sql import insert_select
 from notifications.messages import message_render
 from notifications.models import Fanout, Notification
 from notifications.sms import PermanentSmsError, TransientSmsError, sms_send
@@ -34,25 +35,31 @@ NOTICE_SMS_MAX_ATTEMPTS = 8
 # push a linked person's phone took), else by SMS to the account's registered mobile.
 
 
+# The columns an OutageNotice is opened with, and its once-only key (per schedule version).
+NOTICE_COLUMNS = (
+    "outage_id", "version", "account_id", "status", "channel", "sms_to", "sms_attempts", "error",
+    "created_at",
+)  # fmt: skip
+NOTICE_KEY = ("outage_id", "version", "account_id")
+
+
 def _notices_open(outage: Outage, *, accounts: QuerySet) -> None:
     """One OutageNotice (waiting) per account of a chunk told of this schedule version, written
     by one INSERT … SELECT: a city's outage never passes through Python here. An account met in
     an earlier chunk keeps its row. created_at is when the notice was given."""
-    accounts_sql, params = accounts.query.sql_with_params()
-    created_at = connection.ops.adapt_datetimefield_value(outage.notice_given_at)
-    table = connection.ops.quote_name(OutageNotice._meta.db_table)
-    # Only the model's table name and Django's own compiled SELECT are put in; values are params.
-    # "WHERE true" keeps SQLite from reading ON CONFLICT as a join's ON.
-    sql = (
-        f"INSERT INTO {table} (outage_id, version, account_id, status, channel, sms_to, "  # noqa: S608
-        "sms_attempts, error, created_at) "
-        f"SELECT %s, %s, affected.account_id, %s, '', '', 0, '', %s FROM ({accounts_sql}) affected "
-        "WHERE true ON CONFLICT (outage_id, version, account_id) DO NOTHING"
+    insert_select(
+        OutageNotice,
+        NOTICE_COLUMNS,
+        "%s, %s, src.account_id, %s, '', '', 0, '', %s",
+        accounts,
+        [
+            outage.pk,
+            outage.version,
+            OutageNotice.Status.WAITING,
+            connection.ops.adapt_datetimefield_value(outage.notice_given_at),
+        ],
+        conflict=NOTICE_KEY,
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql, [outage.pk, outage.version, OutageNotice.Status.WAITING, created_at, *params]
-        )
 
 
 def notice_live(outage: Outage) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Utility
 from core.errors import Conflict, DomainError, NotFound
+from core.sql import insert_select
 from notifications import categories as c
 from outages import selectors
 from outages.detection import outage_detected_notify
@@ -119,21 +120,13 @@ def _affected_snapshot(outage: Outage) -> int:
     """Resolve the scope into AffectedMeter (each meter with its account now) with one
     INSERT … SELECT in the publishing transaction: complete when it commits, as everything that
     reads it assumes. Returns how many meters."""
-    select, params = (
-        selectors.outage_scope_meters(outage=outage)
-        .values("id", "account_id")
-        .order_by()
-        .query.sql_with_params()
+    return insert_select(
+        AffectedMeter,
+        ["outage_id", "meter_id", "account_id"],
+        "%s, src.id, src.account_id",
+        selectors.outage_scope_meters(outage=outage).values("id", "account_id").order_by(),
+        [outage.pk],
     )
-    table = connection.ops.quote_name(AffectedMeter._meta.db_table)
-    # Only the model's table name and Django's own compiled SELECT are put in; values are params.
-    sql = (
-        f"INSERT INTO {table} (outage_id, meter_id, account_id) "  # noqa: S608
-        f"SELECT %s, scope.id, scope.account_id FROM ({select}) scope"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [outage.pk, *params])
-        return cursor.rowcount
 
 
 def outage_publish(
