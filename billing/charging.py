@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
+from billing.energy_days import OPEN_FIELDS, hold, open_entry
 from billing.models import Balance, ChargeCursor, ChargedDay, ChargeMonth, LedgerEntry, Tariff
 from billing.tariffs import WH_PER_KWH, Pricing, tariff_for
 from core.errors import DomainError
@@ -44,6 +45,8 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # A MeterDay written by a transaction that committed late can carry an updated_at slightly older
 # than rows already seen; the pass re-reads this far behind its cursor (re-reading is harmless).
 CURSOR_OVERLAP = timedelta(minutes=10)
+# How often a shard looks back over that overlap (a scan of everything changed in it).
+RECHECK_EVERY = timedelta(minutes=5)
 PASS_LIMIT = 2000
 
 
@@ -294,6 +297,7 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
             prices,
             versions={(s.meter_id, s.day): s.version for s in done},
             closed=closed,
+            held=touched,
         )
         for entry in entries:
             touched.add(entry.account_id)
@@ -302,7 +306,7 @@ def _apply(keys, meters, days, holders, *, strict: bool) -> tuple[int, set[int]]
         moved = [balances[a] for a in sorted(touched)]
         for balance in moved:
             balance.updated_at = now
-        _save(Balance, moved, ["amount", "updated_at"])
+        _save(Balance, moved, OPEN_FIELDS)
         _save(ChargedDay, done, ["values", "quality", "version", "charged_at"])
         _save(ChargedDay, blocked, ["blocked_at"])
     return charged, touched
@@ -412,13 +416,17 @@ def _by_month(months: dict, day_work: dict, key: tuple[int, date]) -> None:
         months[(account_id, local_day.replace(day=1))][(key, local_day)] = month
 
 
-def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[LedgerEntry]:
+def _post(
+    meters, months, fixed, balances, prices, *, versions, closed, held=None
+) -> list[LedgerEntry]:
     """Ledger entries for a pass: per (meter-day, account, month) the charge and the correction,
     as the month's rounded running total minus what it had posted; then the fixed charges not
-    posted yet. Each entry carries its account's running balance."""
+    posted yet. Each entry carries its account's running balance. New energy of an account's
+    open local day is held on its balance instead (billing.energy_days; its id goes in `held`)."""
     groups = sorted(months)
     states = _lock_months(groups)
     entries: list[LedgerEntry] = []
+    _post_fixed(fixed, balances, entries)
     changed_states = []
     for group in groups:
         account_id, month_start = group
@@ -451,6 +459,21 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
                 )
                 amount = target - state.posted
                 state.posted = target
+                if (
+                    kind == LedgerEntry.Kind.ENERGY_CHARGE
+                    and account_id not in closed
+                    and held is not None
+                    and hold(
+                        balances[account_id],
+                        local_day=local_day,
+                        amount=-amount,
+                        wh=wh,
+                        utility=utility,
+                        entries=entries,
+                    )
+                ):
+                    held.add(account_id)
+                    continue
                 if not amount:
                     continue
                 kwh = Decimal(wh) / WH_PER_KWH
@@ -461,30 +484,35 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
                     # Readings for a tenancy that arrive after its move-out adjust its final statement.
                     kind = LedgerEntry.Kind.ENERGY_ADJUSTMENT
                     label = f"After the final statement: {label.lower()}"
-                entries.append(
-                    _entry(
-                        balances[account_id],
-                        utility,
-                        kind=kind,
-                        amount=-amount,
-                        key=f"energy:{meter_id}:{day.isoformat()}:{version}:{account_id}:{local_day.isoformat()}:{suffix}",
-                        description=f"{label} on {local_day:%d %b %Y}, {kwh.normalize():f} kWh, meter {meter.serial}",
-                        # The local day, in the utility's zone, as every statement line.
-                        period_start=local_midnight(local_day, utility.zone),
-                        period_end=local_midnight(local_day + timedelta(days=1), utility.zone),
-                        kwh=kwh,
-                        rate=(Decimal(nano) / NANO / kwh).quantize(Decimal("0.000001"))
-                        if kwh
-                        else None,
-                        meta={
-                            "tariff": pricing.tariff.pk,
-                            "meter": meter_id,
-                            "utc_day": day.isoformat(),
-                        },
-                    )
+                _append(
+                    entries,
+                    balances[account_id],
+                    utility,
+                    kind=kind,
+                    amount=-amount,
+                    key=f"energy:{meter_id}:{day.isoformat()}:{version}:{account_id}:{local_day.isoformat()}:{suffix}",
+                    description=f"{label} on {local_day:%d %b %Y}, {kwh.normalize():f} kWh, meter {meter.serial}",
+                    # The local day, in the utility's zone, as every statement line.
+                    period_start=local_midnight(local_day, utility.zone),
+                    period_end=local_midnight(local_day + timedelta(days=1), utility.zone),
+                    kwh=kwh,
+                    rate=(Decimal(nano) / NANO / kwh).quantize(Decimal("0.000001"))
+                    if kwh
+                    else None,
+                    meta={
+                        "tariff": pricing.tariff.pk,
+                        "meter": meter_id,
+                        "utc_day": day.isoformat(),
+                    },
                 )
         state.exact_cost = Decimal(exact) / NANO
     _save(ChargeMonth, changed_states, ["wh", "exact_cost", "posted"])
+    return entries
+
+
+def _post_fixed(fixed, balances, entries: list) -> None:
+    """The fixed charge of each local day that now has readings, once (its key says so). Posted
+    before the pass's energy, so that a new day's first push does not part its held energy."""
     keys = {
         f"fixed:{a}:{d.isoformat()}": (a, d)
         for (a, d), (pricing, _) in fixed.items()
@@ -502,20 +530,18 @@ def _post(meters, months, fixed, balances, prices, *, versions, closed) -> list[
             continue
         pricing, utility = fixed[(account_id, local_day)]
         start = datetime.combine(local_day, datetime.min.time(), utility.zone)
-        entries.append(
-            _entry(
-                balances[account_id],
-                utility,
-                kind=LedgerEntry.Kind.FIXED_CHARGE,
-                amount=-pricing.tariff.fixed_daily_charge,
-                key=key,
-                description=f"Fixed charge for {local_day:%d %b %Y}",
-                period_start=start,
-                period_end=start + timedelta(days=1),
-                meta={"tariff": pricing.tariff.pk},
-            )
+        _append(
+            entries,
+            balances[account_id],
+            utility,
+            kind=LedgerEntry.Kind.FIXED_CHARGE,
+            amount=-pricing.tariff.fixed_daily_charge,
+            key=key,
+            description=f"Fixed charge for {local_day:%d %b %Y}",
+            period_start=start,
+            period_end=start + timedelta(days=1),
+            meta={"tariff": pricing.tariff.pk},
         )
-    return entries
 
 
 @dataclass
@@ -530,6 +556,10 @@ class _Row:
     wh: int = 0
     exact_cost: Decimal = Decimal(0)
     posted: Decimal = Decimal(0)
+    open_day: date | None = None
+    open_amount: Decimal = Decimal(0)
+    open_wh: int = 0
+    open_seq: int = 0
 
     @property
     def id(self) -> object:  # ChargeMonth's primary key column, as _save reads it
@@ -550,13 +580,24 @@ def balances_lock(*, account_ids: list[int]) -> dict[int, Balance | _Row]:
             .order_by("account_id")
         }
     rows = _query_arrays(
-        "INSERT INTO billing_balance (account_id, amount, debt, updated_at) "
-        "SELECT a, 0, 0, now() FROM unnest(%s::bigint[]) AS a ON CONFLICT DO NOTHING; "
-        "SELECT account_id, amount FROM billing_balance WHERE account_id = ANY(%s::bigint[]) "
-        "ORDER BY account_id FOR UPDATE",
+        "INSERT INTO billing_balance (account_id, amount, debt, updated_at, open_amount, open_wh, "
+        "open_seq) SELECT a, 0, 0, now(), 0, 0, 0 FROM unnest(%s::bigint[]) AS a ON CONFLICT DO NOTHING; "
+        "SELECT account_id, amount, open_day, open_amount, open_wh, open_seq FROM billing_balance "
+        "WHERE account_id = ANY(%s::bigint[]) ORDER BY account_id FOR UPDATE",
         [account_ids, account_ids],
     )
-    return {a: _Row(pk=a, account_id=a, amount=amount) for a, amount in rows}
+    return {
+        a: _Row(
+            pk=a,
+            account_id=a,
+            amount=amount,
+            open_day=day,
+            open_amount=open_amount,
+            open_wh=wh,
+            open_seq=seq,
+        )
+        for a, amount, day, open_amount, wh, seq in rows
+    }
 
 
 def _lock_months(groups: list[tuple[int, date]]) -> dict[tuple[int, date], ChargeMonth | _Row]:
@@ -729,6 +770,16 @@ def _insert_entries(entries: list[LedgerEntry]) -> None:
     )
 
 
+def _append(entries: list, balance, utility: Utility, *, amount: Decimal, **fields) -> None:
+    """Append a ledger row for the account, after the energy held for its open day (if any) is
+    posted: every entry is written with nothing held, so its running balance is both the sum of
+    the ledger so far and the balance the consumer had (billing.energy_days)."""
+    held = open_entry(balance, utility)
+    if held is not None:
+        entries.append(held)
+    entries.append(_entry(balance, utility, amount=amount, **fields))
+
+
 def _entry(balance: Balance, utility: Utility, *, amount: Decimal, **fields) -> LedgerEntry:
     """A ledger row carrying its account's running balance (the Balance row is locked)."""
     balance.amount += amount
@@ -776,30 +827,83 @@ def _cursor_name(shard: int, shards: int) -> str:
     return f"energy:{shard}/{shards}"
 
 
+_PENDING = (
+    "SELECT md.meter_id, md.day, md.updated_at FROM meters_meterday md "
+    "JOIN meters_meter m ON m.id = md.meter_id "
+    "LEFT JOIN billing_chargedday cd ON cd.meter_id = md.meter_id AND cd.day = md.day "
+    "WHERE {window} AND m.payment_mode = 'prepaid' "
+    "AND EXISTS (SELECT 1 FROM meters_meterassignment a WHERE a.meter_id = md.meter_id) "
+    "AND (cd.meter_id IS NULL OR (md.updated_at > cd.charged_at "
+    "AND (cd.blocked_at IS NULL OR md.updated_at > cd.blocked_at))) AND md.meter_id %% %s = %s "
+    "ORDER BY md.updated_at, md.meter_id, md.day LIMIT %s"
+)
+
+
+def _pending_rows(window: str, params: list, *, limit: int, shard: int, shards: int) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(_PENDING.format(window=window), [*params, shards, shard, limit])
+        return [
+            (meter_id, day if isinstance(day, date) else date.fromisoformat(day), _aware(at))
+            for meter_id, day, at in cursor.fetchall()
+        ]
+
+
+def _position(cursor_row: ChargeCursor | None) -> tuple[datetime, int | None, date | None]:
+    if cursor_row is None:
+        return EPOCH, None, None
+    return cursor_row.position, cursor_row.meter_id, cursor_row.day
+
+
+def _ahead(cursor_row, *, limit: int, shard: int, shards: int) -> list:
+    """The changes after the cursor, in (updated_at, meter, day) order: a keyset read of the
+    meterday_changes index that starts where the last pass stopped, whatever its size."""
+    position, meter_id, day = _position(cursor_row)
+    if meter_id is None:
+        return _pending_rows(
+            "md.updated_at >= %s", [position], limit=limit, shard=shard, shards=shards
+        )
+    return _pending_rows(
+        "(md.updated_at, md.meter_id, md.day) > (%s, %s, %s)",
+        [position, meter_id, day],
+        limit=limit,
+        shard=shard,
+        shards=shards,
+    )
+
+
+def _behind(cursor_row, *, limit: int, shard: int, shards: int) -> list:
+    """Changes stamped up to CURSOR_OVERLAP before the cursor that it passed before they committed
+    (a batch's rows carry the time its request began) and that are not charged yet."""
+    position, meter_id, day = _position(cursor_row)
+    if cursor_row is None:
+        return []
+    if meter_id is None:
+        window, params = "md.updated_at >= %s AND md.updated_at < %s", [position]
+    else:
+        window = "md.updated_at >= %s AND (md.updated_at, md.meter_id, md.day) <= (%s, %s, %s)"
+        params = [position, meter_id, day]
+    return _pending_rows(
+        window, [position - CURSOR_OVERLAP, *params], limit=limit, shard=shard, shards=shards
+    )
+
+
+def _recheck_due(cursor_row, now: datetime) -> bool:
+    return cursor_row is not None and (
+        cursor_row.rechecked_at is None or cursor_row.rechecked_at <= now - RECHECK_EVERY
+    )
+
+
 def charges_pending(
     *, limit: int, shard: int = 0, shards: int = 1
 ) -> list[tuple[int, date, datetime]]:
-    """Prepaid meter-days whose readings changed since they were charged, oldest change first.
-    Shards split the meters (by id modulo `shards`) so several workers charge in parallel, each
-    with its own cursor."""
+    """Prepaid meter-days whose readings changed since they were charged, oldest change first:
+    those after the shard's cursor, and those just behind it that committed late. Shards split
+    the meters (by id modulo `shards`) so several workers charge in parallel, each with its own
+    cursor."""
     cursor_row = ChargeCursor.objects.filter(name=_cursor_name(shard, shards)).first()
-    since = (cursor_row.position if cursor_row else EPOCH) - CURSOR_OVERLAP
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT md.meter_id, md.day, md.updated_at FROM meters_meterday md "
-            "JOIN meters_meter m ON m.id = md.meter_id "
-            "LEFT JOIN billing_chargedday cd ON cd.meter_id = md.meter_id AND cd.day = md.day "
-            "WHERE md.updated_at >= %s AND m.payment_mode = 'prepaid' "
-            "AND EXISTS (SELECT 1 FROM meters_meterassignment a WHERE a.meter_id = md.meter_id) "
-            "AND (cd.meter_id IS NULL OR (md.updated_at > cd.charged_at "
-            "AND (cd.blocked_at IS NULL OR md.updated_at > cd.blocked_at))) AND md.meter_id %% %s = %s "
-            "ORDER BY md.updated_at LIMIT %s",
-            [since, shards, shard, limit],
-        )
-        return [
-            (meter_id, day if isinstance(day, date) else date.fromisoformat(day), updated_at)
-            for meter_id, day, updated_at in cursor.fetchall()
-        ]
+    found = _behind(cursor_row, limit=limit, shard=shard, shards=shards)
+    found += _ahead(cursor_row, limit=limit, shard=shard, shards=shards)
+    return sorted(found, key=lambda row: (row[2], row[0], row[1]))[:limit]
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -819,18 +923,31 @@ def charges_rewind() -> None:
 def charges_run(
     *, limit: int = PASS_LIMIT, shard: int = 0, shards: int = 1
 ) -> tuple[int, set[int]]:
-    """One charging pass over one shard. Returns how many meter-days were charged and the accounts touched."""
+    """One charging pass over one shard. Returns how many meter-days were charged and the accounts touched.
+
+    The pass reads the next `limit` changes after its cursor by index (a keyset: what it costs
+    does not grow with what was already charged) and moves the cursor to the last one. Every
+    RECHECK_EVERY it also looks CURSOR_OVERLAP behind the cursor, for rows a long transaction
+    committed after the cursor had passed their time."""
     started = timezone.now()
-    pending = charges_pending(limit=limit, shard=shard, shards=shards)
-    _, accounts = charges_apply(keys=[(meter_id, day) for meter_id, day, _ in pending])
-    # Everything changed before this pass began has been seen, or, when the pass was full, everything
-    # up to its newest row. Days that could not be charged (no tariff yet) are passed over then;
-    # saving a tariff in the admin rewinds the cursors so that they are charged.
-    position = started if len(pending) < limit else _aware(pending[-1][2])
-    ChargeCursor.objects.update_or_create(
-        name=_cursor_name(shard, shards), defaults={"position": position}
-    )
-    return len(pending), accounts
+    name = _cursor_name(shard, shards)
+    cursor_row = ChargeCursor.objects.filter(name=name).first()
+    recheck = _recheck_due(cursor_row, started)
+    behind = _behind(cursor_row, limit=limit, shard=shard, shards=shards) if recheck else []
+    ahead = _ahead(cursor_row, limit=limit, shard=shard, shards=shards)
+    _, accounts = charges_apply(keys=[(meter_id, day) for meter_id, day, _ in behind + ahead])
+    # Days that could not be charged (no tariff yet) are passed over; saving a tariff in the
+    # admin rewinds the cursors so that they are charged.
+    defaults: dict = {}
+    if ahead:
+        defaults.update(position=ahead[-1][2], meter_id=ahead[-1][0], day=ahead[-1][1])
+    elif cursor_row is None:
+        defaults.update(position=EPOCH)
+    if (recheck and len(behind) < limit) or cursor_row is None:
+        defaults["rechecked_at"] = started
+    if defaults:
+        ChargeCursor.objects.update_or_create(name=name, defaults=defaults)
+    return len(behind) + len(ahead), accounts
 
 
 def meter_day_charge(*, meter_id: int, day: date) -> int:
@@ -897,21 +1014,20 @@ def charges_release(*, meter_id: int, account: ConsumerAccount, after: datetime)
         period_start__gte=datetime.combine(first_day, datetime.min.time(), zone),
     )
     for entry in paid.order_by("period_start"):
-        entries.append(
-            _entry(
-                balance,
-                meter.utility,
-                kind=LedgerEntry.Kind.FIXED_CHARGE,
-                amount=-entry.amount,
-                key=f"{entry.key}:released",
-                description=f"{entry.description}: moved out before the day began",
-                period_start=entry.period_start,
-                period_end=entry.period_end,
-                meta={"reverses": entry.pk},
-            )
+        _append(
+            entries,
+            balance,
+            meter.utility,
+            kind=LedgerEntry.Kind.FIXED_CHARGE,
+            amount=-entry.amount,
+            key=f"{entry.key}:released",
+            description=f"{entry.description}: moved out before the day began",
+            period_start=entry.period_start,
+            period_end=entry.period_end,
+            meta={"reverses": entry.pk},
         )
     _insert_entries(entries)
     balance.updated_at = timezone.now()
-    _save(Balance, [balance], ["amount", "updated_at"])
+    _save(Balance, [balance], OPEN_FIELDS)
     _save(ChargedDay, released, ["values", "quality", "version", "charged_at"])
     return len(entries)

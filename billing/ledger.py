@@ -10,8 +10,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, User
+from billing.energy_days import open_entry
 from billing.models import Balance, LedgerEntry
 from core.money import minor_unit_exponent
+
+OPEN_POSTED = ["open_amount", "open_wh", "open_seq"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,13 @@ def ledger_post(
                 created=False,
                 balance_before=existing.balance_after - existing.amount,
             )
-        before = balance.amount
         now = timezone.now()
+        # The energy held for the open day is posted first: every entry is written with nothing
+        # held, so its running balance is the ledger's sum and the consumer's balance at once.
+        held = open_entry(balance, utility)
+        if held is not None:
+            held.save()
+        before = balance.amount
         entry = LedgerEntry.objects.create(
             account=account,
             kind=kind,
@@ -82,5 +90,5 @@ def ledger_post(
         balance.amount = before + amount
         balance.debt = max(Decimal(0), balance.debt + debt_change)
         balance.updated_at = now
-        balance.save(update_fields=["amount", "debt", "updated_at"])
+        balance.save(update_fields=["amount", "debt", "updated_at", *OPEN_POSTED])
     return Posting(entry=entry, created=True, balance_before=before)

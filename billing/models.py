@@ -90,11 +90,37 @@ class Balance(models.Model):
         **MONEY, default=0, validators=[MinValueValidator(0)], help_text="Arrears still to recover."
     )
     updated_at = models.DateTimeField(default=timezone.now)
+    # The open energy day (billing.energy_days): the newest local day's energy charge, already in
+    # `amount` but not yet a ledger entry, so that a day of 96 pushes is one entry, not 96.
+    open_day = models.DateField(
+        null=True, blank=True, help_text="The local day whose energy charge is held here."
+    )
+    open_amount = models.DecimalField(
+        **MONEY,
+        default=0,
+        db_default=0,
+        help_text="Its charge so far (negative): in the balance, not the ledger.",
+    )
+    open_wh = models.BigIntegerField(default=0, db_default=0)
+    open_seq = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text="How many times an open day was posted: part of each posting's key.",
+    )
 
     class Meta:
         indexes = [
             # The daily debt recovery's work: the accounts that still owe, not every balance.
-            models.Index(fields=["account"], condition=models.Q(debt__gt=0), name="balance_in_debt")
+            models.Index(
+                fields=["account"], condition=models.Q(debt__gt=0), name="balance_in_debt"
+            ),
+            # The close of a day's work: the balances with an open day, by day. Its condition names
+            # no column a push changes, so a push's update of the row can be HOT.
+            models.Index(
+                fields=["open_day", "account"],
+                condition=models.Q(open_day__isnull=False),
+                name="balance_open_day",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -404,6 +430,12 @@ class ChargeCursor(models.Model):
 
     name = models.CharField(max_length=20, primary_key=True)
     position = models.DateTimeField()
+    # The last change read, with its key: the next pass starts strictly after it.
+    meter_id = models.BigIntegerField(null=True, blank=True)
+    day = models.DateField(null=True, blank=True)
+    rechecked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the pass last looked behind the position."
+    )
 
     def __str__(self) -> str:
         return f"{self.name} at {self.position}"

@@ -20,6 +20,7 @@ from accounts.models import AccountLink, ConsumerAccount, User, Utility
 from accounts.services import account_close
 from billing.bills import bill_issue
 from billing.charging import balances_lock, charges_apply, charges_release
+from billing.energy_days import energy_days_post
 from billing.ledger import ledger_post
 from billing.models import (
     Balance,
@@ -99,6 +100,8 @@ def _final_charging(*, account: ConsumerAccount, tenancies: list[MeterAssignment
             f"Readings of the tenancy cannot be charged ({exc.message}). Settle charging first.",
             code="charging_unsettled",
         ) from None
+    # The energy held for the open day becomes its ledger entry: the final statement shows it.
+    energy_days_post(account_ids=[account.pk])
     if any(t.meter.payment_mode == Meter.PaymentMode.POSTPAID for t in tenancies):
         # The final bills: every month since the last one billed, up to the month of the move.
         # Without any bill yet, the month before the move's (the daily run may not have billed it).

@@ -37,7 +37,7 @@ _ACCOUNT = ("id", "utility_id", "consumer_id", "status")
 # hours and emergency-credit rules of both (billing.forecast), and a second query for them would
 # cost more than the columns.
 _UTILITY = tuple(f.attname for f in Utility._meta.concrete_fields)
-_BALANCE = ("account_id", "amount", "debt")
+_BALANCE = ("account_id", "amount", "debt", "open_day", "open_amount", "open_wh")
 _POLICY = tuple(f.attname for f in BillingPolicy._meta.concrete_fields)
 
 
@@ -50,11 +50,12 @@ def balance_account_get(*, user: User, account_id: int) -> ConsumerAccount:
     quote = connection.ops.quote_name
     utility_columns = ", ".join(f"u.{quote(f.column)}" for f in sql.columns(Utility, _UTILITY))
     policy_columns = ", ".join(f"p.{quote(f.column)}" for f in sql.columns(BillingPolicy, _POLICY))
+    balance_columns = ", ".join(f"b.{quote(f.column)}" for f in sql.columns(Balance, _BALANCE))
     row = sql.select(
         f"""
         SELECT a.id, a.utility_id, a.consumer_id, a.status, MIN(l.visible_from),
                {utility_columns},
-               b.account_id, b.amount, b.debt, {policy_columns},
+               {balance_columns}, {policy_columns},
                EXISTS (SELECT 1 FROM meters_meter m WHERE m.account_id = a.id AND m.payment_mode = %s)
                OR EXISTS (SELECT 1 FROM billing_bill bl WHERE bl.account_id = a.id)
         FROM accounts_consumeraccount a
@@ -179,6 +180,10 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
     emergency_available = min(emergency, max(Decimal(0), emergency + amount))
     emergency_in_use = amount < 0 and emergency > 0
     spend, last = _spend_and_last_topup(account=account, today=today)
+    held_day = balance.open_day if balance is not None and balance.open_amount else None
+    if held_day is not None and today - timedelta(days=SPEND_WINDOW_DAYS) <= held_day < today:
+        # A complete day whose energy is still held on the balance (billing.energy_days).
+        spend[held_day] = spend.get(held_day, Decimal(0)) - balance.open_amount
     weekend = set(utility.weekend_days)
     by_kind = {"weekday": [], "weekend": []}
     for day, value in spend.items():
@@ -253,6 +258,13 @@ def balance_summary(*, account: ConsumerAccount, now: datetime | None = None) ->
             "in_use": emergency_in_use,
         },
         "debt": _money(debt, minor),
+        "open_energy_day": None
+        if balance is None or balance.open_day is None or not balance.open_amount
+        else {
+            "day": balance.open_day,
+            "amount": _money(balance.open_amount, minor),
+            "kwh": f"{Decimal(balance.open_wh) / 1000:.3f}",
+        },
         "runout": runout,
     }
 
@@ -369,8 +381,8 @@ def bills_for_account(*, account: ConsumerAccount) -> QuerySet[Bill]:
 
 
 def ledger_check() -> list[tuple[int, Decimal, Decimal]]:
-    """Accounts whose Balance row differs from the sum of their ledger (should be none), and the
-    entries whose running balance skips a beat."""
+    """Accounts whose Balance row differs from the sum of their ledger and the energy charge held
+    on it for its open day (billing.energy_days): should be none."""
     sums = dict(
         LedgerEntry.objects.values("account")
         .annotate(total=Sum("amount"))
@@ -379,8 +391,8 @@ def ledger_check() -> list[tuple[int, Decimal, Decimal]]:
     wrong = []
     # Amounts have at most 3 decimals; SQLite sums them as floats, so its total is rounded back.
     cent = Decimal("0.001")
-    for account_id, amount in Balance.objects.values_list("account", "amount"):
-        total = Decimal(sums.get(account_id) or 0).quantize(cent)
+    for account_id, amount, held in Balance.objects.values_list("account", "amount", "open_amount"):
+        total = (Decimal(sums.get(account_id) or 0) + held).quantize(cent)
         if total != amount:
             wrong.append((account_id, amount, total))
     return wrong
@@ -612,9 +624,11 @@ def balance_checks_due(*, account_ids: list[int]) -> list[int]:
             auto_topup_armed=models.F("balance_rule__armed"),
         )
     }
-    balances = dict(
-        Balance.objects.filter(account_id__in=account_ids).values_list("account_id", "amount")
-    )
+    balances, held = {}, {}
+    for account_id, amount, open_amount in Balance.objects.filter(
+        account_id__in=account_ids
+    ).values_list("account_id", "amount", "open_amount"):
+        balances[account_id], held[account_id] = amount, open_amount
     waiting = set(
         BalanceAlertState.objects.filter(account_id__in=account_ids)
         .filter(models.Q(low_armed=False) | models.Q(days_armed=False) | models.Q(zero_armed=False))
@@ -674,6 +688,7 @@ def balance_checks_due(*, account_ids: list[int]) -> list[int]:
             continue
         amount, days = levels[account_id]
         total, spend_days = spend.get(account_id, (Decimal(0), 0))
+        total -= held.get(account_id, Decimal(0))  # the open day's energy, not in the ledger yet
         pace = total / spend_days if spend_days else Decimal(0)
         if balance <= 0 or balance <= amount or balance <= pace * days * DAYS_LEFT_MARGIN:
             due.append(account_id)

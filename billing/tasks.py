@@ -33,6 +33,15 @@ def charge_shard(shard: int, shards: int) -> int:
 
 
 @shared_task(acks_late=True)
+def energy_days_close() -> int:
+    """Beat, hourly: post each account's open energy day once it is over in its utility's zone
+    (one ledger entry per account per day; billing.energy_days)."""
+    from billing.energy_days import energy_days_close as close
+
+    return close()
+
+
+@shared_task(acks_late=True)
 def accounts_balance_changed(account_ids: list[int]) -> None:
     """After a charging pass: the balance checks of its accounts, 200 to a task; only those whose
     check could do anything run it (billing.selectors.balance_checks_due)."""

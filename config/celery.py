@@ -173,6 +173,10 @@ def _base_queue_means_all(sender, instance, conf, **kwargs) -> None:
 app.conf.beat_schedule = {
     # Billing: charge new readings, send relay commands whose time has come, postpaid bills.
     "charge-readings": {"task": "billing.tasks.charge_readings", "schedule": 60.0},
+    "close-energy-days": {
+        "task": "billing.tasks.energy_days_close",
+        "schedule": crontab(minute=3),
+    },
     "relay-due": {"task": "billing.tasks.relay_due", "schedule": 60.0},
     "postpaid-bills": {"task": "billing.tasks.bills_run", "schedule": crontab(hour=1, minute=13)},
     # Payments: settle top-ups whose webhook never came by asking the gateway (docs/payments.md).

@@ -213,7 +213,7 @@ class MeterDay(models.Model):
     class Meta:
         db_table = "meters_meterday"
         # Billing finds the rows changed since its last pass by this index.
-        indexes = [models.Index(fields=["updated_at"], name="meterday_updated_at")]
+        indexes = [models.Index(fields=["updated_at", "meter", "day"], name="meterday_changes")]
 
     def __str__(self) -> str:
         return f"{self.meter_id} {self.day}"

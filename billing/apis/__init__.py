@@ -73,6 +73,12 @@ class EmergencyCreditSerializer(serializers.Serializer):
     in_use = serializers.BooleanField()
 
 
+class HeldEnergySerializer(serializers.Serializer):
+    day = serializers.DateField(help_text="The local day.")
+    amount = serializers.CharField(help_text="Charged so far (negative), already in the balance.")
+    kwh = serializers.CharField()
+
+
 class PrepaidBalanceSerializer(serializers.Serializer):
     account = serializers.IntegerField()
     consumer_id = serializers.CharField()
@@ -90,6 +96,11 @@ class PrepaidBalanceSerializer(serializers.Serializer):
     depletion_date = serializers.DateField(allow_null=True)
     emergency_credit = EmergencyCreditSerializer()
     debt = serializers.CharField()
+    open_energy_day = HeldEnergySerializer(
+        allow_null=True,
+        help_text="The newest local day's energy charge: in the balance already, and posted to the "
+        "statement as one entry when the day ends (null when none is held).",
+    )
     runout = RunoutSerializer(
         allow_null=True,
         help_text="The run-out forecast that knows the calendar (GET .../forecast/ gives it "

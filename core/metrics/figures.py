@@ -12,7 +12,7 @@ reads "at least the cap"):
 - meters not reporting: per utility, a capped count of meter_last_reading's range "older than
   NOT_REPORTING_AFTER" and of its null entries installed before it: the silent meters only.
 - charging backlog: the meter-days changed after the charging cursors' oldest position (what
-  charging has not looked at yet), read in updated_at order from meterday_updated_at up to the
+  charging has not looked at yet), read in updated_at order from meterday_changes up to the
   cap, then kept as charges_pending keeps them (prepaid, assigned, not charged since): a count and
   the oldest change per utility. The cursors' own lag is exact and costs one tiny query.
 - top-ups pending (the partial index topup_pending_reconcile holds only pending ones) and failed
@@ -241,7 +241,7 @@ def backlog_query(*, since: datetime) -> Query:
     day_model = apps.get_model("meters", "MeterDay")
     return Query(
         "SELECT m.utility_id, COUNT(*), MIN(w.updated_at) "  # noqa: S608 (our table names)
-        f"FROM (SELECT meter_id, day, updated_at FROM {t['meterday']} WHERE updated_at > %s "
+        f"FROM (SELECT meter_id, day, updated_at FROM {t['meterday']} WHERE updated_at >= %s "
         "ORDER BY updated_at LIMIT %s) w "
         f"JOIN {t['meter']} m ON m.id = w.meter_id "
         f"LEFT JOIN {t['chargedday']} cd ON cd.meter_id = w.meter_id AND cd.day = w.day "

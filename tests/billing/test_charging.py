@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from billing import charging
+from billing.energy_days import energy_days_close
 from billing.ledger import ledger_post
 from billing.models import Balance, LedgerEntry
 from billing.selectors import ledger_check
@@ -38,6 +39,11 @@ def balance(account):
     return Balance.objects.get(account=account).amount
 
 
+def close_days():
+    """Post every held energy day (billing.energy_days), as the hourly close does once it ends."""
+    energy_days_close(now=datetime(2027, 1, 1, tzinfo=UTC))
+
+
 def test_each_interval_is_charged_once(meter):
     flat_tariff(meter.utility, rate="0.005")  # 5 fils a kWh
     ingest(meter, DAY, [1000] * 8)  # 8 kWh
@@ -47,6 +53,7 @@ def test_each_interval_is_charged_once(meter):
 
     assert first[0] >= 1 and again == (0, set())
     assert balance(meter.account) == Decimal("-0.040")
+    close_days()
     entry = LedgerEntry.objects.get(kind="energy_charge")
     assert (entry.kwh, entry.rate) == (Decimal("8.000"), Decimal("0.005000"))
     assert "8 kWh" in entry.description
@@ -60,10 +67,11 @@ def test_late_readings_are_charged_and_a_correction_is_an_adjustment(meter):
     ingest(meter, DAY, [3000])  # a correction of the first interval: +2 kWh
     charging.charges_run()
 
+    # The late energy joins the day's held charge; the correction is posted at once, after the
+    # day's energy so far (every entry is written with nothing held: billing.energy_days).
     kinds = list(LedgerEntry.objects.order_by("id").values_list("kind", "amount", "kwh"))
     assert kinds == [
-        ("energy_charge", Decimal("-0.020"), Decimal("4.000")),
-        ("energy_charge", Decimal("-0.020"), Decimal("4.000")),
+        ("energy_charge", Decimal("-0.040"), Decimal("8.000")),
         ("energy_adjustment", Decimal("-0.010"), Decimal("2.000")),
     ]
     ingest(meter, DAY, [0])  # corrected down: a refund
@@ -228,6 +236,7 @@ def test_progressive_slabs_are_priced_on_the_months_running_total_within_one_bat
         ingest(m, DAY, [2500] * 24)  # 60 kWh each
 
     charging.charges_run()
+    close_days()
 
     # 100 kWh at 10 fils and 20 kWh at 20 fils, whatever the order within the batch.
     assert balance(account_meter.account) == Decimal("-1.400")
@@ -251,6 +260,7 @@ def test_a_dst_day_is_priced_by_each_intervals_local_time(db):
     ingest(meter, first, [1000] * count)
 
     charging.charges_run()
+    close_days()
 
     peak = sum(1 for i in range(count) if (first + i * Q).astimezone(zone).hour == 23)
     assert peak == 8
@@ -266,6 +276,7 @@ def test_energy_charges_are_local_days_in_the_statement(make_api, meter):
     flat_tariff(meter.utility, rate="0.005")
     ingest(meter, datetime(2026, 11, 2, tzinfo=UTC), [1000] * 96)
     charging.charges_run()
+    close_days()  # 3 November's energy is held until that day is over
     api = make_api(AccountLinkFactory(account=meter.account).user)
 
     body = api.get(

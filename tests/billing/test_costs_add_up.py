@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from billing import bills, charging
+from billing.energy_days import energy_days_close
 from billing.models import LedgerEntry
 from meters import services as meter_services
 from tests.accounts.factories import AccountLinkFactory
@@ -82,6 +83,7 @@ def test_days_sum_to_the_month_and_match_what_charging_posted(make_api, kuwait_m
     start = datetime(2026, 10, 31, 21, tzinfo=UTC)  # 1 Nov 00:00 in Kuwait
     ingest(kuwait_meter, start, start + timedelta(days=10))
     charging.charges_run()
+    energy_days_close(now=start + timedelta(days=11))  # the last day's held energy is posted
     api = reader(make_api, kuwait_meter)
 
     days = costs(api, kuwait_meter, "2026-11-01", "2026-11-11", "day")

@@ -218,6 +218,17 @@ def test_making_months_ahead_is_idempotent_and_moves_rows_out_of_default():
     # The moved month has the parent's keys: a second write of the day updates it, not a twin.
     fill(meter, datetime(2025, 3, 10, tzinfo=UTC), 1, wh=6)
     assert days_of(meter) == [date(2025, 3, 10), date(2025, 4, 2)]
+    # A charged copy's month keeps room for its rows' next versions, moved or made empty.
+    partitions.partitions_ensure(table="billing_chargedday", today=date(2025, 4, 5), months_ahead=0)
+    assert storage_of("billing_chargedday_p2025_03") == ["fillfactor=60"]
+    assert storage_of("billing_chargedday_p2025_04") == ["fillfactor=60"]
+    assert storage_of("meters_meterday_p2025_03") is None
+
+
+def storage_of(table: str) -> list[str] | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
+        return cursor.fetchone()[0]
 
 
 @pytest.fixture
