@@ -809,9 +809,9 @@ def _save(model, rows: list, fields: list[str]) -> None:
     types = [f.rel_db_type(connection) for f in model._meta.pk_fields]
     types += [c.db_type(connection) for c in columns]
     arrays = [[getattr(row, c) for row in rows] for c in pk_columns]
-    arrays += [
-        [c.get_db_prep_value(getattr(row, c.attname), connection) for row in rows] for c in columns
-    ]
+    # The values as the pass holds them (Decimal, datetime, date, int, bytes): psycopg sends each
+    # type as it is, without a trip through the fields' own preparation per value.
+    arrays += [[getattr(row, c.attname) for row in rows] for c in columns]
     selects = ", ".join(f"unnest(%s::{t}[])" for t in types)
     sets = ", ".join(f'"{c.column}" = v."{c.column}"' for c in columns)
     joins = " AND ".join(f't."{c}" = v."{c}"' for c in pk_columns)

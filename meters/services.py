@@ -232,7 +232,7 @@ def _store(parsed: Parsed, batch: IngestBatch, result: IngestResult, now: dateti
         merged[key] = _merge(*key, by_row[key], rows.get(key), batch, now)
         if merged[key].dirty:
             changed[key] = merged[key]
-    _update_rows(changed, now)
+    _update_rows(changed, now, rows)
     corrections = []
     for row in merged.values():
         result.stored += row.stored
@@ -332,15 +332,23 @@ def _fetch_rows(
     wanted = set(keys)
     rows = MeterDay.objects.filter(
         meter_id__in={k[0] for k in keys}, day__in={k[1] for k in keys}
-    ).values_list("meter_id", "day", "values", "quality")
-    for meter_id, day, values, quality in rows:
+    ).values_list("meter_id", "day", "values", "quality", "updated_at")
+    for meter_id, day, values, quality, updated_at in rows:
         if (meter_id, day) in wanted:
-            out[(meter_id, day)] = (bytes(values), bytes(quality))
+            # SQLite's rows carry their change time too: _update_rows moves it forward in Python.
+            out[(meter_id, day)] = (bytes(values), bytes(quality), updated_at)
     return out
 
 
-def _update_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> None:
-    """Write merged rows back (already locked by _fetch_rows)."""
+def _update_rows(
+    rows: dict[tuple[int, object], _Merged],
+    now: datetime,
+    stored: dict[tuple[int, object], tuple] | None = None,
+) -> None:
+    """Write merged rows back (already locked by _fetch_rows). A row's change time only moves
+    forward: a batch stamped before another (its request began first) that commits after it
+    writes a moment just past the row's, never an earlier one. Charging finds and diffs a day by
+    that time (billing.charging), so an earlier one would hide the change from it for good."""
     if not rows:
         return
     keys = sorted(rows)
@@ -348,19 +356,25 @@ def _update_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> None
         with connection.cursor() as cursor:
             for chunk in _chunks(keys, 5000):
                 cursor.execute(
-                    "UPDATE meters_meterday d SET values = r.v, quality = r.q, updated_at = %s "
+                    "UPDATE meters_meterday d SET values = r.v, quality = r.q, "
+                    "updated_at = GREATEST(%s, d.updated_at + interval '1 microsecond') "
                     "FROM unnest(%s::bigint[], %s::date[], %s::bytea[], %s::bytea[]) "
                     "AS r(m, d, v, q) WHERE d.meter_id = r.m AND d.day = r.d",
                     [now, *_row_arrays(rows, chunk)],
                 )
         return
+
     # SQLite: one prepared UPDATE run for every row (bulk_update's CASE per row grows badly).
-    stamp = connection.ops.adapt_datetimefield_value(now)
+    def stamp(key) -> str:
+        before = (stored or {}).get(key)
+        moment = now if before is None else max(now, before[2] + timedelta(microseconds=1))
+        return connection.ops.adapt_datetimefield_value(moment)
+
     with connection.cursor() as cursor:
         cursor.executemany(
             'UPDATE meters_meterday SET "values" = %s, quality = %s, updated_at = %s '
             "WHERE meter_id = %s AND day = %s",
-            [(rows[k].values, rows[k].quality, stamp, k[0], k[1]) for k in keys],
+            [(rows[k].values, rows[k].quality, stamp(k), k[0], k[1]) for k in keys],
         )
 
 

@@ -331,3 +331,28 @@ def test_a_push_rewrites_its_balance_month_and_charged_copy_in_place(meter):
         hot = after[table][1] - before[table][1]
         assert updated >= 8 and hot == updated, (table, updated, hot)
     assert held(meter.account)[1:] == (Decimal("-0.045"), 9000)
+
+
+def test_a_batch_that_began_first_but_committed_last_is_still_charged(meter):
+    """Two head-end batches for one meter-day: the later-stamped one is stored and charged first;
+    then the earlier-stamped one commits. The row's change time moves past the charged one, never
+    back, so charging sees the second batch's interval too."""
+    early = DAY + timedelta(hours=2)
+    late = early + timedelta(seconds=30)
+    meter_services.readings_ingest(
+        utility=meter.utility,
+        readings=[({"i": 0}, meter.serial, DAY.isoformat(), 1000, "actual")],
+        source="test",
+        now=late,
+    )
+    charging.charges_run()
+    meter_services.readings_ingest(
+        utility=meter.utility,
+        readings=[({"i": 0}, meter.serial, (DAY + Q).isoformat(), 3000, "actual")],
+        source="test",
+        now=early,
+    )
+    charging.charges_run()
+
+    assert Balance.objects.get(account=meter.account).amount == Decimal("-0.020")
+    assert held(meter.account)[2] == 4000
