@@ -45,8 +45,11 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # A MeterDay written by a transaction that committed late can carry an updated_at slightly older
 # than rows already seen; the pass re-reads this far behind its cursor (re-reading is harmless).
 CURSOR_OVERLAP = timedelta(minutes=10)
-# How often a shard looks back over that overlap (a scan of everything changed in it).
+# How often a shard looks back over that overlap (a scan of everything changed in it). On
+# PostgreSQL the pass reads only below the horizon of open transactions (_horizon), so nothing
+# should be behind the cursor: the look back is a safety net there, taken less often.
 RECHECK_EVERY = timedelta(minutes=5)
+RECHECK_EVERY_BELOW_HORIZON = timedelta(minutes=30)
 PASS_LIMIT = 2000
 
 
@@ -854,21 +857,37 @@ def _position(cursor_row: ChargeCursor | None) -> tuple[datetime, int | None, da
     return cursor_row.position, cursor_row.meter_id, cursor_row.day
 
 
-def _ahead(cursor_row, *, limit: int, shard: int, shards: int) -> list:
+def _ahead(cursor_row, *, limit: int, shard: int, shards: int, horizon=None) -> list:
     """The changes after the cursor, in (updated_at, meter, day) order: a keyset read of the
-    meterday_changes index that starts where the last pass stopped, whatever its size."""
+    meterday_changes index that starts where the last pass stopped, whatever its size. With a
+    `horizon`, only changes stamped before it."""
     position, meter_id, day = _position(cursor_row)
     if meter_id is None:
-        return _pending_rows(
-            "md.updated_at >= %s", [position], limit=limit, shard=shard, shards=shards
+        window, params = "md.updated_at >= %s", [position]
+    else:
+        window = "(md.updated_at, md.meter_id, md.day) > (%s, %s, %s)"
+        params = [position, meter_id, day]
+    if horizon is not None:
+        window, params = f"{window} AND md.updated_at < %s", [*params, horizon]
+    return _pending_rows(window, params, limit=limit, shard=shard, shards=shards)
+
+
+def _horizon(now: datetime) -> datetime | None:
+    """PostgreSQL: the start of the oldest transaction still open on this database, other than
+    this one, but no older than CURSOR_OVERLAP. Ingest stamps a row with the start of the statement
+    writing it (meters.services: `statement_timestamp()`), which is after its transaction began, so
+    every row stamped before the horizon is already committed and visible: a pass that reads only those never leaves a row behind its cursor.
+    None elsewhere (SQLite has one writer; its pass looks behind instead)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT LEAST(clock_timestamp(), MIN(xact_start)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND xact_start IS NOT NULL"
         )
-    return _pending_rows(
-        "(md.updated_at, md.meter_id, md.day) > (%s, %s, %s)",
-        [position, meter_id, day],
-        limit=limit,
-        shard=shard,
-        shards=shards,
-    )
+        (horizon,) = cursor.fetchone()
+    return max(horizon or now, now - CURSOR_OVERLAP)
 
 
 def _behind(cursor_row, *, limit: int, shard: int, shards: int) -> list:
@@ -888,8 +907,9 @@ def _behind(cursor_row, *, limit: int, shard: int, shards: int) -> list:
 
 
 def _recheck_due(cursor_row, now: datetime) -> bool:
+    every = RECHECK_EVERY if connection.vendor != "postgresql" else RECHECK_EVERY_BELOW_HORIZON
     return cursor_row is not None and (
-        cursor_row.rechecked_at is None or cursor_row.rechecked_at <= now - RECHECK_EVERY
+        cursor_row.rechecked_at is None or cursor_row.rechecked_at <= now - every
     )
 
 
@@ -934,7 +954,8 @@ def charges_run(
     cursor_row = ChargeCursor.objects.filter(name=name).first()
     recheck = _recheck_due(cursor_row, started)
     behind = _behind(cursor_row, limit=limit, shard=shard, shards=shards) if recheck else []
-    ahead = _ahead(cursor_row, limit=limit, shard=shard, shards=shards)
+    horizon = _horizon(started)
+    ahead = _ahead(cursor_row, limit=limit, shard=shard, shards=shards, horizon=horizon)
     _, accounts = charges_apply(keys=[(meter_id, day) for meter_id, day, _ in behind + ahead])
     # Days that could not be charged (no tariff yet) are passed over; saving a tariff in the
     # admin rewinds the cursors so that they are charged.

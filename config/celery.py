@@ -51,6 +51,7 @@ ROUTES = {
     "notifications.tasks.sweep": BULK,
     "billing.tasks.charge_readings": BULK,
     "billing.tasks.charge_shard": BULK,
+    "billing.tasks.energy_days_close": BULK,
     "billing.tasks.accounts_balance_changed": BULK,
     "billing.tasks.bills_run": BULK,
     "outages.tasks.send_outage_reminders": BULK,

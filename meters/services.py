@@ -283,11 +283,13 @@ def _insert_rows(rows: dict[tuple[int, object], _Merged], now: datetime) -> set:
         with connection.cursor() as cursor:
             for chunk in _chunks(keys, 5000):
                 cursor.execute(
+                    # Stamped by the database as the statement starts: after its transaction
+                    # began, which charging relies on (billing.charging._horizon).
                     "INSERT INTO meters_meterday (meter_id, day, values, quality, updated_at) "
-                    "SELECT m, d, v, q, %s FROM unnest(%s::bigint[], %s::date[], %s::bytea[], "
-                    "%s::bytea[]) WITH ORDINALITY AS r(m, d, v, q, n) ORDER BY n "
-                    "ON CONFLICT (meter_id, day) DO NOTHING RETURNING meter_id, day",
-                    [now, *_row_arrays(rows, chunk)],
+                    "SELECT m, d, v, q, statement_timestamp() FROM unnest(%s::bigint[], "
+                    "%s::date[], %s::bytea[], %s::bytea[]) WITH ORDINALITY AS r(m, d, v, q, n) "
+                    "ORDER BY n ON CONFLICT (meter_id, day) DO NOTHING RETURNING meter_id, day",
+                    _row_arrays(rows, chunk),
                 )
                 inserted.update(cursor.fetchall())
         return inserted
@@ -355,12 +357,15 @@ def _update_rows(
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             for chunk in _chunks(keys, 5000):
+                # The statement's start, not the request's: after the transaction began, as
+                # charging relies on (it reads only rows stamped before the oldest open
+                # transaction began: billing.charging._horizon).
                 cursor.execute(
-                    "UPDATE meters_meterday d SET values = r.v, quality = r.q, "
-                    "updated_at = GREATEST(%s, d.updated_at + interval '1 microsecond') "
+                    "UPDATE meters_meterday d SET values = r.v, quality = r.q, updated_at = "
+                    "GREATEST(statement_timestamp(), d.updated_at + interval '1 microsecond') "
                     "FROM unnest(%s::bigint[], %s::date[], %s::bytea[], %s::bytea[]) "
                     "AS r(m, d, v, q) WHERE d.meter_id = r.m AND d.day = r.d",
-                    [now, *_row_arrays(rows, chunk)],
+                    _row_arrays(rows, chunk),
                 )
         return
 
