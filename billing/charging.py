@@ -917,11 +917,14 @@ def charges_pending(
     *, limit: int, shard: int = 0, shards: int = 1
 ) -> list[tuple[int, date, datetime]]:
     """Prepaid meter-days whose readings changed since they were charged, oldest change first:
-    those after the shard's cursor, and those just behind it that committed late. Shards split
+    those after the shard's cursor, and, when the shard's look behind is due, those just behind it
+    that committed late. Shards split
     the meters (by id modulo `shards`) so several workers charge in parallel, each with its own
     cursor."""
     cursor_row = ChargeCursor.objects.filter(name=_cursor_name(shard, shards)).first()
-    found = _behind(cursor_row, limit=limit, shard=shard, shards=shards)
+    found = []
+    if _recheck_due(cursor_row, timezone.now()):  # as the next pass would (charges_run)
+        found = _behind(cursor_row, limit=limit, shard=shard, shards=shards)
     found += _ahead(cursor_row, limit=limit, shard=shard, shards=shards)
     return sorted(found, key=lambda row: (row[2], row[0], row[1]))[:limit]
 
