@@ -843,12 +843,25 @@ _PENDING = (
 
 
 def _pending_rows(window: str, params: list, *, limit: int, shard: int, shards: int) -> list:
-    with connection.cursor() as cursor:
-        cursor.execute(_PENDING.format(window=window), [*params, shards, shard, limit])
-        return [
-            (meter_id, day if isinstance(day, date) else date.fromisoformat(day), _aware(at))
-            for meter_id, day, at in cursor.fetchall()
-        ]
+    """The first `limit` changes of the window in (updated_at, meter, day) order.
+
+    On PostgreSQL the read must walk the changes index in order (a Merge Append of each
+    partition's index, stopping at `limit`). Right after a push the statistics have not seen the
+    new change times, so the planner expects a row or two and would rather read every change in
+    the window and sort them: at a million meters that is the whole push, on every pass. Sorting
+    is switched off for this one statement (SET LOCAL, in a transaction or savepoint of its own)."""
+    sql = _PENDING.format(window=window)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(sql, [*params, shards, shard, limit])
+        rows = cursor.fetchall()
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_sort = on")
+    return [
+        (meter_id, day if isinstance(day, date) else date.fromisoformat(day), _aware(at))
+        for meter_id, day, at in rows
+    ]
 
 
 def _position(cursor_row: ChargeCursor | None) -> tuple[datetime, int | None, date | None]:

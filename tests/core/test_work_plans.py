@@ -322,12 +322,22 @@ def test_pending_meter_days_are_read_by_their_change_time(postgresql):
     queries = statements_of(lambda: charging.charges_pending(limit=100), "meters_meterday")
 
     # Both reads: the keyset after the cursor and the look behind it, each by the changes index
-    # (on each partition it is named from its columns).
+    # (on each partition it is named from its columns), walked in order and stopped at the limit:
+    # no sort, under the statement's own setting (charging._pending_rows), whatever the
+    # statistics expect.
     assert len(queries) == 2
+    with CaptureQueriesContext(connection) as captured:
+        charging.charges_pending(limit=100)
+    sent = [q["sql"] for q in captured.captured_queries]
+    for query in queries:
+        assert sent[sent.index(query) - 1] == "SET LOCAL enable_sort = off"
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_sort = off")
     for query in queries:
         plan = explain(query)
         assert not seq_scans(plan, "meters_meterday"), plan
         assert "updated_at_meter_id_day" in " ".join(index_names(plan)), plan
+        assert not [n for n in nodes(plan) if n["Node Type"] in ("Sort", "Incremental Sort")], plan
     pending = charging.charges_pending(limit=100)
     assert {(meter_id, day) for meter_id, day, _ in pending} == {(m.pk, today) for m in meters[:3]}
 
