@@ -23,10 +23,14 @@ def charge_readings() -> int:
 def charge_shard(shard: int, shards: int) -> int:
     """Charge what changed in one shard of the meters; then check each touched account. A shard
     with more work than one pass takes queues itself again."""
+    from billing import selectors
+
     count, accounts = charging.charges_run(shard=shard, shards=shards)
-    ordered = sorted(accounts)
-    for start in range(0, len(ordered), 200):
-        accounts_balance_changed.delay(ordered[start : start + 200])
+    # The pass's accounts sorted in a few grouped queries; only those whose check could do
+    # anything are queued, 200 to a task: a city of healthy balances queues almost nothing.
+    due = selectors.balance_checks_due(account_ids=sorted(accounts))
+    for start in range(0, len(due), 200):
+        accounts_balance_changed.delay(due[start : start + 200])
     if count >= charging.PASS_LIMIT:
         charge_shard.delay(shard, shards)
     return count
@@ -43,8 +47,8 @@ def energy_days_close() -> int:
 
 @shared_task(acks_late=True)
 def accounts_balance_changed(account_ids: list[int]) -> None:
-    """After a charging pass: the balance checks of its accounts, 200 to a task; only those whose
-    check could do anything run it (billing.selectors.balance_checks_due)."""
+    """After a charging pass: the balance checks of the accounts it found due, 200 to a task (each
+    sorted again here, since a top-up may have come between: billing.selectors.balance_checks_due)."""
     from billing import selectors, services
 
     for account_id in selectors.balance_checks_due(account_ids=account_ids):
