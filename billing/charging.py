@@ -49,7 +49,8 @@ CURSOR_OVERLAP = timedelta(minutes=10)
 # PostgreSQL the pass reads only below the horizon of open transactions (_horizon), so nothing
 # should be behind the cursor: the look back is a safety net there, taken less often.
 RECHECK_EVERY = timedelta(minutes=5)
-RECHECK_EVERY_BELOW_HORIZON = timedelta(minutes=30)
+# As often as the overlap is long, so the looks behind tile the timeline.
+RECHECK_EVERY_BELOW_HORIZON = CURSOR_OVERLAP
 PASS_LIMIT = 2000
 
 
@@ -851,6 +852,12 @@ def _pending_rows(window: str, params: list, *, limit: int, shard: int, shards: 
     the window and sort them: at a million meters that is the whole push, on every pass. Sorting
     is switched off for this one statement (SET LOCAL, in a transaction or savepoint of its own)."""
     sql = _PENDING.format(window=window)
+    # Moments as the column stores them (SQLite compares text: an aware datetime bound as
+    # "…+00:00" would sort after the same moment stored without it).
+    params = [
+        connection.ops.adapt_datetimefield_value(p) if isinstance(p, datetime) else p
+        for p in params
+    ]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL enable_sort = off")
@@ -897,7 +904,7 @@ def _horizon(now: datetime) -> datetime | None:
         cursor.execute(
             "SELECT LEAST(clock_timestamp(), MIN(xact_start)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND xact_start IS NOT NULL"
+            "AND backend_type = 'client backend' AND xact_start IS NOT NULL"
         )
         (horizon,) = cursor.fetchone()
     return max(horizon or now, now - CURSOR_OVERLAP)

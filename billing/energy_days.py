@@ -34,6 +34,10 @@ from billing.tariffs import WH_PER_KWH
 from core.timebuckets import local_midnight
 
 CLOSE_CHUNK = 5000
+# A day is closed this long after it ends: the last quarter-hours of the day arrive after midnight,
+# and charging posts the day itself when the next day's first push comes; the close is for the
+# accounts whose readings stopped.
+CLOSE_GRACE = timedelta(hours=2)
 
 
 def hold(balance, *, local_day, amount: Decimal, wh: int, utility: Utility, entries: list) -> bool:
@@ -113,6 +117,22 @@ def energy_days_post(*, account_ids: list[int], before=None) -> int:
     return len(moved)
 
 
+def energy_days_flush(*, account_id: int) -> bool:
+    """Post the account's held energy as an entry now, keeping its day open (a disconnection's
+    check and send: billing.relay). In the caller's transaction, the Balance row locked. True when
+    an entry was written."""
+    from billing.charging import _insert_entries, _save, balances_lock
+
+    balance = balances_lock(account_ids=[account_id])[account_id]
+    if not balance.open_amount:
+        return False
+    entry = open_entry(balance, _utilities([account_id])[account_id])
+    _insert_entries([entry])
+    balance.updated_at = timezone.now()
+    _save(Balance, [balance], OPEN_FIELDS)
+    return True
+
+
 def _utilities(account_ids: list[int]) -> dict[int, Utility]:
     from accounts.models import ConsumerAccount
 
@@ -122,13 +142,13 @@ def _utilities(account_ids: list[int]) -> dict[int, Utility]:
 
 
 def energy_days_close(*, now: datetime | None = None, chunk: int = CLOSE_CHUNK) -> int:
-    """Post and end every open day that is over in its utility's zone: per utility, the balances
-    open on a day before its local today, read from the partial index `balance_open_day` in
+    """Post and end every open day that ended CLOSE_GRACE ago or more in its utility's zone: per
+    utility, the balances open on such a day, read from the partial index `balance_open_day` in
     chunks of `chunk` accounts, each chunk its own transaction. Returns how many were ended."""
     now = now or timezone.now()
     posted = 0
     for utility in Utility.objects.all():
-        today = now.astimezone(utility.zone).date()
+        today = (now - CLOSE_GRACE).astimezone(utility.zone).date()
         while True:
             # An ended day leaves the partial index, so each chunk is read from its start.
             ids = _stale(utility_id=utility.pk, today=today, chunk=chunk)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Q
+from django.db.models.functions import Greatest, Now
 from django.utils import timezone
 
 from accounts.models import AccountLink, ConsumerAccount, User, Utility
@@ -547,9 +548,14 @@ def _recharge_from(*, meter_id: int, at: datetime) -> None:
     """Mark the meter's days from `at` on as changed, so the charging pass looks at them again
     (it charges only what no account was charged for: a vacant stretch, now the new tenant's).
     A move is dated at most days back, so this touches a handful of rows by primary key."""
-    MeterDay.objects.filter(meter_id=meter_id, day__gte=at.astimezone(UTC).date()).update(
-        updated_at=timezone.now()
-    )
+    days = MeterDay.objects.filter(meter_id=meter_id, day__gte=at.astimezone(UTC).date())
+    if connection.vendor == "postgresql":
+        # The database's clock, never backwards, as ingest stamps (billing.charging._horizon).
+        days.update(updated_at=Greatest(Now(), F("updated_at") + timedelta(microseconds=1)))
+        return
+    now = timezone.now()
+    for day, updated_at in days.values_list("day", "updated_at"):
+        days.filter(day=day).update(updated_at=max(now, updated_at + timedelta(microseconds=1)))
 
 
 def account_by_consumer_id(*, utility: Utility, consumer_id: str) -> ConsumerAccount:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import ConsumerAccount, Utility
 from billing import headend
+from billing.energy_days import energy_days_flush
 from billing.models import (
     Balance,
     BillingPolicy,
@@ -553,6 +554,10 @@ def relay_dispatch(*, command_id: str) -> RelayCommand | None:
                 .values_list("amount", flat=True)
                 .first()
             )
+            # The energy held for the open day becomes its entry first, so the ledger's running
+            # balance at the send is the balance checked here: the standard's later look at the
+            # send (disconnect_wrongful_check, from the ledger) sees what this check saw.
+            energy_days_flush(account_id=command.account_id)
             now = timezone.now()  # the moment of the check and the send, after any lock wait
             check = disconnect_check(
                 command=command,

@@ -26,13 +26,19 @@ def charge_shard(shard: int, shards: int) -> int:
     from billing import selectors
 
     count, accounts = charging.charges_run(shard=shard, shards=shards)
-    # The pass's accounts sorted in a few grouped queries; only those whose check could do
-    # anything are queued, 200 to a task: a city of healthy balances queues almost nothing.
-    due = selectors.balance_checks_due(account_ids=sorted(accounts))
-    for start in range(0, len(due), 200):
-        accounts_balance_changed.delay(due[start : start + 200])
     if count >= charging.PASS_LIMIT:
         charge_shard.delay(shard, shards)
+    # The pass's accounts sorted in a few grouped queries; only those whose check could do
+    # anything are queued, 200 to a task: a city of healthy balances queues almost nothing. If
+    # the sorting fails, every account is queued (each task sorts its own again).
+    ordered = sorted(accounts)
+    try:
+        due = selectors.balance_checks_due(account_ids=ordered)
+    except Exception:
+        logger.exception("balance checks of a charging pass not sorted: queueing them all")
+        due = ordered
+    for start in range(0, len(due), 200):
+        accounts_balance_changed.delay(due[start : start + 200])
     return count
 
 

@@ -252,12 +252,25 @@ class BillAdmin(AccountSearchMixin, ReadOnlyAdmin):
 class BalanceAdmin(AccountSearchMixin, ReadOnlyAdmin):
     """Each account's balance and arrears, kept beside the ledger (billing.models.Balance)."""
 
-    list_display = ["account", "amount_text", "debt_text", "updated_at"]
+    list_display = ["account", "amount_text", "held_text", "open_day", "debt_text", "updated_at"]
     list_filter = ["account__utility"]
     list_select_related = ["account__utility"]
-    fields = ["account", "amount_text", "debt_text", "updated_at"]
+    fields = [
+        "account",
+        "amount_text",
+        "open_day",
+        "held_text",
+        "open_wh",
+        "debt_text",
+        "updated_at",
+    ]
     readonly_fields = fields
     amount_text = money_column("amount", description="Balance", utility="account__utility")
+    # The open day's energy: in the balance, posted to the ledger as one entry when the day ends
+    # (billing.energy_days), so the balance is the last entry's running balance plus this.
+    held_text = money_column(
+        "open_amount", description="Energy held (open day)", utility="account__utility"
+    )
     debt_text = money_column("debt", description="Arrears to recover", utility="account__utility")
 
 

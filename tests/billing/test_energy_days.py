@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.db import connection, connections
+from django.utils import timezone
 
 from billing import charging, moves
 from billing.energy_days import energy_days_close
@@ -74,7 +75,7 @@ def test_a_day_of_pushes_is_one_entry_and_the_balance_is_exact_after_each(meter)
     assert energy(account) == []
     assert held(account) == (DAY.date() + timedelta(days=1), Decimal("-0.120"), 24000)
 
-    assert energy_days_close(now=NEXT_DAY + timedelta(minutes=5)) == 1
+    assert energy_days_close(now=NEXT_DAY + timedelta(hours=3)) == 1
 
     ((amount, kwh, start),) = energy(account)
     assert (amount, kwh) == (Decimal("-0.120"), Decimal("24.000"))
@@ -82,7 +83,7 @@ def test_a_day_of_pushes_is_one_entry_and_the_balance_is_exact_after_each(meter)
     assert held(account)[1:] == (Decimal(0), 0)
     assert Balance.objects.get(account=account).amount == Decimal("-0.120")
     assert ledger_check() == []
-    assert energy_days_close(now=NEXT_DAY + timedelta(hours=2)) == 0  # nothing twice
+    assert energy_days_close(now=NEXT_DAY + timedelta(hours=4)) == 0  # nothing twice
 
 
 def test_the_next_local_day_posts_the_last_one_in_the_same_pass(meter):
@@ -134,10 +135,10 @@ def test_readings_for_a_closed_day_that_come_before_the_next_are_a_further_entry
     account = meter.account
     push(meter, DAY, [1000])
     charging.charges_run()
-    energy_days_close(now=NEXT_DAY + timedelta(hours=1))
+    energy_days_close(now=NEXT_DAY + timedelta(hours=3))
     push(meter, DAY + Q, [2000])
     charging.charges_run()
-    energy_days_close(now=NEXT_DAY + timedelta(hours=2))
+    energy_days_close(now=NEXT_DAY + timedelta(hours=4))
 
     assert [a for a, _, _ in energy(account)] == [Decimal("-0.005"), Decimal("-0.010")]
     keys = set(LedgerEntry.objects.filter(kind="energy_charge").values_list("key", flat=True))
@@ -180,7 +181,7 @@ def test_a_dst_day_of_100_quarter_hours_is_one_entry(db):
     for slot in range(count):
         push(meter, first + slot * Q, [100])
         charging.charges_run()
-    energy_days_close(now=datetime(2026, 11, 2, 1, tzinfo=zone))
+    energy_days_close(now=datetime(2026, 11, 2, 3, tzinfo=zone))
 
     ((amount, kwh, start),) = energy(meter.account)
     assert (amount, kwh, start) == (Decimal("-1.00"), Decimal("10.000"), first)
@@ -226,7 +227,7 @@ def test_the_close_works_in_chunks_and_leaves_today_open(db):
     push(meters[0], NEXT_DAY, [1000])  # its 3 November is open
     charging.charges_run()
 
-    assert energy_days_close(now=NEXT_DAY + timedelta(hours=1), chunk=2) == 4
+    assert energy_days_close(now=NEXT_DAY + timedelta(hours=3), chunk=2) == 4
 
     assert LedgerEntry.objects.filter(kind="energy_charge").count() == 5
     assert held(meters[0].account)[1] == Decimal("-0.005")
@@ -256,7 +257,7 @@ def test_a_top_up_racing_charging_passes_leaves_the_exact_balance():
         ),
         lambda: charging.charges_apply(keys=[(meter.pk, DAY.date())]),
         lambda: charging.charges_apply(keys=[(meter.pk, DAY.date())]),
-        lambda: energy_days_close(now=NEXT_DAY + timedelta(hours=1)),
+        lambda: energy_days_close(now=NEXT_DAY + timedelta(hours=3)),
     ]
     threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
     for thread in threads:
@@ -267,7 +268,7 @@ def test_a_top_up_racing_charging_passes_leaves_the_exact_balance():
     assert errors == []
     assert Balance.objects.get(account=meter.account).amount == Decimal("0.960")
     assert ledger_check() == []
-    energy_days_close(now=NEXT_DAY + timedelta(hours=2))
+    energy_days_close(now=NEXT_DAY + timedelta(hours=4))
     assert sum(a for a, _, _ in energy(meter.account)) == Decimal("-0.040")
 
 
@@ -289,7 +290,7 @@ def test_the_close_reads_only_the_held_days_by_index(meter):
         cursor.execute("ANALYZE billing_balance")
         cursor.execute("ANALYZE accounts_consumeraccount")
     queries = statements_of(
-        lambda: energy_days_close(now=NEXT_DAY + timedelta(hours=1)), "billing_balance"
+        lambda: energy_days_close(now=NEXT_DAY + timedelta(hours=3)), "billing_balance"
     )
     plan = explain(queries[0])
 
@@ -356,3 +357,27 @@ def test_a_batch_that_began_first_but_committed_last_is_still_charged(meter):
 
     assert Balance.objects.get(account=meter.account).amount == Decimal("-0.020")
     assert held(meter.account)[2] == 4000
+
+
+def test_before_a_disconnection_is_sent_the_held_energy_becomes_its_entry(meter):
+    """billing.relay posts the held day before a disconnection's check and send, so the ledger's
+    running balance at the send (what the wrongful-disconnection standard reads) is the balance
+    that was checked, not one missing today's energy."""
+    from billing import relay
+    from billing.energy_days import energy_days_flush
+
+    push(meter, DAY, [1000] * 8)
+    charging.charges_run()
+    assert relay._balance_at(account_id=meter.account_id, at=timezone.now()) == 0  # not yet
+
+    assert energy_days_flush(account_id=meter.account_id) is True
+
+    balance = Balance.objects.get(account=meter.account).amount
+    assert balance == Decimal("-0.040")
+    assert relay._balance_at(account_id=meter.account_id, at=timezone.now()) == balance
+    assert held(meter.account) == (DAY.date() + timedelta(days=1), Decimal(0), 0)
+    assert energy_days_flush(account_id=meter.account_id) is False  # nothing held: no entry
+    push(meter, DAY + 8 * Q, [1000])  # the day goes on, held again
+    charging.charges_run()
+    assert held(meter.account)[1] == Decimal("-0.005")
+    assert ledger_check() == []
