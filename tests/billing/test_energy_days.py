@@ -19,6 +19,7 @@ from billing.selectors import balance_summary, ledger_check
 from meters import services as meter_services
 from tests.accounts.factories import AccountLinkFactory
 from tests.billing.factories import flat_tariff
+from tests.billing.test_charging import ingest as push  # one reading every 15 minutes
 from tests.core.test_work_plans import explain, index_names, seq_scans, statements_of
 from tests.meters.factories import MeterFactory, UtilityFactory
 
@@ -37,15 +38,6 @@ def meter(db):
     meter = MeterFactory()
     flat_tariff(meter.utility, rate="0.005")  # 5 fils a kWh
     return meter
-
-
-def push(meter, start, values, quality="actual"):
-    readings = [
-        ({"index": i}, meter.serial, (start + i * Q).isoformat(), wh, quality)
-        for i, wh in enumerate(values)
-    ]
-    result = meter_services.readings_ingest(utility=meter.utility, readings=readings, source="test")
-    assert result.rejected == 0
 
 
 def energy(account):
