@@ -877,16 +877,20 @@ def _position(cursor_row: ChargeCursor | None) -> tuple[datetime, int | None, da
     return cursor_row.position, cursor_row.meter_id, cursor_row.day
 
 
+def _against_cursor(cursor_row, op: str) -> tuple[str, list]:
+    """A change's place against the cursor: `op` ">" after it, "<=" at or before it. A cursor
+    without a key (none yet, or saved before keysets) is a moment only."""
+    position, meter_id, day = _position(cursor_row)
+    if meter_id is None:
+        return ("md.updated_at >= %s" if op == ">" else "md.updated_at < %s"), [position]
+    return f"(md.updated_at, md.meter_id, md.day) {op} (%s, %s, %s)", [position, meter_id, day]
+
+
 def _ahead(cursor_row, *, limit: int, shard: int, shards: int, horizon=None) -> list:
     """The changes after the cursor, in (updated_at, meter, day) order: a keyset read of the
     meterday_changes index that starts where the last pass stopped, whatever its size. With a
     `horizon`, only changes stamped before it."""
-    position, meter_id, day = _position(cursor_row)
-    if meter_id is None:
-        window, params = "md.updated_at >= %s", [position]
-    else:
-        window = "(md.updated_at, md.meter_id, md.day) > (%s, %s, %s)"
-        params = [position, meter_id, day]
+    window, params = _against_cursor(cursor_row, ">")
     if horizon is not None:
         window, params = f"{window} AND md.updated_at < %s", [*params, horizon]
     return _pending_rows(window, params, limit=limit, shard=shard, shards=shards)
@@ -894,10 +898,11 @@ def _ahead(cursor_row, *, limit: int, shard: int, shards: int, horizon=None) -> 
 
 def _horizon(now: datetime) -> datetime | None:
     """PostgreSQL: the start of the oldest transaction still open on this database, other than
-    this one, but no older than CURSOR_OVERLAP. Ingest stamps a row with the start of the statement
-    writing it (meters.services: `statement_timestamp()`), which is after its transaction began, so
-    every row stamped before the horizon is already committed and visible: a pass that reads only those never leaves a row behind its cursor.
-    None elsewhere (SQLite has one writer; its pass looks behind instead)."""
+    this one, but no older than CURSOR_OVERLAP. Ingest stamps a row with the start of the
+    statement writing it (meters.services: `statement_timestamp()`), which is after its
+    transaction began, so every row stamped before the horizon is already committed and visible:
+    a pass that reads only those never leaves a row behind its cursor. None elsewhere (SQLite has
+    one writer; its pass looks behind instead)."""
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
@@ -912,17 +917,17 @@ def _horizon(now: datetime) -> datetime | None:
 
 def _behind(cursor_row, *, limit: int, shard: int, shards: int) -> list:
     """Changes stamped up to CURSOR_OVERLAP before the cursor that it passed before they committed
-    (a batch's rows carry the time its request began) and that are not charged yet."""
-    position, meter_id, day = _position(cursor_row)
+    and that are not charged yet (a transaction open longer than the horizon allows for, or on
+    SQLite, a batch stamped when its request began)."""
     if cursor_row is None:
         return []
-    if meter_id is None:
-        window, params = "md.updated_at >= %s AND md.updated_at < %s", [position]
-    else:
-        window = "md.updated_at >= %s AND (md.updated_at, md.meter_id, md.day) <= (%s, %s, %s)"
-        params = [position, meter_id, day]
+    window, params = _against_cursor(cursor_row, "<=")
     return _pending_rows(
-        window, [position - CURSOR_OVERLAP, *params], limit=limit, shard=shard, shards=shards
+        f"md.updated_at >= %s AND {window}",
+        [cursor_row.position - CURSOR_OVERLAP, *params],
+        limit=limit,
+        shard=shard,
+        shards=shards,
     )
 
 
@@ -938,15 +943,19 @@ def charges_pending(
 ) -> list[tuple[int, date, datetime]]:
     """Prepaid meter-days whose readings changed since they were charged, oldest change first:
     those after the shard's cursor, and, when the shard's look behind is due, those just behind it
-    that committed late. Shards split
-    the meters (by id modulo `shards`) so several workers charge in parallel, each with its own
-    cursor."""
+    that committed late. Shards split the meters (by id modulo `shards`) so several workers charge
+    in parallel, each with its own cursor."""
     cursor_row = ChargeCursor.objects.filter(name=_cursor_name(shard, shards)).first()
-    found = []
-    if _recheck_due(cursor_row, timezone.now()):  # as the next pass would (charges_run)
-        found = _behind(cursor_row, limit=limit, shard=shard, shards=shards)
-    found += _ahead(cursor_row, limit=limit, shard=shard, shards=shards)
-    return sorted(found, key=lambda row: (row[2], row[0], row[1]))[:limit]
+    _, behind, ahead = _pending(cursor_row, timezone.now(), limit=limit, shard=shard, shards=shards)
+    return sorted(behind + ahead, key=lambda row: (row[2], row[0], row[1]))[:limit]
+
+
+def _pending(cursor_row, now: datetime, *, limit: int, shard: int, shards: int, horizon=None):
+    """(whether the look behind was due, the changes behind the cursor, those after it)."""
+    recheck = _recheck_due(cursor_row, now)
+    behind = _behind(cursor_row, limit=limit, shard=shard, shards=shards) if recheck else []
+    ahead = _ahead(cursor_row, limit=limit, shard=shard, shards=shards, horizon=horizon)
+    return recheck, behind, ahead
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -975,10 +984,9 @@ def charges_run(
     started = timezone.now()
     name = _cursor_name(shard, shards)
     cursor_row = ChargeCursor.objects.filter(name=name).first()
-    recheck = _recheck_due(cursor_row, started)
-    behind = _behind(cursor_row, limit=limit, shard=shard, shards=shards) if recheck else []
-    horizon = _horizon(started)
-    ahead = _ahead(cursor_row, limit=limit, shard=shard, shards=shards, horizon=horizon)
+    recheck, behind, ahead = _pending(
+        cursor_row, started, limit=limit, shard=shard, shards=shards, horizon=_horizon(started)
+    )
     _, accounts = charges_apply(keys=[(meter_id, day) for meter_id, day, _ in behind + ahead])
     # Days that could not be charged (no tariff yet) are passed over; saving a tariff in the
     # admin rewinds the cursors so that they are charged.

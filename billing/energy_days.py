@@ -93,10 +93,22 @@ OPEN_FIELDS = ["amount", "updated_at", "open_day", "open_amount", "open_wh", "op
 def energy_days_post(*, account_ids: list[int], before=None) -> int:
     """Post and end the open days of these accounts (those before local day `before` only, when
     given), in the caller's transaction or one of its own. Returns how many days were ended."""
+    return _post_held(account_ids, before=before, end=True)[0]
+
+
+def energy_days_flush(*, account_id: int) -> bool:
+    """Post the account's held energy as an entry now, keeping its day open (a disconnection's
+    check and send: billing.relay). True when an entry was written."""
+    return _post_held([account_id], before=None, end=False)[1] > 0
+
+
+def _post_held(account_ids: list[int], *, before, end: bool) -> tuple[int, int]:
+    """Lock the balances, post what each holds for an open day (before local day `before` only,
+    when given) and, with `end`, end the day. Returns (days ended, entries written)."""
     from billing.charging import _insert_entries, _save, balances_lock
 
     if not account_ids:
-        return 0
+        return 0, 0
     with transaction.atomic():
         balances = balances_lock(account_ids=sorted(set(account_ids)))
         utilities = _utilities(list(balances))
@@ -109,28 +121,15 @@ def energy_days_post(*, account_ids: list[int], before=None) -> int:
             entry = open_entry(balance, utilities[account_id])
             if entry is not None:
                 entries.append(entry)
-            balance.open_day = None
+            elif not end:
+                continue
+            if end:
+                balance.open_day = None
             balance.updated_at = timezone.now()
             moved.append(balance)
         _insert_entries(entries)
         _save(Balance, moved, OPEN_FIELDS)
-    return len(moved)
-
-
-def energy_days_flush(*, account_id: int) -> bool:
-    """Post the account's held energy as an entry now, keeping its day open (a disconnection's
-    check and send: billing.relay). In the caller's transaction, the Balance row locked. True when
-    an entry was written."""
-    from billing.charging import _insert_entries, _save, balances_lock
-
-    balance = balances_lock(account_ids=[account_id])[account_id]
-    if not balance.open_amount:
-        return False
-    entry = open_entry(balance, _utilities([account_id])[account_id])
-    _insert_entries([entry])
-    balance.updated_at = timezone.now()
-    _save(Balance, [balance], OPEN_FIELDS)
-    return True
+    return (len(moved) if end else 0), len(entries)
 
 
 def _utilities(account_ids: list[int]) -> dict[int, Utility]:

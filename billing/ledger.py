@@ -10,11 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ConsumerAccount, User
-from billing.energy_days import open_entry
+from billing.energy_days import OPEN_FIELDS, open_entry
 from billing.models import Balance, LedgerEntry
 from core.money import minor_unit_exponent
-
-OPEN_POSTED = ["open_amount", "open_wh", "open_seq"]
 
 
 @dataclass(frozen=True)
@@ -90,5 +88,5 @@ def ledger_post(
         balance.amount = before + amount
         balance.debt = max(Decimal(0), balance.debt + debt_change)
         balance.updated_at = now
-        balance.save(update_fields=["amount", "debt", "updated_at", *OPEN_POSTED])
+        balance.save(update_fields=["debt", *OPEN_FIELDS])
     return Posting(entry=entry, created=True, balance_before=before)
