@@ -367,3 +367,31 @@ def test_accounts_a_stalled_stream_never_reached_are_owed_the_notice_when_the_ou
     assert sorted(owed.values_list("account_id", flat=True)) == sorted(
         m.account_id for m in city["meters"]
     )
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's triggers and indexes")
+def test_a_publication_writes_its_snapshot_without_a_reference_check_per_row(
+    city, django_capture_on_commit_callbacks
+):
+    """A city's publication writes a million snapshot rows and a million notices: the database
+    checks none of their copied references again one by one at commit (each check a lookup that
+    locks the row it finds), and the meter's own failure, set later for a few, is indexed only
+    where set. The rows still name what they were copied from."""
+    _published(city["outage"], django_capture_on_commit_callbacks)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, a.attname FROM pg_constraint c "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) "
+            "WHERE c.contype = 'f' AND c.conrelid IN "
+            "('outages_affectedmeter'::regclass, 'outages_outagenotice'::regclass)"
+        )
+        checked = set(cursor.fetchall())
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'affected_period'")
+        [(period_index,)] = cursor.fetchall()
+    assert checked == {("outages_affectedmeter", "period_id")}
+    assert "WHERE (period_id IS NOT NULL)" in period_index
+    rows = AffectedMeter.objects.filter(outage=city["outage"])
+    assert {(a.meter_id, a.account_id) for a in rows} == {
+        (m.pk, m.account.pk) for m in city["meters"]
+    }
+    assert OutageNotice.objects.filter(outage=city["outage"]).count() == len(city["meters"])
