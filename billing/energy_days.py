@@ -135,7 +135,9 @@ def _post_held(account_ids: list[int], *, before, end: bool) -> tuple[int, int]:
 def _utilities(account_ids: list[int]) -> dict[int, Utility]:
     from accounts.models import ConsumerAccount
 
-    pairs = dict(ConsumerAccount.objects.filter(pk__in=account_ids).values_list("pk", "utility_id"))
+    pairs = dict(
+        ConsumerAccount.objects.filter(pk__anyof=account_ids).values_list("pk", "utility_id")
+    )
     utilities = Utility.objects.in_bulk(set(pairs.values()))
     return {account_id: utilities[utility_id] for account_id, utility_id in pairs.items()}
 

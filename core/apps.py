@@ -9,4 +9,4 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         # Every process (web, worker, beat) counts its Celery task outcomes (docs/metrics.md),
         # whichever app code it happens to import first.
-        from core import metrics  # noqa: F401
+        from core import lookups, metrics  # noqa: F401 - registered on import
