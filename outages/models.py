@@ -183,6 +183,15 @@ class Outage(models.Model):
     )
     late_notice = models.BooleanField(default=False)
     reminded_version = models.PositiveIntegerField(null=True, blank=True)
+    # A planned outage larger than a chunk is published with its snapshot's first chunk; its
+    # notice's stream writes the rest a chunk a task, each chunk with its people (services/stream.py).
+    snapshot_through = models.BigIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="While its snapshot is still being written: the last meter written (by id). "
+        "Empty once the snapshot holds every meter of the scope.",
+    )
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.STAFF)
     detected_at = models.DateTimeField(
         null=True, blank=True, help_text="When the meters' failures were grouped into it."

@@ -251,7 +251,7 @@ class OutageAdmin(OutageStepsMixin, UtilityScopedAdmin):
 
     @admin.display(description=gettext_lazy("Meters"))
     def affected_meters(self, obj):
-        return selectors.outage_meters(outage=obj).count()
+        return selectors.outage_meter_count(outage=obj)
 
     @admin.display(description=gettext_lazy("Affected"))
     def affected_summary(self, obj):

@@ -219,7 +219,7 @@ class OutageStepsMixin:
             result = services.outage_publish(
                 outage_id=outage.pk, actor=actor, confirm_late=data["confirm_late"]
             )
-            affected = result.affected.count()
+            affected = selectors.outage_meter_count(outage=result)
             message = _("Published. %(meters)s affected; notices are on their way.") % {
                 "meters": ngettext("%d meter", "%d meters", affected) % affected
             }

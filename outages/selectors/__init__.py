@@ -61,7 +61,7 @@ def outage_scope_meters(*, outage: Outage) -> QuerySet[Meter]:
     return (
         Meter.objects.filter(utility_id=outage.utility_id)
         .exclude(status=Meter.Status.REMOVED)
-        .filter(Q(transformer_id__in=transformer_ids) | Q(pk__in=meter_ids))
+        .filter(Q(transformer_id__anyof=transformer_ids) | Q(pk__anyof=meter_ids))
     )
 
 
@@ -70,6 +70,14 @@ def outage_meters(*, outage: Outage) -> QuerySet[Meter]:
     if outage.status == Outage.Status.DRAFT:
         return outage_scope_meters(outage=outage)
     return Meter.objects.filter(pk__in=outage.affected.values("meter_id"))
+
+
+def outage_meter_count(*, outage: Outage) -> int:
+    """How many meters the outage affects, for staff: its snapshot's, or its scope's while the
+    snapshot of a large planned outage is still being written with its notice (or for a draft)."""
+    if outage.status == Outage.Status.DRAFT or outage.snapshot_through is not None:
+        return outage_scope_meters(outage=outage).count()
+    return outage.affected.count()
 
 
 def outage_account_ids(*, outage: Outage) -> QuerySet:

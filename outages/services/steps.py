@@ -10,13 +10,13 @@ from django.utils import timezone
 
 from accounts.models import Utility
 from core.errors import Conflict, DomainError, NotFound
-from core.sql import insert_select
 from notifications import categories as c
 from outages import selectors
 from outages.detection import outage_detected_notify
-from outages.models import AffectedMeter, Outage, OutageEvent
+from outages.models import Outage, OutageEvent
+from outages.services import stream
 from outages.services.common import _notice_step
-from outages.services.stream import _notify
+from outages.services.stream import _notify, snapshot_complete, snapshot_fill
 from outages.standards import late_notice_compensated, standards_evaluate_outage
 
 # An unplanned outage is reported after it began; a clock a little ahead is tolerated.
@@ -116,19 +116,6 @@ def _late_notice_check(outage: Outage, *, now: datetime, confirm_late: bool) -> 
     return late
 
 
-def _affected_snapshot(outage: Outage) -> int:
-    """Resolve the scope into AffectedMeter (each meter with its account now) with one
-    INSERT … SELECT in the publishing transaction: complete when it commits, as everything that
-    reads it assumes. Returns how many meters."""
-    return insert_select(
-        AffectedMeter,
-        ["outage_id", "meter_id", "account_id"],
-        "%s, src.id, src.account_id",
-        selectors.outage_scope_meters(outage=outage).values("id", "account_id").order_by(),
-        [outage.pk],
-    )
-
-
 def outage_publish(
     *, outage_id: object, actor=None, confirm_late: bool = False, now: datetime | None = None
 ) -> Outage:
@@ -137,7 +124,9 @@ def outage_publish(
     1. Lock the outage; only a draft may be published (a second press is refused, and its notice
        key would send nothing anyway).
     2. Check the schedule, then resolve the scope to meters and accounts (the snapshot every later
-       step reads); a scope without meters is refused.
+       step reads); a scope without meters is refused. A planned outage's snapshot is written
+       here up to a chunk of meters and streamed with its notice (stream.snapshot_fill); an
+       unplanned one's whole.
     3. Planned: later than the utility's notice period needs `confirm_late`, and is recorded.
        Unplanned: it is in progress from its start at once.
     4. Write the history and fan the notice out to every linked user of the affected accounts:
@@ -164,7 +153,10 @@ def outage_publish(
             for_publish=True,
         )
         late = _late_notice_check(outage, now=now, confirm_late=confirm_late)
-        meters = _affected_snapshot(outage)
+        planned = outage.kind == Outage.Kind.PLANNED
+        meters = snapshot_fill(outage, limit=stream.NOTICE_STREAM_CHUNK if planned else None)
+        if outage.snapshot_through is not None:  # streamed: the history counts the whole scope
+            meters = selectors.outage_scope_meters(outage=outage).count()
         if not meters:
             raise DomainError(
                 "The scope holds no meters: choose areas, feeders, transformers or meters with "
@@ -230,6 +222,7 @@ def outage_reschedule(
         }
         outage.planned_start, outage.planned_end = planned_start, planned_end
         late = _late_notice_check(outage, now=now, confirm_late=confirm_late)
+        snapshot_complete(outage)  # the new schedule is told to every meter's people
         outage.version += 1
         outage.notice_given_at = now
         outage.late_notice = late
@@ -279,6 +272,8 @@ def outage_start(
                 code="not_startable",
             )
         outage.actual_start = _moment(at, now, "actual_start")
+        # Every meter for the standards; an account added here was never told: owed the notice.
+        snapshot_complete(outage)
         outage.status = Outage.Status.IN_PROGRESS
         outage.save()
         _event(
@@ -338,6 +333,8 @@ def outage_reminders_send(*, now: datetime | None = None) -> int:
             )
             if claimed != 1:
                 continue
+            outage = _locked(outage.pk)
+            snapshot_complete(outage)  # the reminder goes to every meter's people
             _notify(outage, category=c.OUTAGE_REMINDER, step=f"reminder:v{outage.version}")
             sent += 1
     return sent

@@ -1,17 +1,28 @@
 """An outage's notice streamed to its people: the first chunk in the step's transaction, the
-rest a chunk a task after commit, stopped once what it says no longer holds."""
+rest a chunk a task after commit, stopped once what it says no longer holds.
+
+A planned outage's snapshot streams with its notice: publishing writes the scope's first chunk of
+meters (by id) with their accounts' notices and people, and each chunk of the notice's stream
+writes the next (snapshot_fill), so a city's publication commits in about a second and its first
+pushes leave at once. Until the last chunk, the snapshot holds the meters whose people were told:
+the consumer API shows the outage to them, a cancellation tells them. A step that needs every
+meter (the start, a reschedule, the evening-before reminder) writes the rest first
+(snapshot_complete), with the notices of the accounts it adds: an account whose notice never
+went out is then one not told, owed what the notice standard says."""
 
 from __future__ import annotations
 
 import logging
 
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
+from core.sql import insert_select
 from notifications.models import Fanout
 from notifications.services import fanout_finish, fanout_open, fanout_write
 from outages import selectors
-from outages.models import Outage
+from outages.models import AffectedMeter, Outage
 from outages.services.common import _fanout_key, _notice_context, _notice_step, _stream_later
 from outages.services.notices import _notices_open, _settle_later, notice_live
 
@@ -19,6 +30,49 @@ logger = logging.getLogger(__name__)
 # Affected meters whose people one chunk of a streamed notice tells: one INSERT of inbox rows,
 # committed with its pushes queued, about a second of a worker's time at a city's scale.
 NOTICE_STREAM_CHUNK = 5000
+
+
+def snapshot_fill(outage: Outage, *, limit: int | None = None) -> int:
+    """Write the snapshot's next meters: the scope's meters after `snapshot_through` (by id), all
+    of them or the next `limit`, each with its account now (one INSERT … SELECT). A planned
+    outage's published notice gets a row for each account added (a snapshot being streamed grows
+    only with its notice). `snapshot_through` is left at the last meter written while more may
+    follow, and cleared once the scope is written. Returns how many meters were written."""
+    after = outage.snapshot_through
+    scope = selectors.outage_scope_meters(outage=outage).order_by("pk").values("id", "account_id")
+    if after is not None:
+        scope = scope.filter(pk__gt=after)
+    if limit is not None:
+        scope = scope[:limit]
+    written = insert_select(
+        AffectedMeter,
+        ["outage_id", "meter_id", "account_id"],
+        "%s, src.id, src.account_id",
+        scope,
+        [outage.pk],
+    )
+    if after is not None and written and outage.kind == Outage.Kind.PLANNED and notice_live(outage):
+        added = AffectedMeter.objects.filter(outage=outage, meter_id__gt=after)
+        _notices_open(
+            outage,
+            accounts=added.exclude(account=None).values("account_id").order_by().distinct(),
+            more=True,
+        )
+    through = None
+    if limit is not None and written == limit:
+        through = outage.affected.aggregate(last=Max("meter_id"))["last"]
+    if through != after:
+        Outage.objects.filter(pk=outage.pk).update(snapshot_through=through)
+        outage.snapshot_through = through
+    return written
+
+
+def snapshot_complete(outage: Outage) -> int:
+    """Write whatever of a streamed snapshot is left (the outage row locked by the caller), for a
+    step that reads every meter. Returns how many meters were added."""
+    if outage.snapshot_through is None:
+        return 0
+    return snapshot_fill(outage)
 
 
 def _notify(outage: Outage, *, category: str, step: str, extra: dict | None = None) -> None:
@@ -34,25 +88,34 @@ def _notify(outage: Outage, *, category: str, step: str, extra: dict | None = No
     )
     if created:
         if outage.kind == Outage.Kind.PLANNED and step == _notice_step(outage)[1]:
-            # Every account's notice row now, with one INSERT … SELECT: an account the stream
-            # has not reached when the outage begins (a stalled or stopped stream) is then one
-            # not told, owed what the notice standard says, never one told at publication.
+            # Every account's notice row now, with one INSERT … SELECT (of a streamed snapshot,
+            # the accounts of its first chunk; each later chunk adds its own): an account the
+            # stream has not reached when the outage begins (a stalled or stopped stream) is
+            # then one not told, owed what the notice standard says, never one told at
+            # publication.
             _notices_open(outage, accounts=selectors.outage_account_ids(outage=outage))
-        _stream_chunk(outage, fanout)
+        _stream_chunk(outage, fanout, fill=False)
 
 
-def _stream_chunk(outage: Outage, fanout: Fanout) -> None:
+def _stream_chunk(outage: Outage, fanout: Fanout, *, fill: bool) -> None:
     """Write the notice's next chunk: its people's inbox rows (the accounts' OutageNotice rows
-    were all written with the step, _notify). After commit its pushes are queued, then the next
-    chunk, or once all are written, the settling of the schedule's per-account notices (they
-    read the pushes' outcome, so they wait for the last chunk)."""
+    were written with the step, _notify, or with their chunk of a streamed snapshot). With
+    `fill`, the version's own notice first writes the snapshot's next chunk while it streams.
+    After commit its pushes are queued, then the next chunk, or once all are written, the
+    settling of the schedule's per-account notices (they read the pushes' outcome, so they wait
+    for the last chunk)."""
+    filling = outage.snapshot_through is not None and fanout.dedupe_key == _fanout_key(
+        outage, _notice_step(outage)[1]
+    )
+    if fill and filling:
+        snapshot_fill(outage, limit=NOTICE_STREAM_CHUNK)
     page = selectors.outage_audience_page(
         outage=outage, after=fanout.written_through, size=NOTICE_STREAM_CHUNK
     )
     if page.last is not None:
         fanout_write(fanout=fanout, user_ids=page.user_ids, through=page.last)
-    if page.more:
-        after = page.last
+    if page.more or (filling and outage.snapshot_through is not None):
+        after = fanout.written_through
         transaction.on_commit(lambda: _stream_later(outage.pk, fanout.pk, after=after))
         return
     fanout_finish(fanout=fanout)
@@ -107,5 +170,5 @@ def outage_notice_stream(*, outage_id: int, fanout_id: int, after: int) -> int:
             transaction.on_commit(lambda: _settle_later(outage.pk))
             return 0
         written = fanout.audience_size
-        _stream_chunk(outage, fanout)
+        _stream_chunk(outage, fanout, fill=True)
         return fanout.audience_size - written

@@ -1,8 +1,10 @@
-"""A city's outage notice is streamed (issue 19): publishing commits with the snapshot and the
-first chunk (its people's inbox rows, its accounts' notices) written; the rest are written a chunk
-a task after commit, each chunk's pushes leaving at once. Every guarantee of a notice still holds:
-once per person, only people whose links receive alerts, nothing twice, a cancel or a reschedule
-stops the old notice, and a stream a dead worker left is finished by the sweeper."""
+"""A city's outage notice is streamed (issue 19): publishing commits with the first chunk of the
+snapshot (the scope's first meters, their accounts' notices, their people's inbox rows) written;
+the rest are written a chunk a task after commit, each chunk's pushes leaving at once. Every
+guarantee of a notice still holds: once per person, only people whose links receive alerts,
+nothing twice, a cancel or a reschedule stops the old notice, a step that needs every meter (the
+start, a reschedule, the reminder) writes the snapshot's rest first, and a stream a dead worker
+left is finished by the sweeper."""
 
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import AccountLink
 from notifications.models import Device, Fanout, Notification
 from outages import selectors, services, tasks
-from outages.models import AffectedMeter, Compensation, Outage, OutageNotice, Standard
+from outages.models import (
+    AffectedMeter,
+    Compensation,
+    Outage,
+    OutageEvent,
+    OutageNotice,
+    Standard,
+)
 from outages.services import stream
 from tests.accounts.factories import AccountLinkFactory, UserFactory
 from tests.meters.factories import MeterFactory
@@ -92,9 +101,13 @@ def test_publishing_commits_with_the_first_chunk_and_its_pushes_leave_before_the
 
     outage.refresh_from_db()
     assert outage.status == Outage.Status.PUBLISHED
-    # The snapshot is committed complete, and every account's notice row with it.
-    assert AffectedMeter.objects.filter(outage=outage).count() == 10
-    assert OutageNotice.objects.filter(outage=outage, status="waiting").count() == 10
+    # The snapshot's first chunk is committed (the scope's first meters by id), each account's
+    # notice row with it; the rest are written by the stream, a chunk with its people.
+    first_meters = sorted(m.pk for m in city["meters"])[:3]
+    assert sorted(a.meter_id for a in AffectedMeter.objects.filter(outage=outage)) == first_meters
+    assert outage.snapshot_through == first_meters[-1]
+    assert OutageNotice.objects.filter(outage=outage, status="waiting").count() == 3
+    assert OutageEvent.objects.get(outage=outage, action="published").changes["meters"] == 10
     fanout = Fanout.objects.get(dedupe_key=f"outage:{outage.pk}:published:v1")
     assert fanout.state == Fanout.State.WRITING
     first = {p.pk for p in people[:3]}
@@ -115,7 +128,10 @@ def test_publishing_commits_with_the_first_chunk_and_its_pushes_leave_before_the
     assert fanout.state == Fanout.State.WRITTEN and fanout.audience_size == 10
     assert _inbox("outage_planned") == sorted(p.pk for p in people)
     assert fcm_server.duplicates == 0 and len(fcm_server.accepted) == 10
-    # Settled once every chunk was written and pushed: each account, once, by the app.
+    outage.refresh_from_db()
+    assert outage.snapshot_through is None and outage.affected.count() == 10
+    # Settled once every chunk was written and pushed: each account, once, by the app (Alice's
+    # second account, in the last chunk, has one row like every other).
     assert OutageNotice.objects.count() == 10
     assert set(OutageNotice.objects.values_list("status", "channel")) == {("sent", "push")}
 
@@ -160,7 +176,7 @@ def test_a_chunk_task_delivered_twice_writes_nothing_twice(
     assert len(fcm_server.accepted) == 7  # the first chunk's pushes were never run here
 
 
-def test_cancelling_mid_stream_stops_the_old_notice_and_tells_everyone_it_is_off(
+def test_cancelling_mid_stream_stops_the_old_notice_and_tells_everyone_told_it_is_off(
     city, fcm_server, django_capture_on_commit_callbacks
 ):
     outage = city["outage"]
@@ -176,8 +192,13 @@ def test_cancelling_mid_stream_stops_the_old_notice_and_tells_everyone_it_is_off
 
     published = Fanout.objects.get(dedupe_key=f"outage:{outage.pk}:published:v1")
     assert published.state == Fanout.State.STOPPED and published.audience_size == 3
-    assert len(_inbox("outage_planned")) == 3  # only the first chunk was told it
-    assert _inbox("outage_cancelled") == sorted(p.pk for p in city["people"])
+    told = sorted(p.pk for p in city["people"][:3])
+    assert _inbox("outage_planned") == told  # only the first chunk was told it
+    # Everyone told is told it is off; nobody who never heard of it. The snapshot stays as far
+    # as the stream had written it: the meters whose people were told.
+    assert _inbox("outage_cancelled") == told
+    assert outage.affected.count() == 3
+    assert OutageNotice.objects.count() == 3
     assert set(OutageNotice.objects.values_list("status", flat=True)) == {"dropped"}
     assert fcm_server.duplicates == 0
 
@@ -203,7 +224,11 @@ def test_rescheduling_mid_stream_supersedes_the_first_notice(
     assert first.state == Fanout.State.STOPPED
     assert second.state == Fanout.State.WRITTEN and second.audience_size == 10
     assert len(_inbox("outage_planned")) == 3
+    # The new schedule goes to every meter's people: the reschedule wrote the snapshot's rest.
     assert _inbox("outage_rescheduled") == sorted(p.pk for p in city["people"])
+    outage.refresh_from_db()
+    assert outage.snapshot_through is None and outage.affected.count() == 10
+    assert OutageNotice.objects.filter(version=2).count() == 10
     notices = dict(
         OutageNotice.objects.values_list("version", "status").distinct().order_by("version")
     )
@@ -305,7 +330,8 @@ def test_an_outage_begun_mid_stream_stops_its_notice_and_owes_every_account_the_
 
     fanout = Fanout.objects.get(dedupe_key=f"outage:{outage.pk}:published:v1")
     assert fanout.state == Fanout.State.STOPPED and len(_inbox("outage_planned")) == 3
-    # Every account has its row from the publication: all late.
+    # The start wrote the snapshot's rest, each account with its notice row: all late.
+    assert outage.affected.count() == 10
     assert OutageNotice.objects.count() == 10
     owed = Compensation.objects.filter(standard=Standard.NOTICE)
     assert sorted(owed.values_list("account_id", flat=True)) == sorted(
@@ -377,7 +403,10 @@ def test_a_publication_writes_its_snapshot_without_a_reference_check_per_row(
     checks none of their copied references again one by one at commit (each check a lookup that
     locks the row it finds), and the meter's own failure, set later for a few, is indexed only
     where set. The rows still name what they were copied from."""
-    _published(city["outage"], django_capture_on_commit_callbacks)
+    _run(
+        _published(city["outage"], django_capture_on_commit_callbacks),
+        django_capture_on_commit_callbacks,
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT conrelid::regclass::text, a.attname FROM pg_constraint c "
@@ -395,3 +424,53 @@ def test_a_publication_writes_its_snapshot_without_a_reference_check_per_row(
         (m.pk, m.account.pk) for m in city["meters"]
     }
     assert OutageNotice.objects.filter(outage=city["outage"]).count() == len(city["meters"])
+
+
+def test_the_reminder_of_an_outage_still_streaming_goes_to_every_meter_s_people(
+    city, fcm_server, django_capture_on_commit_callbacks
+):
+    """The stream stalled after its first chunk; the evening before, the reminder writes the
+    snapshot's rest (with each added account's notice) and reminds everyone; the resumed stream
+    then tells the rest of the notice itself, each person once."""
+    outage = city["outage"]
+    queued = _published(outage, django_capture_on_commit_callbacks)
+    evening = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # 18:00 in Riyadh, the day before
+
+    with time_machine.travel(evening, tick=False), django_capture_on_commit_callbacks(execute=True):
+        assert services.outage_reminders_send(now=evening) == 1
+
+    everyone = sorted(p.pk for p in city["people"])
+    assert _inbox("outage_reminder") == everyone
+    outage.refresh_from_db()
+    assert outage.snapshot_through is None and outage.affected.count() == 10
+    assert OutageNotice.objects.filter(outage=outage, version=1).count() == 10
+
+    _run(queued, django_capture_on_commit_callbacks)
+    assert _inbox("outage_planned") == everyone
+    assert fcm_server.duplicates == 0
+
+
+@pytest.mark.parametrize("size", [CHUNK - 1, CHUNK])
+def test_a_scope_of_at_most_a_chunk_is_published_whole(size, django_capture_on_commit_callbacks):
+    """Fewer meters than a chunk: the snapshot is complete at publication. Exactly a chunk: more
+    might follow, so the stream's next task looks, finds none, and ends the snapshot and the
+    notice."""
+    transformer = transformer_of(saudi())
+    meters = [consumer_on(transformer)[0] for _ in range(size)]
+    outage = OutageFactory(
+        utility=transformer.feeder.area.utility,
+        planned_start=START,
+        planned_end=START + timedelta(hours=4),
+        transformers=[transformer],
+    )
+
+    queued = _published(outage, django_capture_on_commit_callbacks)
+
+    outage.refresh_from_db()
+    assert {a.meter_id for a in outage.affected.all()} == {m.pk for m in meters}
+    assert (outage.snapshot_through is None) == (size < CHUNK)
+    _run(queued, django_capture_on_commit_callbacks)
+    outage.refresh_from_db()
+    assert outage.snapshot_through is None and outage.affected.count() == size
+    assert Fanout.objects.get().state == Fanout.State.WRITTEN
+    assert OutageNotice.objects.filter(outage=outage).count() == size
