@@ -35,7 +35,7 @@ Goals on this machine (the bench reports them, it does not assert them):
 The last line is the figures:
     meters=… cycles=… cycle_s=<max> cycle_s_each=<a/b/c> push_meters_per_s=… charge_meter_days_per_s=…
     dead_bytes_per_push=… bookkeeping_bytes_per_push=… bookkeeping_bytes_per_meter_day=…
-    readings_bytes_per_meter_day=…
+    bookkeeping_rest_bytes_per_meter_day=… readings_bytes_per_meter_day=…
     feeder_scope_ms=… publish_s=… first_push_s=… balance_errors=…
 push_meters_per_s: meters / (first batch sent → last batch's 2xx), the worst cycle.
 charge_meter_days_per_s: meter-days charged / charging wall time (the time at least one pass that
@@ -47,8 +47,11 @@ billing_balance, autovacuum left to run as it would (no manual VACUUM).
 bookkeeping_bytes_per_meter_day: what a meter's day of 15-minute pushes adds to billing_chargedday +
 billing_ledgerentry (tables, indexes, TOAST; every partition): their growth over the cycles per meter
 per push (bookkeeping_bytes_per_push), times the 96 pushes of a day, since each cycle is one push of
-every meter; readings_bytes_per_meter_day: meters_meterday's size over its rows. feeder_scope_ms: median of 21 runs of outage_scope_meters for a
-500-meter feeder's draft outage, its meter ids listed. publish_s: the outage_publish call.
+every meter (a cycle that opens a new UTC day adds each meter's charged copy of it: a meter-day's
+cost, counted here as a push's); bookkeeping_rest_bytes_per_meter_day: what is kept at rest, the
+size of billing_chargedday + billing_ledgerentry over the meter-days stored; readings_bytes_per_meter_day:
+meters_meterday's size over its rows. feeder_scope_ms: median of 21 runs of outage_scope_meters
+for a 500-meter feeder's draft outage, its meter ids listed. publish_s: the outage_publish call.
 first_push_s: from the call to the first push the fake FCM accepted. balance_errors: accounts whose
 Balance differs from opening − each local month's Wh × rate rounded half up (as bench/ledger.py
 reckons, computed in SQL from `slot_wh`'s formula, not from stored readings), plus ledger_check().
@@ -800,6 +803,7 @@ def main() -> None:
         "dead_bytes_per_push": f"{statistics.mean(growth):.0f}",
         "bookkeeping_bytes_per_push": f"{per_push:.1f}",
         "bookkeeping_bytes_per_meter_day": f"{per_push * 96:.1f}",
+        "bookkeeping_rest_bytes_per_meter_day": f"{book_after / max(stored_days, 1):.1f}",
         "readings_bytes_per_meter_day": f"{readings_bytes / max(stored_days, 1):.1f}",
         "feeder_scope_ms": f"{feeder_ms:.1f}",
         "publish_s": f"{publish_s:.2f}",
