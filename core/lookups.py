@@ -15,13 +15,16 @@ from django.db import models
 
 class AnyOf(models.Lookup):
     lookup_name = "anyof"
-    prepare_rhs = False
+
+    def get_prep_lookup(self):
+        # Once, when the filter is made: a list of ints (an iterator read once; None, which
+        # matches nothing, left out as `__in` leaves it).
+        return [int(v) for v in self.rhs if v is not None]
 
     def get_db_prep_lookup(self, value, connection):
-        values = [int(v) for v in value]
         if connection.vendor == "postgresql":
-            return "%s", [values]
-        return "%s", [json.dumps(values)]
+            return "%s", [value]
+        return "%s", [json.dumps(value)]
 
     def as_sql(self, compiler, connection):
         lhs, lhs_params = self.process_lhs(compiler, connection)
@@ -32,6 +35,7 @@ class AnyOf(models.Lookup):
         return f"{lhs} IN (SELECT value FROM json_each({rhs}))", [*lhs_params, *rhs_params]  # noqa: S608
 
 
-# A relation's lookups are its own (ForeignObject stops the search for them at itself).
-models.Field.register_lookup(AnyOf)
+# Integer columns only (big, small and auto keys are integer fields too), and the relations that
+# point at them: a relation's lookups are its own (ForeignObject stops the search at itself).
+models.IntegerField.register_lookup(AnyOf)
 models.ForeignObject.register_lookup(AnyOf)

@@ -73,9 +73,11 @@ def outage_meters(*, outage: Outage) -> QuerySet[Meter]:
 
 
 def outage_meter_count(*, outage: Outage) -> int:
-    """How many meters the outage affects, for staff: its snapshot's, or its scope's while the
-    snapshot of a large planned outage is still being written with its notice (or for a draft)."""
-    if outage.status == Outage.Status.DRAFT or outage.snapshot_through is not None:
+    """How many meters the outage affects, for staff: its snapshot's, or its scope's for a draft
+    and while the snapshot of a large planned outage is still being written with its notice (a
+    cancelled one's stays as far as its notice went: the meters whose people were told)."""
+    streaming = outage.status == Outage.Status.PUBLISHED and outage.snapshot_through is not None
+    if outage.status == Outage.Status.DRAFT or streaming:
         return outage_scope_meters(outage=outage).count()
     return outage.affected.count()
 

@@ -311,7 +311,12 @@ def outage_notices_sweep(*, now: datetime | None = None) -> dict[str, int]:
     4. Streamed notices that have not moved for NOTIFY_SWEEP_GRACE_SECONDS (a lost chunk task, a
        worker dead mid-chunk, a broker down at commit): their next chunk queued again, at the
        cursor they stopped at (a first task only slow claims nothing then).
+    5. A planned outage whose snapshot is still streaming SNAPSHOT_STREAM_LEAD before it begins
+       (its stream stalled): the rest written now, each outage in its own transaction, so that
+       the meters' failure reports and the consumers' fault reports find every meter in it.
     """
+    from outages.services.stream import SNAPSHOT_STREAM_LEAD, snapshot_complete
+
     now = now or timezone.now()
     lease = timedelta(seconds=settings.NOTIFY_CLAIM_LEASE_SECONDS)
     grace = timedelta(seconds=settings.NOTIFY_SWEEP_GRACE_SECONDS)
@@ -347,9 +352,26 @@ def outage_notices_sweep(*, now: datetime | None = None) -> dict[str, int]:
         transaction.on_commit(
             lambda o=outage_id, f=fanout_id, a=after: _stream_later(o, f, after=a)
         )
+    snapshots = 0
+    for outage_id in Outage.objects.filter(
+        status=Outage.Status.PUBLISHED,
+        snapshot_through__isnull=False,
+        planned_start__lte=now + SNAPSHOT_STREAM_LEAD,
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            outage = (
+                Outage.objects.select_for_update(of=("self",))
+                .select_related("utility")
+                .filter(pk=outage_id, status=Outage.Status.PUBLISHED)
+                .first()
+            )
+            if outage is not None and outage.snapshot_through is not None:
+                snapshot_complete(outage)
+                snapshots += 1
     return {
         "reclaimed": reclaimed,
         "outages": len(outage_ids),
         "queued": len(due),
         "streams": len(stalled),
+        "snapshots": snapshots,
     }

@@ -124,9 +124,9 @@ def outage_publish(
     1. Lock the outage; only a draft may be published (a second press is refused, and its notice
        key would send nothing anyway).
     2. Check the schedule, then resolve the scope to meters and accounts (the snapshot every later
-       step reads); a scope without meters is refused. A planned outage's snapshot is written
-       here up to a chunk of meters and streamed with its notice (stream.snapshot_fill); an
-       unplanned one's whole.
+       step reads); a scope without meters is refused. A planned outage that begins an hour or
+       more from now has its snapshot written here up to a chunk of meters and streamed with its
+       notice (stream.snapshot_fill); any other's is written whole.
     3. Planned: later than the utility's notice period needs `confirm_late`, and is recorded.
        Unplanned: it is in progress from its start at once.
     4. Write the history and fan the notice out to every linked user of the affected accounts:
@@ -153,8 +153,11 @@ def outage_publish(
             for_publish=True,
         )
         late = _late_notice_check(outage, now=now, confirm_late=confirm_late)
-        planned = outage.kind == Outage.Kind.PLANNED
-        meters = snapshot_fill(outage, limit=stream.NOTICE_STREAM_CHUNK if planned else None)
+        streamed = (
+            outage.kind == Outage.Kind.PLANNED
+            and outage.planned_start - now >= stream.SNAPSHOT_STREAM_LEAD
+        )
+        meters = snapshot_fill(outage, limit=stream.NOTICE_STREAM_CHUNK if streamed else None)
         if outage.snapshot_through is not None:  # streamed: the history counts the whole scope
             meters = selectors.outage_scope_meters(outage=outage).count()
         if not meters:

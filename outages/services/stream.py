@@ -13,6 +13,7 @@ went out is then one not told, owed what the notice standard says."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Max
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 # Affected meters whose people one chunk of a streamed notice tells: one INSERT of inbox rows,
 # committed with its pushes queued, about a second of a worker's time at a city's scale.
 NOTICE_STREAM_CHUNK = 5000
+# A planned outage's snapshot is streamed only when the outage begins at least this long after
+# its publication (a city's stream takes a few minutes); nearer, it is written whole at publish.
+# The sweeper writes the rest of a snapshot still streaming this long before the start, so the
+# meters' own failure reports (detection) and the consumers' fault reports find every meter.
+SNAPSHOT_STREAM_LEAD = timedelta(hours=1)
 
 
 def snapshot_fill(outage: Outage, *, limit: int | None = None) -> int:
@@ -38,7 +44,11 @@ def snapshot_fill(outage: Outage, *, limit: int | None = None) -> int:
     outage's published notice gets a row for each account added (a snapshot being streamed grows
     only with its notice). `snapshot_through` is left at the last meter written while more may
     follow, and cleared once the scope is written. Returns how many meters were written."""
-    after = outage.snapshot_through
+    after = None
+    if outage.snapshot_through is not None:
+        # Where the snapshot's rows end, read from them (the (outage, meter) index's last entry),
+        # not from the outage row, which a stale save could have moved back.
+        after = outage.affected.aggregate(last=Max("meter_id"))["last"]
     scope = selectors.outage_scope_meters(outage=outage).order_by("pk").values("id", "account_id")
     if after is not None:
         scope = scope.filter(pk__gt=after)
@@ -61,7 +71,7 @@ def snapshot_fill(outage: Outage, *, limit: int | None = None) -> int:
     through = None
     if limit is not None and written == limit:
         through = outage.affected.aggregate(last=Max("meter_id"))["last"]
-    if through != after:
+    if through != outage.snapshot_through:
         Outage.objects.filter(pk=outage.pk).update(snapshot_through=through)
         outage.snapshot_through = through
     return written

@@ -4,6 +4,7 @@ databases, for a plain field, a relation and the primary key, whatever the list'
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import FieldError
 from django.db import connection
 
 from accounts.models import ConsumerAccount
@@ -55,3 +56,11 @@ def test_a_list_of_any_length_is_one_parameter(accounts):
         found = set(ConsumerAccount.objects.filter(pk__anyof=ids).values_list("pk", flat=True))
     assert found == {account.pk for account in accounts}
     assert [len(params) for params in sent] == [1]
+
+
+def test_an_iterator_is_read_once_none_matches_nothing_and_text_columns_have_no_anyof(accounts):
+    query = ConsumerAccount.objects.filter(pk__anyof=iter([accounts[1].pk, None]))
+    assert list(query.values_list("pk", flat=True)) == [accounts[1].pk]
+    assert list(query.values_list("pk", flat=True)) == [accounts[1].pk]  # compiled again
+    with pytest.raises(FieldError):
+        ConsumerAccount.objects.filter(consumer_id__anyof=["x"])

@@ -474,3 +474,59 @@ def test_a_scope_of_at_most_a_chunk_is_published_whole(size, django_capture_on_c
     assert outage.snapshot_through is None and outage.affected.count() == size
     assert Fanout.objects.get().state == Fanout.State.WRITTEN
     assert OutageNotice.objects.filter(outage=outage).count() == size
+
+
+def test_a_snapshot_still_streaming_an_hour_before_the_start_is_written_whole_by_the_sweeper(
+    city, fcm_server, django_capture_on_commit_callbacks
+):
+    """The stream stalled after its first chunk and its tasks are lost: an hour before the
+    outage the sweeper writes the snapshot's rest with each added account's notice, so the
+    meters' own failure reports and the consumers' fault reports find every meter in it."""
+    outage = city["outage"]
+    _published(outage, django_capture_on_commit_callbacks)  # its queued work is lost
+
+    early = START - stream.SNAPSHOT_STREAM_LEAD - timedelta(minutes=1)
+    with time_machine.travel(early, tick=False), django_capture_on_commit_callbacks(execute=False):
+        assert services.outage_notices_sweep(now=early)["snapshots"] == 0
+    assert outage.affected.count() == 3
+
+    due = START - stream.SNAPSHOT_STREAM_LEAD
+    with time_machine.travel(due, tick=False), django_capture_on_commit_callbacks(execute=False):
+        assert services.outage_notices_sweep(now=due)["snapshots"] == 1
+        assert services.outage_notices_sweep(now=due)["snapshots"] == 0
+    outage.refresh_from_db()
+    assert outage.snapshot_through is None and outage.affected.count() == 10
+    assert OutageNotice.objects.filter(outage=outage, version=1).count() == 10
+
+
+def test_an_outage_published_less_than_an_hour_ahead_has_its_snapshot_written_whole(
+    city, django_capture_on_commit_callbacks
+):
+    outage = city["outage"]
+    late = START - stream.SNAPSHOT_STREAM_LEAD + timedelta(minutes=1)
+    with time_machine.travel(late, tick=False), django_capture_on_commit_callbacks(execute=False):
+        services.outage_publish(outage_id=outage.pk, now=late, confirm_late=True)
+
+    outage.refresh_from_db()
+    assert outage.snapshot_through is None and outage.affected.count() == 10
+    assert OutageNotice.objects.filter(outage=outage).count() == 10
+    assert len(_inbox("outage_planned")) == 3  # the people are still told a chunk at a time
+
+
+def test_a_stale_save_of_the_outage_cannot_make_the_stream_write_a_meter_twice(
+    city, fcm_server, django_capture_on_commit_callbacks
+):
+    outage = city["outage"]
+    queued = _published(outage, django_capture_on_commit_callbacks)
+    stale = Outage.objects.get(pk=outage.pk)
+    _run(queued[1:], django_capture_on_commit_callbacks)  # chunks 2, 3 and 4 are written
+    stale.save()  # an old copy of the row saved over the stream's cursor: "3 meters written"
+
+    with time_machine.travel(PUBLISH, tick=False), django_capture_on_commit_callbacks(execute=True):
+        services.outage_start(outage_id=outage.pk, at=PUBLISH, now=PUBLISH)
+
+    assert sorted(outage.affected.values_list("meter_id", flat=True)) == sorted(
+        m.pk for m in city["meters"]
+    )
+    outage.refresh_from_db()
+    assert outage.status == Outage.Status.IN_PROGRESS and outage.snapshot_through is None
