@@ -343,7 +343,11 @@ def test_an_outage_begun_mid_stream_stops_its_notice_and_owes_every_account_the_
 def test_a_chunk_reads_its_own_meters_through_indexes(city, django_capture_on_commit_callbacks):
     import json
 
-    _published(city["outage"], django_capture_on_commit_callbacks)
+    # The whole snapshot written (its ten rows), as a later chunk of a city's stream reads it.
+    _run(
+        _published(city["outage"], django_capture_on_commit_callbacks),
+        django_capture_on_commit_callbacks,
+    )
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # a test table is small: ask what it can
         # The snapshot's statistics as they are now, not the row counts an earlier test's ANALYZE
