@@ -8,11 +8,12 @@ reschedule sends again. A refused step changes nothing.
 - steps.py: the steps, the checks of a schedule and of its notice, the evening-before reminder
 - stream.py: a notice streamed to its people a chunk a task (outages.tasks.stream_outage_notice)
 - notices.py: the notice to every affected account (push, else SMS) and the sweeper
-- common.py: what they share (which notice, its fan-out key and context)
+- common.py: what they share (the outage's row lock, which notice, its fan-out key and context)
 Callers import from `outages.services`; a tunable (NOTICE_STREAM_CHUNK, NOTICE_CHUNK, …) is read
 in its own module, so patch it there.
 """
 
+from outages.services.common import _locked  # noqa: F401
 from outages.services.notices import (  # noqa: F401
     _notices_open,
     notice_live,
@@ -25,7 +26,6 @@ from outages.services.steps import (  # noqa: F401
     LateNoticeUnconfirmed,
     _event,
     _iso,
-    _locked,
     late_notice_consequence,
     notice_is_late,
     notice_lead,

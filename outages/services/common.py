@@ -1,6 +1,6 @@
-"""What the outage steps, the streamed notice and the per-account notices share: which notice
-is the one of the schedule in force, its fan-out key and context, and queueing a stream's next
-chunk after commit."""
+"""What the outage steps, the streamed notice and the per-account notices share: the outage's
+row lock, which notice is the one of the schedule in force, its fan-out key and context, and
+queueing a stream's next chunk after commit."""
 
 from __future__ import annotations
 
@@ -9,11 +9,25 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from core.errors import NotFound
 from notifications import categories as c
 from outages import selectors
 from outages.models import Outage
 
 logger = logging.getLogger(__name__)
+
+
+def _locked(outage_id: object) -> Outage:
+    """The outage, its row locked (FOR UPDATE) for the step or sweep about to change it."""
+    outage = (
+        Outage.objects.select_for_update(of=("self",))
+        .select_related("utility")
+        .filter(pk=outage_id)
+        .first()
+    )
+    if outage is None:
+        raise NotFound("No such outage.", code="outage_not_found")
+    return outage
 
 
 def _notice_context(outage: Outage) -> dict[str, Any]:

@@ -14,13 +14,20 @@ from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from core.errors import NotFound
 from core.phone import phone_mask
 from core.sql import insert_select
 from notifications.messages import message_render
 from notifications.models import Fanout, Notification
 from notifications.sms import PermanentSmsError, TransientSmsError, sms_send
 from outages.models import Outage, OutageNotice
-from outages.services.common import _fanout_key, _notice_context, _notice_step, _stream_later
+from outages.services.common import (
+    _fanout_key,
+    _locked,
+    _notice_context,
+    _notice_step,
+    _stream_later,
+)
 
 logger = logging.getLogger(__name__)
 # Notices settled per statement (locks a chunk of rows at a time), and SMS per task.
@@ -359,13 +366,11 @@ def outage_notices_sweep(*, now: datetime | None = None) -> dict[str, int]:
         planned_start__lte=now + SNAPSHOT_STREAM_LEAD,
     ).values_list("pk", flat=True):
         with transaction.atomic():
-            outage = (
-                Outage.objects.select_for_update(of=("self",))
-                .select_related("utility")
-                .filter(pk=outage_id, status=Outage.Status.PUBLISHED)
-                .first()
-            )
-            if outage is not None and outage.snapshot_through is not None:
+            try:
+                outage = _locked(outage_id)
+            except NotFound:  # deleted meanwhile: nothing to write
+                continue
+            if outage.status == Outage.Status.PUBLISHED and outage.snapshot_through is not None:
                 snapshot_complete(outage)
                 snapshots += 1
     return {

@@ -9,13 +9,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Utility
-from core.errors import Conflict, DomainError, NotFound
+from core.errors import Conflict, DomainError
 from notifications import categories as c
 from outages import selectors
 from outages.detection import outage_detected_notify
 from outages.models import Outage, OutageEvent
 from outages.services import stream
-from outages.services.common import _notice_step
+from outages.services.common import _locked, _notice_step
 from outages.services.stream import _notify, snapshot_complete, snapshot_fill
 from outages.standards import late_notice_compensated, standards_evaluate_outage
 
@@ -74,18 +74,6 @@ def notice_is_late(*, outage: Outage, now: datetime) -> bool:
     return outage.kind == Outage.Kind.PLANNED and notice_lead(outage=outage, now=now) < timedelta(
         hours=outage.utility.outage_notice_hours
     )
-
-
-def _locked(outage_id: object) -> Outage:
-    outage = (
-        Outage.objects.select_for_update(of=("self",))
-        .select_related("utility")
-        .filter(pk=outage_id)
-        .first()
-    )
-    if outage is None:
-        raise NotFound("No such outage.", code="outage_not_found")
-    return outage
 
 
 def _event(outage: Outage, *, action: str, actor, changes: dict | None = None, note: str = ""):
