@@ -44,11 +44,9 @@ def snapshot_fill(outage: Outage, *, limit: int | None = None) -> int:
     outage's published notice gets a row for each account added (a snapshot being streamed grows
     only with its notice). `snapshot_through` is left at the last meter written while more may
     follow, and cleared once the scope is written. Returns how many meters were written."""
-    after = None
-    if outage.snapshot_through is not None:
-        # Where the snapshot's rows end, read from them (the (outage, meter) index's last entry),
-        # not from the outage row, which a stale save could have moved back.
-        after = outage.affected.aggregate(last=Max("meter_id"))["last"]
+    # Where the snapshot's rows end, read from them, not from the outage row, which a stale save
+    # could have moved back.
+    after = _snapshot_end(outage) if outage.snapshot_through is not None else None
     scope = selectors.outage_scope_meters(outage=outage).order_by("pk").values("id", "account_id")
     if after is not None:
         scope = scope.filter(pk__gt=after)
@@ -70,11 +68,16 @@ def snapshot_fill(outage: Outage, *, limit: int | None = None) -> int:
         )
     through = None
     if limit is not None and written == limit:
-        through = outage.affected.aggregate(last=Max("meter_id"))["last"]
+        through = _snapshot_end(outage)
     if through != outage.snapshot_through:
         Outage.objects.filter(pk=outage.pk).update(snapshot_through=through)
         outage.snapshot_through = through
     return written
+
+
+def _snapshot_end(outage: Outage) -> int | None:
+    """The last meter in the outage's snapshot (the (outage, meter) index's last entry)."""
+    return outage.affected.aggregate(last=Max("meter_id"))["last"]
 
 
 def snapshot_complete(outage: Outage) -> int:
